@@ -1,0 +1,40 @@
+# The course's commands. Only Python 3.10+ and make are needed; everything else is installed
+# into .venv by `make setup` (the other targets run it first).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+BUILD  := build
+
+.PHONY: setup course test test-fast lab checkpoints clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	touch $@
+
+## The course's main job: execute every notebook headless, write HTML under build/course/.
+course: setup
+	$(BIN)/python -m course_utils.build --out $(BUILD)/course
+
+## The whole test suite, notebooks included (this is what CI runs).
+test: setup
+	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider
+
+## Quick loop while developing: unit tests only, no slow ones, no notebooks.
+test-fast: setup
+	$(BIN)/python -m pytest tests -m "not slow"
+
+## Open JupyterLab on the notebooks.
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+## Retrain the shipped checkpoints in data/checkpoints/ (about 4 minutes on 2 cores).
+checkpoints: setup
+	$(BIN)/python -m course_utils.train --dataset embedded --epochs 12 --snapshots 1,2,3,5,8 --out data/checkpoints
+
+clean:
+	rm -rf $(BUILD) data/cache

@@ -1,0 +1,274 @@
+"""Top-k activation mining, receptive fields and image patches (Fig. 2 of the paper).
+
+:func:`mine_top_activations` streams a dataset through the model once and keeps, for every
+channel of every requested layer, the ``k`` images with the strongest activation. As in the
+paper, an image contributes at most one entry per channel: its activation is the maximum of
+the feature map over all spatial locations, and that location is recorded. The running top-k
+is merged batch by batch with tensor operations (no Python loop over channels); ties keep the
+earlier image.
+
+:func:`receptive_field` computes, along the model's named children, which input pixels a unit
+of a layer can see; :func:`receptive_field_box` and :func:`image_patch` crop the patch of one
+unit (clipped at the image borders), to show beside its deconvnet projection.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .deconvnet import _StopForward, check_eval_mode, check_images, layer_path
+
+__all__ = [
+    "TopK",
+    "mine_top_activations",
+    "receptive_field",
+    "receptive_field_box",
+    "image_patch",
+]
+
+
+@dataclass
+class TopK:
+    """The ``k`` strongest activations of each channel of one layer over a dataset.
+
+    Attributes:
+        layer: the layer's name.
+        values: ``(C, k)`` activations, strongest first (per image: the maximum over locations).
+        image_indices: ``(C, k)`` int64 indices of the images in the mined data (in streaming order).
+        locations: ``(C, k, 2)`` int64 ``(y, x)`` of each maximum in the layer's output
+            (``(0, 0)`` for vector layers such as ``fc6``).
+    """
+
+    layer: str
+    values: Tensor
+    image_indices: Tensor
+    locations: Tensor
+
+    @property
+    def k(self) -> int:
+        return self.values.shape[1]
+
+    def selections(self, channels: Sequence[int] | Tensor | None = None) -> Tensor:
+        """``(len(channels) * k, 4)`` rows ``(image_index, channel, y, x)`` for
+        :func:`course_utils.deconvnet.project`, channel by channel, strongest first."""
+        num_channels = self.values.shape[0]
+        channels = torch.arange(num_channels) if channels is None else torch.as_tensor(channels, dtype=torch.long).reshape(-1)
+        bad = (channels < 0) | (channels >= num_channels)
+        if bad.any():
+            raise ValueError(
+                f"channel {int(channels[bad][0])} is out of range: layer {self.layer!r} has "
+                f"{num_channels} channels (0..{num_channels - 1})"
+            )
+        channel_column = channels[:, None].expand(-1, self.k)
+        return torch.stack(
+            [self.image_indices[channels], channel_column, *self.locations[channels].unbind(-1)], dim=-1
+        ).reshape(-1, 4)
+
+
+def _image_batches(data: Any, batch_size: int) -> tuple[Iterable[Any], int | None]:
+    """``(iterable of batches, number of batches or None)`` for a dataset, a tensor or batches."""
+    if hasattr(data, "batches") and hasattr(data, "__len__"):
+        return data.batches(batch_size), -(-len(data) // batch_size)
+    if isinstance(data, Tensor):
+        return data.split(batch_size), -(-len(data) // batch_size)
+    return data, (len(data) if hasattr(data, "__len__") else None)
+
+
+def _batch_images(batch: Any) -> Tensor:
+    """The images of one batch: a tensor, or the first element of an ``(images, labels)`` pair."""
+    if isinstance(batch, (tuple, list)) and batch:
+        batch = batch[0]
+    if not isinstance(batch, Tensor):
+        raise TypeError(
+            f"each batch must be a tensor (B, 3, H, W) or an (images, labels) pair, got {type(batch).__name__}"
+        )
+    return batch
+
+
+def mine_top_activations(
+    model: nn.Module,
+    data: Any,
+    layers: Sequence[str] | str,
+    k: int = 9,
+    batch_size: int = 128,
+    progress: bool = True,
+) -> dict[str, TopK]:
+    """Find the ``k`` images that excite each channel of each layer most, in one pass.
+
+    Args:
+        model: a flat named model in eval mode.
+        data: an :class:`~course_utils.data.ImageTensorDataset` (normalized batch by batch),
+            a normalized ``(N, 3, H, W)`` tensor, or any iterable of normalized batches
+            (tensors or ``(images, labels)`` pairs). Image indices count in this order.
+        layers: layer names, e.g. ``["conv1", "conv5"]``.
+        k: entries kept per channel.
+        batch_size: images per forward pass (ignored for an iterable of batches).
+        progress: show a progress bar.
+
+    Returns:
+        ``{layer: TopK}``. The forward hooks exist only during the call; each forward pass
+        stops after the deepest requested layer.
+    """
+    layers = [layers] if isinstance(layers, str) else list(dict.fromkeys(layers))  # no duplicates
+    if not layers:
+        raise ValueError("give at least one layer name, e.g. layers=['conv5']")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    check_eval_mode(model)
+    paths = {layer: layer_path(model, layer) for layer in layers}
+    modules = {layer: path[-1][1] for layer, path in paths.items()}
+    deepest = max(layers, key=lambda layer: len(paths[layer]))  # the forward stops after it
+    batch_maxima: dict[str, tuple[Tensor, Tensor]] = {}
+    top: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
+    widths: dict[str, int] = {}
+
+    def record(layer: str, output: Tensor) -> None:
+        if layer in batch_maxima:
+            raise ValueError(f"layer {layer!r} ran twice in one forward pass; each layer must run once")
+        activations = output.detach()
+        if activations.ndim == 4:
+            widths[layer] = activations.shape[-1]
+            batch_maxima[layer] = activations.flatten(2).max(dim=2)  # (B, C) values, flat positions
+        elif activations.ndim == 2:
+            widths[layer] = 1
+            batch_maxima[layer] = (activations, torch.zeros_like(activations, dtype=torch.long))
+        else:
+            raise ValueError(f"layer {layer!r} outputs shape {tuple(activations.shape)}; expected (B, C, H, W) or (B, F)")
+        if not torch.isfinite(batch_maxima[layer][0]).all():
+            raise ValueError(f"layer {layer!r} has NaN or infinite activations; check the images for NaN/inf values")
+        if layer == deepest:
+            raise _StopForward  # nothing above the deepest mined layer is needed
+
+    def merge(layer: str, first_index: int) -> None:
+        values, positions = (t.T for t in batch_maxima.pop(layer))  # (C, B)
+        image_indices = torch.arange(first_index, first_index + values.shape[1], device=values.device)
+        image_indices = image_indices.expand_as(values)
+        if layer in top:
+            old_values, old_images, old_positions = top[layer]
+            values = torch.cat([old_values, values], dim=1)
+            image_indices = torch.cat([old_images, image_indices], dim=1)
+            positions = torch.cat([old_positions, positions], dim=1)
+        values, order = values.sort(dim=1, descending=True, stable=True)
+        keep = order[:, :k]
+        top[layer] = (values[:, :k], image_indices.gather(1, keep), positions.gather(1, keep))
+
+    batches, total = _image_batches(data, batch_size)
+    handles = []
+    seen = 0
+    try:
+        for layer, module in modules.items():
+            handles.append(module.register_forward_hook(lambda m, a, out, n=layer: record(n, out)))
+        with torch.no_grad():
+            for batch in tqdm(batches, total=total, desc="mining top activations", disable=not progress):
+                images = _batch_images(batch)
+                check_images(model, images, check_finite=False)  # the maxima are checked instead
+                try:
+                    model(images)
+                except _StopForward:
+                    pass
+                for layer in layers:
+                    if layer not in batch_maxima:
+                        raise ValueError(f"model.forward() never ran layer {layer!r}")
+                    merge(layer, seen)
+                seen += images.shape[0]
+    finally:
+        for handle in handles:
+            handle.remove()
+        batch_maxima.clear()
+    if seen < k:
+        raise ValueError(f"k={k} but the data holds only {seen} images; use k <= {seen}")
+    results = {}
+    for layer in layers:
+        values, image_indices, positions = (t.cpu() for t in top[layer])
+        locations = torch.stack([positions // widths[layer], positions % widths[layer]], dim=-1)
+        results[layer] = TopK(layer, values, image_indices, locations)
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# Receptive fields
+# --------------------------------------------------------------------------------------------
+
+_POINTWISE = (
+    nn.ReLU, nn.LocalResponseNorm, nn.Dropout, nn.Identity, nn.BatchNorm2d,
+    nn.LeakyReLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.GELU,
+)
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _receptive_field_axes(model: nn.Module, layer: str) -> tuple[list[int], list[int], list[int]]:
+    """``(size, stride, offset)``, each a ``[rows, columns]`` pair, of the units of ``layer``."""
+    size, stride, offset = [1, 1], [1, 1], [0, 0]
+    for name, module in layer_path(model, layer):
+        if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            kernel = _pair(module.kernel_size)
+            step = _pair(module.stride if module.stride is not None else module.kernel_size)
+            padding = module.padding
+            if isinstance(padding, str):
+                raise ValueError(f"layer {name!r}: receptive_field needs numeric padding, got {padding!r}")
+            padding = _pair(padding)
+            dilation = _pair(getattr(module, "dilation", 1))
+            for axis in range(2):
+                effective_kernel = dilation[axis] * (kernel[axis] - 1) + 1
+                size[axis] += (effective_kernel - 1) * stride[axis]
+                offset[axis] -= padding[axis] * stride[axis]
+                stride[axis] *= step[axis]
+        elif isinstance(module, nn.AdaptiveAvgPool2d):
+            raise ValueError(
+                f"layer {name!r} (adaptive pooling) depends on the input size; receptive_field is "
+                "defined up to the last convolution or pooling layer before it"
+            )
+        elif not isinstance(module, _POINTWISE):
+            raise ValueError(
+                f"layer {name!r} ({type(module).__name__}) has no spatial receptive field: units from "
+                "this layer on see the whole image. Use a convolutional layer (conv1..conv5, pool*, relu*)."
+            )
+    return size, stride, offset
+
+
+def receptive_field(model: nn.Module, layer: str) -> tuple[int, int, int]:
+    """``(size, stride, offset)`` of the units of ``layer`` in input pixels (square layers).
+
+    Unit ``(y, x)`` sees input rows ``y * stride + offset`` ... ``y * stride + offset + size - 1``
+    (and the same for columns); ``offset`` is negative when padding reaches outside the image.
+    Computed from kernel sizes, strides, paddings and dilations of the convolutions and pools
+    along the named children; pointwise layers (ReLU, normalization, dropout) change nothing.
+    """
+    size, stride, offset = _receptive_field_axes(model, layer)
+    if size[0] != size[1] or stride[0] != stride[1] or offset[0] != offset[1]:
+        raise ValueError(
+            f"layer {layer!r} has a non-square receptive field (size {size}, stride {stride}, "
+            f"offset {offset}); use receptive_field_box, which handles both axes"
+        )
+    return size[0], stride[0], offset[0]
+
+
+def receptive_field_box(
+    model: nn.Module, layer: str, y: int, x: int, image_size: int | Sequence[int]
+) -> tuple[int, int, int, int]:
+    """``(top, left, bottom, right)`` pixel box (bottom/right exclusive) that unit ``(y, x)`` of
+    ``layer`` sees, clipped to an image of ``image_size`` (``H`` or ``(H, W)``)."""
+    size, stride, offset = _receptive_field_axes(model, layer)
+    height, width = _pair(image_size)
+    top, left = y * stride[0] + offset[0], x * stride[1] + offset[1]
+    box = (max(top, 0), max(left, 0), min(top + size[0], height), min(left + size[1], width))
+    if box[0] >= box[2] or box[1] >= box[3]:
+        raise ValueError(f"unit (y={y}, x={x}) of layer {layer!r} lies outside a {height}x{width} image")
+    return box
+
+
+def image_patch(model: nn.Module, image: Tensor, layer: str, y: int, x: int) -> Tensor:
+    """The part of ``image`` ``(C, H, W)`` that unit ``(y, x)`` of ``layer`` sees, clipped at the
+    borders: ``(C, h, w)`` with ``h, w <= receptive field size``."""
+    if not isinstance(image, Tensor) or image.ndim != 3:
+        shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+        raise ValueError(f"image must be one (C, H, W) tensor, got {shape}; index a batch with images[i]")
+    top, left, bottom, right = receptive_field_box(model, layer, y, x, image.shape[-2:])
+    return image[:, top:bottom, left:right]

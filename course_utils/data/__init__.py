@@ -1,0 +1,41 @@
+"""Datasets of the course, all returned as :class:`ImageTensorDataset`.
+
+``load_dataset("embedded", "train")`` gives the procedurally generated shapes (the default,
+no download); ``"cifar10"`` and ``"imagenette"`` go through torchvision and the download
+registry; any other string is treated as the path of an ImageFolder.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .core import DATA_DIR, CacheError, ImageTensorDataset, load_array_cache, save_array_cache
+from .embedded import EMBEDDED_CLASSES, HELDOUT_CLASSES, generate_shapes, load_embedded
+from .real import REGISTRY, DownloadError, download, load_cifar10, load_image_folder, load_imagenette
+
+__all__ = [
+    "DATA_DIR", "CacheError", "ImageTensorDataset", "load_array_cache", "save_array_cache",
+    "EMBEDDED_CLASSES", "HELDOUT_CLASSES", "generate_shapes", "load_embedded",
+    "REGISTRY", "DownloadError", "download", "load_cifar10", "load_image_folder", "load_imagenette",
+    "DATASET_NAMES", "load_dataset",
+]
+
+DATASET_NAMES = ("embedded", "cifar10", "imagenette")
+
+
+def load_dataset(name: str, split: str = "train", **options) -> ImageTensorDataset:
+    """Load a dataset by name (``embedded``, ``cifar10``, ``imagenette``) or ImageFolder path.
+
+    ``options`` are passed to the matching loader (e.g. ``root=``, ``download=``, ``image_size=``).
+    """
+    if name == "embedded":
+        return load_embedded(split, **options)
+    if name == "cifar10":
+        return load_cifar10(split, **options)
+    if name == "imagenette":
+        return load_imagenette(split, **options)
+    if Path(name).expanduser().is_dir():
+        return load_image_folder(name, split, **options)
+    raise ValueError(
+        f"unknown dataset {name!r}: use one of {', '.join(DATASET_NAMES)} or the path of an "
+        "existing ImageFolder directory (root/<class>/*.png or root/<split>/<class>/*.jpg)"
+    )

@@ -1,0 +1,164 @@
+"""The one dataset interface of the course, and hashed atomic caches.
+
+Every loader (embedded shapes, CIFAR-10, ImageFolder) returns an :class:`ImageTensorDataset`:
+all images decoded once into a ``uint8`` tensor, with the class names and the per-channel
+normalization that the model expects.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = ["ImageTensorDataset", "CacheError", "save_array_cache", "load_array_cache", "DATA_DIR"]
+
+#: The project's data folder (small committed assets; generated caches are git-ignored).
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+
+
+class ImageTensorDataset(Dataset):
+    """Images held in memory as ``uint8`` with labels, class names and normalization.
+
+    Attributes:
+        images: ``(N, 3, H, W)`` uint8 RGB.
+        labels: ``(N,)`` int64 class indices.
+        class_names: readable names, ``class_names[label]``.
+        mean, std: per-channel statistics in [0, 1] units used by :meth:`normalize`.
+        extras: per-image annotations, each a tensor with first dimension ``N``
+            (the embedded dataset stores ``parts`` and ``masks`` here).
+
+    ``dataset[i]`` returns ``(image, label)`` with ``image`` a normalized ``(3, H, W)`` float32.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        class_names: Sequence[str],
+        mean: Sequence[float],
+        std: Sequence[float],
+        extras: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(
+                f"images must be a uint8 tensor of shape (N, 3, H, W), got {images.dtype} "
+                f"{tuple(images.shape)}; convert grayscale to RGB and scale to 0..255 first"
+            )
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+        self.images = images
+        self.labels = labels.long()
+        self.class_names = list(class_names)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.extras = dict(extras or {})
+        for name, value in self.extras.items():
+            if value.shape[0] != images.shape[0]:
+                raise ValueError(f"extra {name!r} has {value.shape[0]} rows for {images.shape[0]} images")
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.normalize(self.images[index]), int(self.labels[index])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (3, 1, 1)
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=like.device).view(shape)
+        std = torch.tensor(self.std, dtype=torch.float32, device=like.device).view(shape)
+        return mean, std
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(..., 3, H, W)`` -> normalized float32 of the same shape."""
+        mean, std = self._stats(images)
+        return (images.float() / 255.0 - mean) / std
+
+    def denormalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalized float ``(..., 3, H, W)`` -> float in [0, 1] for display."""
+        mean, std = self._stats(images)
+        return (images * std + mean).clamp(0.0, 1.0)
+
+    def subset(self, indices: torch.Tensor | Sequence[int]) -> "ImageTensorDataset":
+        """A new dataset with the rows ``indices`` (extras included)."""
+        indices = torch.as_tensor(indices, dtype=torch.long)
+        return ImageTensorDataset(
+            self.images[indices], self.labels[indices], self.class_names, self.mean, self.std,
+            {name: value[indices] for name, value in self.extras.items()},
+        )
+
+    def batches(self, batch_size: int = 256):
+        """Yield ``(normalized images, labels)`` in order, ``(B, 3, H, W)`` and ``(B,)``."""
+        for start in range(0, len(self), batch_size):
+            stop = start + batch_size
+            yield self.normalize(self.images[start:stop]), self.labels[start:stop]
+
+
+class CacheError(RuntimeError):
+    """A cache file is missing, partial or does not match its recorded hash."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_array_cache(path: str | os.PathLike, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> Path:
+    """Write ``arrays`` to ``path`` (.npz) atomically, with a ``.json`` sidecar holding its sha256.
+
+    The sidecar is written last, so a crash leaves either no cache or one whose hash check
+    fails; :func:`load_array_cache` then reports it and the caller rebuilds.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez(stream, **arrays)
+        digest = _sha256(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    sidecar = path.with_suffix(".json")
+    tmp_sidecar = sidecar.with_suffix(".json.tmp")
+    tmp_sidecar.write_text(json.dumps({"sha256": digest, **info}, indent=2, sort_keys=True))
+    os.replace(tmp_sidecar, sidecar)
+    return path
+
+
+def load_array_cache(path: str | os.PathLike, info: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Read a cache written by :func:`save_array_cache`, checking its hash and ``info``.
+
+    Raises :class:`CacheError` when the file or its sidecar is missing, the sha256 differs
+    (corrupt or partial file) or the recorded ``info`` differs from the expected one.
+    """
+    path = Path(path)
+    sidecar = path.with_suffix(".json")
+    if not path.exists() or not sidecar.exists():
+        raise CacheError(f"no complete cache at {path}")
+    try:
+        recorded = json.loads(sidecar.read_text())
+    except json.JSONDecodeError as error:
+        raise CacheError(f"cache sidecar {sidecar} is corrupt: {error}") from error
+    expected_info = json.loads(json.dumps(info, sort_keys=True))
+    if {k: v for k, v in recorded.items() if k != "sha256"} != expected_info:
+        raise CacheError(f"cache {path} was made with other settings")
+    if _sha256(path) != recorded.get("sha256"):
+        raise CacheError(f"cache {path} is corrupt or partial (sha256 mismatch)")
+    with np.load(path) as archive:
+        return {name: archive[name] for name in archive.files}

@@ -1,0 +1,483 @@
+"""The autograder: call a student's functions on stored inputs and compare with reference outputs.
+
+Each assignment's solution source declares its checks as a ``CHECKS`` list of :class:`Check`:
+which function is called, a seeded maker of its inputs, the points it is worth and whether it
+is hidden. ``python -m course_utils.homework references`` calls every check's maker with a
+generator seeded from the check's id, stores the inputs and the solution's output in
+``data/homework/<assignment>.npz`` (with a sha256 sidecar) and the grader reads only that file:
+it needs neither the solutions nor a model checkpoint.
+
+A check passes when the student's output has the reference's shape, its relative error
+
+    rel_error(x, y) = max over elements of |x - y| / max(1e-8, |x| + |y|)     (cs231n style)
+
+is at most :data:`TOLERANCE`, and the function left its inputs unchanged. The checks run in
+float64, so a correct implementation lands near 1e-16. A function that raises
+``NotImplementedError`` (a stub) or any other error scores 0 for that check; the grader itself
+never crashes on a student's module.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import traceback
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Sequence, TextIO
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.core import DATA_DIR, CacheError, load_array_cache, save_array_cache
+from ..models import ZFNet, ZFNetConfig
+
+__all__ = [
+    "TOLERANCE",
+    "REFERENCE_DIR",
+    "Check",
+    "StoredCheck",
+    "References",
+    "CheckResult",
+    "GradeReport",
+    "rel_error",
+    "check_seed",
+    "random_zfnet",
+    "build_references",
+    "write_references",
+    "load_references",
+    "default_references",
+    "load_module",
+    "run_check",
+    "grade",
+]
+
+#: Largest relative error (see :func:`rel_error`) a passing output may have.
+TOLERANCE = 1e-6
+#: Where ``python -m course_utils.homework references`` writes the full reference data.
+REFERENCE_DIR = DATA_DIR / "homework"
+#: Version of the reference file layout; stored in the sidecar and checked on loading.
+FORMAT = 1
+_METADATA_KEY = "__checks__"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One graded call of a student's function.
+
+    Attributes:
+        function: name of the function called; it is also the exercise the points count for.
+        name: short description, unique per function (e.g. ``"overlapping_3x3_windows"``).
+        make_inputs: ``generator -> {argument: value}``; values may be tensors, numbers,
+            strings, (nested) tuples of those, or a :class:`~course_utils.models.ZFNet`.
+        points: what passing it is worth.
+        hidden: hidden checks are left out of the student version and of the handout's data.
+    """
+
+    function: str
+    name: str
+    make_inputs: Callable[[torch.Generator], dict[str, Any]]
+    points: int = 1
+    hidden: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.function}/{self.name}"
+
+
+def check_seed(assignment: str, check_id: str) -> int:
+    """Seed of a check's generator: stable across runs and independent of the checks' order."""
+    return zlib.crc32(f"{assignment}/{check_id}".encode())
+
+
+def rel_error(x: Any, y: Any) -> float:
+    """``max |x - y| / max(1e-8, |x| + |y|)`` over the elements of two same-shaped arrays.
+
+    0.0 for identical (or empty) arrays, NaN when either holds NaN.
+    """
+    a = np.asarray(x, dtype=np.float64)
+    b = np.asarray(y, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"rel_error needs two arrays of the same shape, got {a.shape} and {b.shape}")
+    if a.size == 0:
+        return 0.0
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, reported as a failure
+        return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
+
+
+def random_zfnet(
+    generator: torch.Generator, image_size: int = 16, num_classes: int = 4,
+    conv_widths: tuple[int, int, int, int, int] = (6, 8, 8, 8, 8), fc_widths: tuple[int, int] = (16, 16),
+) -> ZFNet:
+    """A small float64 :class:`~course_utils.models.ZFNet` in eval mode, its weights drawn from
+    ``generator`` (He-scaled normals, biases ``N(0, 0.1^2)``): a model for checks that needs no
+    checkpoint."""
+    config = ZFNetConfig(num_classes=num_classes, image_size=image_size, conv_widths=conv_widths,
+                         fc_widths=fc_widths)
+    model = ZFNet(config).double().eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            scale = (2.0 / parameter[0].numel()) ** 0.5 if parameter.ndim > 1 else 0.1
+            parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=torch.float64) * scale)
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Storing inputs and outputs as arrays
+# --------------------------------------------------------------------------------------------
+
+def _encode(key: str, value: Any, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """JSON description of one argument; its tensors go to ``arrays`` under ``key``."""
+    if isinstance(value, torch.Tensor):
+        arrays[key] = value.detach().cpu().numpy().copy()
+        return {"tensor": key}
+    if isinstance(value, ZFNet):
+        parameter = next(value.parameters())
+        for name, tensor in value.state_dict().items():
+            arrays[f"{key}/{name}"] = tensor.cpu().numpy().copy()
+        return {"zfnet": value.config.to_dict(), "dtype": str(parameter.dtype).removeprefix("torch."),
+                "prefix": key}
+    if isinstance(value, nn.Module):
+        raise TypeError(f"argument {key!r}: checks can pass a course_utils.models.ZFNet, not a "
+                        f"{type(value).__name__}; build the model with random_zfnet()")
+    try:
+        json.dumps(value)
+    except TypeError as error:
+        raise TypeError(f"argument {key!r}: checks can pass tensors, numbers, strings and tuples, "
+                        f"got {type(value).__name__}") from error
+    return {"value": value}
+
+
+def _as_tuples(value: Any) -> Any:
+    """JSON lists back to tuples, recursively."""
+    return tuple(_as_tuples(item) for item in value) if isinstance(value, list) else value
+
+
+def _decode(description: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+    """A fresh copy of one stored argument (tensors the caller may modify freely)."""
+    if "tensor" in description:
+        return torch.from_numpy(arrays[description["tensor"]].copy())
+    if "zfnet" in description:
+        model = ZFNet(ZFNetConfig.from_dict(description["zfnet"])).to(getattr(torch, description["dtype"]))
+        prefix = description["prefix"] + "/"
+        state = {name[len(prefix):]: torch.from_numpy(array.copy())
+                 for name, array in arrays.items() if name.startswith(prefix)}
+        model.load_state_dict(state)
+        return model.eval().requires_grad_(False)
+    return _as_tuples(description["value"])
+
+
+def _decode_all(arguments: dict[str, dict[str, Any]], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    return {name: _decode(description, arrays) for name, description in arguments.items()}
+
+
+def _as_array(output: Any) -> np.ndarray:
+    """A function's result as an array: tensors, numbers and (nested) sequences of numbers."""
+    if isinstance(output, torch.Tensor):
+        return output.detach().cpu().numpy()
+    array = np.asarray(output)
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise TypeError(f"returned {type(output).__name__}, which is not a tensor or a number")
+    return array
+
+
+@dataclass
+class StoredCheck:
+    """A check as the grader reads it: stored inputs and the reference output."""
+
+    function: str
+    name: str
+    points: int
+    hidden: bool
+    arguments: dict[str, dict[str, Any]]
+    expected: np.ndarray
+    arrays: dict[str, np.ndarray] = field(repr=False)
+
+    @property
+    def id(self) -> str:
+        return f"{self.function}/{self.name}"
+
+    def inputs(self) -> dict[str, Any]:
+        """Fresh copies of the check's arguments, ready to pass as ``function(**inputs)``."""
+        return _decode_all(self.arguments, self.arrays)
+
+
+@dataclass
+class References:
+    """Everything the grader needs for one assignment.
+
+    ``hidden_left_out`` and ``hidden_points_left_out`` count the hidden checks a student's
+    copy does not contain (0 in the instructor's full file).
+    """
+
+    assignment: str
+    checks: list[StoredCheck]
+    hidden_left_out: int = 0
+    hidden_points_left_out: int = 0
+
+    def public(self) -> "References":
+        """The same references without the hidden checks (what a handout ships)."""
+        hidden = [check for check in self.checks if check.hidden]
+        return References(self.assignment, [check for check in self.checks if not check.hidden],
+                          self.hidden_left_out + len(hidden),
+                          self.hidden_points_left_out + sum(check.points for check in hidden))
+
+
+def build_references(assignment: str, module: ModuleType) -> References:
+    """Run every check of ``module.CHECKS`` through the module's own (solution) functions."""
+    checks = getattr(module, "CHECKS", None)
+    if not isinstance(checks, list) or not all(isinstance(check, Check) for check in checks):
+        raise ValueError(f"{module.__name__} must define CHECKS, a list of course_utils.homework.Check")
+    ids = [check.id for check in checks]
+    duplicates = sorted({check_id for check_id in ids if ids.count(check_id) > 1})
+    if duplicates:
+        raise ValueError(f"{module.__name__}: check ids must be unique, repeated: {duplicates}")
+    stored = []
+    for check in checks:
+        arrays: dict[str, np.ndarray] = {}
+        generator = torch.Generator().manual_seed(check_seed(assignment, check.id))
+        arguments = {name: _encode(f"{check.id}/{name}", value, arrays)
+                     for name, value in check.make_inputs(generator).items()}
+        # the solution sees the stored copies, exactly what a student's function will see
+        expected = _as_array(getattr(module, check.function)(**_decode_all(arguments, arrays)))
+        stored.append(StoredCheck(check.function, check.name, check.points, check.hidden, arguments,
+                                  expected, arrays))
+    return References(assignment, stored)
+
+
+def _info(assignment: str) -> dict[str, Any]:
+    return {"assignment": assignment, "format": FORMAT}
+
+
+def write_references(references: References, path: str | Path) -> Path:
+    """Write ``references`` to ``path`` (.npz, atomically, with a sha256 ``.json`` sidecar)."""
+    arrays: dict[str, np.ndarray] = {}
+    entries = []
+    for check in references.checks:
+        arrays.update(check.arrays)
+        arrays[f"{check.id}/expected"] = check.expected
+        entries.append({"function": check.function, "name": check.name, "points": check.points,
+                        "hidden": check.hidden, "arguments": check.arguments})
+    metadata = {"checks": entries, "hidden_left_out": references.hidden_left_out,
+                "hidden_points_left_out": references.hidden_points_left_out}
+    arrays[_METADATA_KEY] = np.array(json.dumps(metadata, sort_keys=True))
+    return save_array_cache(path, arrays, _info(references.assignment))
+
+
+def load_references(assignment: str, path: str | Path) -> References:
+    """Read reference data written by :func:`write_references`, checking its hash and assignment."""
+    path = Path(path)
+    try:
+        arrays = load_array_cache(path, _info(assignment))
+        metadata = json.loads(str(arrays.pop(_METADATA_KEY)))
+    except (CacheError, KeyError, ValueError, OSError) as error:
+        raise ValueError(
+            f"the reference data {path} cannot be used for {assignment} ({error}). Instructors: "
+            f"regenerate it with `python -m course_utils.homework references {assignment}`; "
+            "students: unpack the handout again."
+        ) from error
+    checks = []
+    for entry in metadata["checks"]:
+        check_id = f"{entry['function']}/{entry['name']}"
+        own = {name: array for name, array in arrays.items() if name.startswith(check_id + "/")}
+        expected = own.pop(f"{check_id}/expected")
+        checks.append(StoredCheck(entry["function"], entry["name"], entry["points"], entry["hidden"],
+                                  entry["arguments"], expected, own))
+    return References(assignment, checks, metadata["hidden_left_out"], metadata["hidden_points_left_out"])
+
+
+def default_references(assignment: str, module_path: str | Path) -> Path:
+    """``<assignment>_references.npz`` beside the student's module (a handout), else the
+    course's ``data/homework/<assignment>.npz``."""
+    beside = Path(module_path).resolve().parent / f"{assignment}_references.npz"
+    if beside.exists():
+        return beside
+    course = REFERENCE_DIR / f"{assignment}.npz"
+    if course.exists():
+        return course
+    raise FileNotFoundError(
+        f"no reference data for {assignment}: expected {beside.name} beside your module (it comes "
+        f"with the handout) or {course} in the course repository (instructors: "
+        f"`python -m course_utils.homework references {assignment}`)."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Running a student's functions
+# --------------------------------------------------------------------------------------------
+
+def load_module(path: str | Path, name: str = "student_module") -> ModuleType:
+    """Import the Python file at ``path`` afresh (edits since the last call are picked up)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look the module up while it runs
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(name, None)
+    return module
+
+
+@dataclass
+class CheckResult:
+    """Outcome of one check: ``status`` is ``"pass"``, ``"fail"``, ``"todo"`` (not implemented) or
+    ``"error"``; ``message`` says why it did not pass."""
+
+    check: StoredCheck
+    status: str
+    message: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
+def _where(error: BaseException, module: ModuleType) -> str:
+    """``" (hw1.py, line 12)"`` for the deepest traceback frame inside the student's file."""
+    filename = getattr(module, "__file__", None)
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename == filename]
+    return f" ({Path(filename).name}, line {frames[-1].lineno})" if frames else ""
+
+
+def run_check(check: StoredCheck, module: ModuleType) -> CheckResult:
+    """Call ``module.<check.function>`` on the check's inputs and compare with the reference."""
+    function = getattr(module, check.function, None)
+    if not callable(function):
+        return CheckResult(check, "error", f"{Path(module.__file__ or '').name or module.__name__} has no "
+                                           f"function {check.function!r}")
+    inputs = check.inputs()
+    try:
+        output = function(**inputs)
+    except NotImplementedError as error:
+        return CheckResult(check, "todo", f"not implemented: {error}")
+    except Exception as error:  # a student's bug must not stop the grader
+        return CheckResult(check, "error", f"{type(error).__name__}: {error}{_where(error, module)}")
+    try:
+        result = _as_array(output)
+    except TypeError as error:
+        return CheckResult(check, "fail", f"{error}; expected an array of shape {check.expected.shape}")
+    if result.shape != check.expected.shape:
+        return CheckResult(check, "fail", f"returned shape {result.shape}, expected {check.expected.shape}")
+    untouched = check.inputs()
+    for name, value in inputs.items():
+        if isinstance(value, torch.Tensor) and not torch.equal(value, untouched[name]):
+            return CheckResult(check, "fail", f"changed its input {name!r} in place; work on a copy "
+                                              f"(e.g. {name}.clone())")
+    error = rel_error(result, check.expected)
+    if not error <= TOLERANCE:
+        message = f"relative error {error:.1e} > {TOLERANCE:.0e}"
+        if result.dtype != check.expected.dtype and result.dtype.kind == check.expected.dtype.kind:
+            message += (f" (your result is {result.dtype}, the reference {check.expected.dtype}: "
+                        "keep the inputs' dtype)")
+        return CheckResult(check, "fail", message)
+    return CheckResult(check, "pass", f"relative error {error:.1e}")
+
+
+@dataclass
+class GradeReport:
+    """Results of grading one module: per check, and scored per exercise."""
+
+    assignment: str
+    module: str
+    references: str
+    results: list[CheckResult]
+    hidden_left_out: int = 0
+    hidden_points_left_out: int = 0
+
+    def scores(self) -> dict[str, tuple[int, int]]:
+        """``{exercise: (points earned, points possible)}`` in the order of the checks."""
+        scores: dict[str, tuple[int, int]] = {}
+        for result in self.results:
+            earned, possible = scores.get(result.check.function, (0, 0))
+            points = result.check.points
+            scores[result.check.function] = (earned + points * result.passed, possible + points)
+        return scores
+
+    @property
+    def earned(self) -> int:
+        return sum(earned for earned, _ in self.scores().values())
+
+    @property
+    def possible(self) -> int:
+        return sum(possible for _, possible in self.scores().values())
+
+    def summary(self) -> str:
+        """``"hw1_deconv: unpool 2/2, deconv_step 3/3 -> 5/5"``."""
+        parts = ", ".join(f"{name} {earned}/{possible}" for name, (earned, possible) in self.scores().items())
+        return f"{self.assignment}: {parts} -> {self.earned}/{self.possible}"
+
+    def details(self) -> str:
+        """One line per check, then the hidden-check note and the summary."""
+        labels = {"pass": "PASS", "fail": "FAIL", "todo": "TODO", "error": "ERROR"}
+        lines = [f"{self.assignment}: grading {self.module}", f"  reference data: {self.references}"]
+        hinted: set[str] = set()  # a stub's hint is shown once per function
+        for result in self.results:
+            check = result.check
+            points = f"{check.points} point{'s' if check.points != 1 else ''}"
+            hidden = ", hidden" if check.hidden else ""
+            message = result.message
+            if result.status == "todo":
+                message = "not implemented" if check.function in hinted else message
+                hinted.add(check.function)
+            lines.append(f"  {labels[result.status]:5} {check.id} ({points}{hidden}): {message}")
+        if self.hidden_left_out:
+            lines.append(f"  + {self.hidden_left_out} hidden checks ({self.hidden_points_left_out} points) "
+                         "that only your instructor's grader runs")
+        lines.append(self.summary())
+        return "\n".join(lines)
+
+
+def grade(
+    assignment: str,
+    module: str | Path | ModuleType | None = None,
+    references: str | Path | None = None,
+    exercises: Sequence[str] | None = None,
+    verbose: bool = True,
+    file: TextIO | None = None,
+) -> GradeReport:
+    """Grade a student's functions for ``assignment`` and print the score per exercise.
+
+    Args:
+        assignment: e.g. ``"hw1_deconv"``.
+        module: the student's file (default: ``<assignment>.py`` in the current folder) or an
+            imported module.
+        references: the reference data (default: :func:`default_references`).
+        exercises: grade only these functions (default: all).
+        verbose: print one line per check and the summary to ``file`` (default: stdout).
+    """
+    if module is None:
+        module = Path(f"{assignment}.py")
+        if not module.is_file():
+            raise FileNotFoundError(
+                f"no {module} in the current folder ({Path.cwd()}); run the grader in the folder of "
+                f"your handout or pass the file: --module path/to/{assignment}.py"
+            )
+    module_path = Path(module.__file__) if isinstance(module, ModuleType) else Path(module)
+    reference_path = Path(references) if references is not None else default_references(assignment, module_path)
+    data = load_references(assignment, reference_path)
+    checks = data.checks
+    if exercises is not None:
+        unknown = sorted(set(exercises) - {check.function for check in checks})
+        if unknown:
+            names = list(dict.fromkeys(check.function for check in checks))
+            raise ValueError(f"unknown exercises {unknown} for {assignment}; its exercises are {names}")
+        checks = [check for check in checks if check.function in exercises]
+    try:
+        loaded = module if isinstance(module, ModuleType) else load_module(module_path, f"_graded_{assignment}")
+    except Exception as error:  # e.g. a SyntaxError: every check scores 0, no crash
+        message = f"could not import {module_path.name}: {type(error).__name__}: {error}"
+        results = [CheckResult(check, "error", message) for check in checks]
+    else:
+        results = [run_check(check, loaded) for check in checks]
+    report = GradeReport(assignment, str(module_path), str(reference_path), results,
+                         data.hidden_left_out if exercises is None else 0,
+                         data.hidden_points_left_out if exercises is None else 0)
+    if verbose:
+        print(report.details(), file=file or sys.stdout)
+    return report

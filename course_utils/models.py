@@ -1,0 +1,364 @@
+"""Networks with the paper's layer names.
+
+Every model in the course is a flat :class:`NamedSequential`: an ``nn.Sequential`` whose
+children are named like the layers of Zeiler & Fergus (``conv1`` ... ``conv5``, ``fc6``,
+``fc7``, ``fc8``, with ``relu*``, ``pool*``, ``norm*`` and ``drop*`` in between). Code
+addresses layers by name (``model.conv5`` or :func:`get_layer`), never by index.
+
+* :class:`ZFNet` is the course's own network, sized for 64x64 inputs, with configurable
+  widths, optional local contrast normalization and removable layers (for the ablation).
+* :func:`alexnet` and :func:`vgg16` wrap torchvision's models under the same naming; their
+  ImageNet weights load from the torch cache when present.
+* :func:`save_checkpoint` / :func:`load_checkpoint` store the architecture with the weights,
+  write atomically and refuse a checkpoint of another architecture.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from .data.core import DATA_DIR
+
+__all__ = [
+    "NamedSequential",
+    "ZFNetConfig",
+    "ZFNet",
+    "REMOVABLE_LAYERS",
+    "get_layer",
+    "layer_names",
+    "alexnet",
+    "vgg16",
+    "count_parameters",
+    "save_checkpoint",
+    "load_checkpoint",
+    "CheckpointError",
+    "CHECKPOINT_DIR",
+    "load_shipped_model",
+]
+
+#: Where the shipped checkpoints live (``final.pt`` and the epoch snapshots ``epoch_XX.pt``).
+CHECKPOINT_DIR = DATA_DIR / "checkpoints"
+
+REMOVABLE_LAYERS = ("conv3", "conv4", "conv5", "fc6", "fc7")
+
+
+class NamedSequential(nn.Sequential):
+    """``nn.Sequential`` whose children carry the paper's layer names.
+
+    Input ``(N, 3, H, W)`` float images (normalized), output ``(N, num_classes)`` logits.
+    """
+
+    def layer_names(self) -> list[str]:
+        """Names of the children in forward order."""
+        return [name for name, _ in self.named_children()]
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """Names of a :class:`NamedSequential`'s layers in forward order."""
+    return [name for name, _ in model.named_children()]
+
+
+def get_layer(model: nn.Module, name: str) -> nn.Module:
+    """Return the layer called ``name``; a clear ``KeyError`` lists the valid names."""
+    children = dict(model.named_children())
+    if name not in children:
+        raise KeyError(
+            f"unknown layer {name!r}; this model's layers are: {', '.join(children)}. "
+            "Address layers by these names (e.g. 'conv5', 'fc7')."
+        )
+    return children[name]
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@dataclass(frozen=True)
+class ZFNetConfig:
+    """Architecture of a :class:`ZFNet`; stored in checkpoints.
+
+    Attributes:
+        num_classes: outputs of ``fc8``.
+        image_size: side of the square input images.
+        conv_widths: output channels of conv1..conv5.
+        fc_widths: output features of fc6, fc7.
+        conv1_kernel, conv1_stride: the first layer's filter size and stride (7/2 is the
+            paper's choice; 11/4 is AlexNet's, used in the architecture-selection notebook).
+        lcn: add local contrast (response) normalization after pool1 and pool2.
+        dropout: dropout probability after fc6 and fc7.
+        remove: layers left out, a subset of ``REMOVABLE_LAYERS`` (Table 3's ablation).
+    """
+
+    num_classes: int = 10
+    image_size: int = 64
+    conv_widths: tuple[int, int, int, int, int] = (32, 64, 96, 96, 64)
+    fc_widths: tuple[int, int] = (256, 256)
+    conv1_kernel: int = 7
+    conv1_stride: int = 2
+    lcn: bool = False
+    dropout: float = 0.5
+    remove: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        # Normalize lists (e.g. from JSON) to tuples so configs compare equal.
+        object.__setattr__(self, "conv_widths", tuple(int(w) for w in self.conv_widths))
+        object.__setattr__(self, "fc_widths", tuple(int(w) for w in self.fc_widths))
+        object.__setattr__(self, "remove", tuple(sorted(set(self.remove))))
+        if len(self.conv_widths) != 5 or len(self.fc_widths) != 2:
+            raise ValueError("conv_widths needs 5 entries (conv1..conv5) and fc_widths 2 (fc6, fc7)")
+        unknown = set(self.remove) - set(REMOVABLE_LAYERS)
+        if unknown:
+            raise ValueError(
+                f"cannot remove {sorted(unknown)}; removable layers are {REMOVABLE_LAYERS}"
+            )
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ZFNetConfig":
+        return cls(**values)
+
+
+class ZFNet(NamedSequential):
+    """ZFNet-style convnet for small images (default 64x64).
+
+    conv1 (7x7/2) -> relu1 -> pool1 (3x3/2, overlapping) [-> norm1]
+    -> conv2 (5x5/1) -> relu2 -> pool2 (3x3/2) [-> norm2]
+    -> conv3, conv4, conv5 (3x3/1) with ReLUs -> pool5 (3x3/2)
+    -> flatten -> fc6 -> relu6 -> drop6 -> fc7 -> relu7 -> drop7 -> fc8.
+
+    Shapes for the default config: input ``(N, 3, 64, 64)``; conv1 ``(N, 32, 32, 32)``;
+    pool1 ``(N, 32, 16, 16)``; conv2 ``(N, 64, 16, 16)``; pool2 ``(N, 64, 8, 8)``;
+    conv3..5 ``(N, C, 8, 8)``; pool5 ``(N, 64, 4, 4)``; fc8 ``(N, num_classes)``.
+    """
+
+    def __init__(self, config: ZFNetConfig | None = None, **overrides: Any) -> None:
+        config = dataclasses.replace(config or ZFNetConfig(), **overrides)
+        c1, c2, c3, c4, c5 = config.conv_widths
+        k1 = config.conv1_kernel
+        layers: list[tuple[str, nn.Module]] = [
+            ("conv1", nn.Conv2d(3, c1, k1, stride=config.conv1_stride, padding=k1 // 2)),
+            ("relu1", nn.ReLU()),
+            ("pool1", nn.MaxPool2d(3, stride=2, padding=1)),
+        ]
+        if config.lcn:
+            layers.append(("norm1", nn.LocalResponseNorm(5)))
+        layers += [
+            ("conv2", nn.Conv2d(c1, c2, 5, stride=1, padding=2)),
+            ("relu2", nn.ReLU()),
+            ("pool2", nn.MaxPool2d(3, stride=2, padding=1)),
+        ]
+        if config.lcn:
+            layers.append(("norm2", nn.LocalResponseNorm(5)))
+        channels = c2
+        for index, width in zip((3, 4, 5), (c3, c4, c5)):
+            if f"conv{index}" in config.remove:
+                continue
+            layers += [
+                (f"conv{index}", nn.Conv2d(channels, width, 3, padding=1)),
+                (f"relu{index}", nn.ReLU()),
+            ]
+            channels = width
+        layers += [("pool5", nn.MaxPool2d(3, stride=2, padding=1)), ("flatten", nn.Flatten())]
+        side = config.image_size
+        for stride in (config.conv1_stride, 2, 2, 2):  # conv1, pool1, pool2, pool5
+            side = (side - 1) // stride + 1
+        features = channels * side * side
+        for index, width in zip((6, 7), config.fc_widths):
+            if f"fc{index}" in config.remove:
+                continue
+            layers += [
+                (f"fc{index}", nn.Linear(features, width)),
+                (f"relu{index}", nn.ReLU()),
+                (f"drop{index}", nn.Dropout(config.dropout)),
+            ]
+            features = width
+        layers.append(("fc8", nn.Linear(features, config.num_classes)))
+        super().__init__(OrderedDict(layers))
+        self.config = config
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+
+
+def _rename(modules: Iterable[nn.Module], names: Iterable[str]) -> list[tuple[str, nn.Module]]:
+    modules, names = list(modules), list(names)
+    assert len(modules) == len(names), (len(modules), len(names))
+    return list(zip(names, modules))
+
+
+def _load_imagenet_weights(model: nn.Module, weights: Any) -> None:
+    """Load torchvision ImageNet weights from the torch cache, downloading when online.
+
+    Offline with nothing cached, raise a ``RuntimeError`` that names the file to fetch and
+    the folder to put it in.
+    """
+    url = weights.url
+    cache_dir = Path(torch.hub.get_dir()) / "checkpoints"
+    target = cache_dir / os.path.basename(url)
+    try:
+        state = torch.hub.load_state_dict_from_url(url, progress=True, check_hash=True)
+    except (OSError, RuntimeError) as error:  # URLError is an OSError
+        raise RuntimeError(
+            f"could not load pretrained weights ({error}). Download {url} on a machine with "
+            f"internet access and copy it to {target}, then call again."
+        ) from error
+    model.load_state_dict(state)
+
+
+def alexnet(pretrained: bool = False, num_classes: int = 1000) -> NamedSequential:
+    """torchvision AlexNet with the paper's names (input ``(N, 3, 224, 224)``).
+
+    Names: conv1, relu1, pool1, conv2, relu2, pool2, conv3, relu3, conv4, relu4, conv5,
+    relu5, pool5, avgpool, flatten, drop6, fc6, relu6, drop7, fc7, relu7, fc8. The modules
+    are torchvision's own (in-place ReLUs included).
+    """
+    from torchvision.models import AlexNet_Weights
+    from torchvision.models import alexnet as tv_alexnet
+
+    net = tv_alexnet(weights=None, num_classes=num_classes)
+    if pretrained:
+        _load_imagenet_weights(net, AlexNet_Weights.IMAGENET1K_V1)
+    feature_names = [
+        "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3",
+        "conv4", "relu4", "conv5", "relu5", "pool5",
+    ]
+    classifier_names = ["drop6", "fc6", "relu6", "drop7", "fc7", "relu7", "fc8"]
+    layers = (
+        _rename(net.features, feature_names)
+        + [("avgpool", net.avgpool), ("flatten", nn.Flatten())]
+        + _rename(net.classifier, classifier_names)
+    )
+    return NamedSequential(OrderedDict(layers))
+
+
+def vgg16(pretrained: bool = False, num_classes: int = 1000) -> NamedSequential:
+    """torchvision VGG16 with paper-style names (input ``(N, 3, 224, 224)``).
+
+    Convolutions are ``conv{block}_{index}`` (conv1_1 ... conv5_3) with ``relu{block}_{index}``
+    after each, ``pool1`` ... ``pool5`` closing the blocks, then avgpool, flatten, fc6, relu6,
+    drop6, fc7, relu7, drop7, fc8.
+    """
+    from torchvision.models import VGG16_Weights
+    from torchvision.models import vgg16 as tv_vgg16
+
+    net = tv_vgg16(weights=None, num_classes=num_classes)
+    if pretrained:
+        _load_imagenet_weights(net, VGG16_Weights.IMAGENET1K_V1)
+    feature_names = []
+    for block, convs in enumerate((2, 2, 3, 3, 3), start=1):
+        for index in range(1, convs + 1):
+            feature_names += [f"conv{block}_{index}", f"relu{block}_{index}"]
+        feature_names.append(f"pool{block}")
+    classifier_names = ["fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8"]
+    layers = (
+        _rename(net.features, feature_names)
+        + [("avgpool", net.avgpool), ("flatten", nn.Flatten())]
+        + _rename(net.classifier, classifier_names)
+    )
+    return NamedSequential(OrderedDict(layers))
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt or of another architecture."""
+
+
+def save_checkpoint(path: str | os.PathLike, model: ZFNet, **metadata: Any) -> Path:
+    """Write ``model`` (its config and weights) plus ``metadata`` atomically to ``path``.
+
+    The file appears complete or not at all: it is written to a temporary file in the same
+    folder and renamed. ``metadata`` may hold e.g. ``epoch``, ``class_names``, ``mean``,
+    ``std``, ``history``, and ``half=True`` stores the weights in float16.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    half = bool(metadata.pop("half", False))
+    state = {
+        name: (tensor.half() if half and tensor.is_floating_point() else tensor).detach().cpu()
+        for name, tensor in model.state_dict().items()
+    }
+    payload = {"format": "course_utils.zfnet/1", "config": model.config.to_dict(),
+               "state_dict": state, "metadata": metadata}
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(payload, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    return path
+
+
+def load_checkpoint(
+    path: str | os.PathLike, model: ZFNet | None = None
+) -> tuple[ZFNet, dict[str, Any]]:
+    """Load a checkpoint written by :func:`save_checkpoint`.
+
+    Returns ``(model, metadata)`` with the model in eval mode and float32. When ``model`` is
+    given its architecture must match the checkpoint's, otherwise :class:`CheckpointError`
+    says how they differ.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(
+            f"no checkpoint at {path}. Train one with `python -m course_utils.train` "
+            "or check the path (shipped checkpoints live in data/checkpoints/)."
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated or not a torch file
+        raise CheckpointError(f"{path} is not a readable checkpoint ({error}); retrain or re-download it") from error
+    if not isinstance(payload, dict) or payload.get("format") != "course_utils.zfnet/1":
+        raise CheckpointError(
+            f"{path} is not a course_utils ZFNet checkpoint (expected format 'course_utils.zfnet/1'). "
+            "Torchvision models load through course_utils.models.alexnet/vgg16 instead."
+        )
+    config = ZFNetConfig.from_dict(payload["config"])
+    if model is None:
+        model = ZFNet(config)
+    elif getattr(model, "config", None) != config:
+        theirs = config.to_dict()
+        ours = model.config.to_dict() if hasattr(model, "config") else {}
+        diff = {k: (ours.get(k), v) for k, v in theirs.items() if ours.get(k) != v}
+        raise CheckpointError(
+            f"checkpoint {path} holds another architecture; differences (model, checkpoint): "
+            f"{diff}. Build the model with ZFNet(ZFNetConfig(**checkpoint config)) or call "
+            "load_checkpoint(path) without a model."
+        )
+    state = {name: tensor.float() if tensor.is_floating_point() else tensor
+             for name, tensor in payload["state_dict"].items()}
+    model.load_state_dict(state)
+    model.eval()
+    return model, payload.get("metadata", {})
+
+
+def load_shipped_model(name: str = "final") -> tuple[ZFNet, dict[str, Any]]:
+    """Load a checkpoint shipped in ``data/checkpoints/`` (``"final"`` or ``"epoch_05"`` ...)."""
+    path = CHECKPOINT_DIR / f"{name}.pt"
+    if not path.exists():
+        available = sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt"))
+        raise CheckpointError(
+            f"no shipped checkpoint {name!r} in {CHECKPOINT_DIR}; available: {available or 'none'}. "
+            "Recreate them with `make checkpoints`."
+        )
+    return load_checkpoint(path)

@@ -1,0 +1,313 @@
+"""Training with the paper's recipe, as a library and a command line.
+
+Recipe (Zeiler & Fergus, section 3): cross-entropy, SGD with momentum 0.9, a learning rate
+annealed over training (here: one warm-up epoch, then cosine decay to zero), dropout 0.5 in
+fc6/fc7, and after every step any conv filter whose RMS exceeds 0.1 is renormalized to 0.1.
+Runs are seeded and deterministic; checkpoints are written atomically at chosen epochs (for
+the feature-evolution figure) and at the end.
+
+Command line (also under ``torchrun --nproc_per_node=2``, DDP with the gloo backend)::
+
+    python -m course_utils.train --dataset embedded --epochs 12 --out data/checkpoints
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import ImageTensorDataset, load_dataset
+from .models import ZFNet, ZFNetConfig, save_checkpoint
+
+__all__ = [
+    "TrainConfig",
+    "train",
+    "evaluate",
+    "predict",
+    "confusion_matrix",
+    "renormalize_filters",
+    "augment_batch",
+    "main",
+]
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run (the defaults train the shipped model).
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: global batch size (split across processes under DDP).
+        lr: peak learning rate, reached after ``warmup_epochs`` and annealed by a cosine.
+        momentum, weight_decay: SGD settings.
+        max_filter_rms: conv filters whose RMS exceeds this are rescaled to it (paper: 0.1).
+        augment: "none", "flip" or "crop_flip" (random 4-pixel shifts and horizontal flips).
+        seed: seeds initialization, batch order, dropout and augmentation.
+        snapshot_epochs: epochs after which a checkpoint ``epoch_XX.pt`` is written.
+        out_dir: where checkpoints go (``None``: none written).
+        snapshot_half: store snapshots in float16 (the final checkpoint stays float32).
+    """
+
+    epochs: int = 12
+    batch_size: int = 128
+    lr: float = 0.02
+    warmup_epochs: float = 1.0
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    max_filter_rms: float | None = 0.1
+    augment: str = "crop_flip"
+    seed: int = 0
+    snapshot_epochs: Sequence[int] = field(default_factory=tuple)
+    out_dir: str | None = None
+    snapshot_half: bool = True
+
+    def __post_init__(self) -> None:
+        if self.augment not in ("none", "flip", "crop_flip"):
+            raise ValueError(f"augment must be 'none', 'flip' or 'crop_flip', got {self.augment!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+
+
+def renormalize_filters(model: nn.Module, max_rms: float = 0.1) -> int:
+    """Rescale every conv filter whose RMS exceeds ``max_rms`` to exactly ``max_rms``.
+
+    A filter is one output channel's weights ``(C_in, kH, kW)``. Returns how many were rescaled.
+    """
+    rescaled = 0
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d):
+                weight = module.weight
+                rms = weight.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
+                scale = (max_rms / rms).clamp(max=1.0)
+                rescaled += int((scale < 1.0).sum())
+                weight.mul_(scale)
+    return rescaled
+
+
+def augment_batch(images: torch.Tensor, mode: str, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random shifts (``crop_flip``) and horizontal flips of a ``(B, C, H, W)`` batch."""
+    if mode == "none":
+        return images
+    batch, _, height, width = images.shape
+    if mode == "crop_flip":
+        padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")
+        offsets = torch.randint(0, 2 * pad + 1, (batch, 2), generator=generator)
+        images = torch.stack([
+            padded[i, :, dy:dy + height, dx:dx + width] for i, (dy, dx) in enumerate(offsets.tolist())
+        ])
+    flips = torch.rand(batch, generator=generator) < 0.5
+    return torch.where(flips.view(-1, 1, 1, 1), images.flip(-1), images)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: ImageTensorDataset, batch_size: int = 500) -> torch.Tensor:
+    """Softmax probabilities ``(N, num_classes)`` of ``model`` (in eval mode) on ``dataset``."""
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([F.softmax(model(x), dim=1) for x, _ in dataset.batches(batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def evaluate(model: nn.Module, dataset: ImageTensorDataset, batch_size: int = 500) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``dataset``."""
+    probabilities = predict(model, dataset, batch_size)
+    loss = F.nll_loss(probabilities.clamp_min(1e-12).log(), dataset.labels).item()
+    accuracy = (probabilities.argmax(1) == dataset.labels).float().mean().item()
+    return loss, accuracy
+
+
+def confusion_matrix(model: nn.Module, dataset: ImageTensorDataset) -> torch.Tensor:
+    """``(K, K)`` counts: row = true class, column = predicted class."""
+    predicted = predict(model, dataset).argmax(1)
+    k = dataset.num_classes
+    return torch.bincount(dataset.labels * k + predicted, minlength=k * k).view(k, k)
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size), initializing the gloo process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return dist.get_rank(), world
+
+
+def _learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    warmup = config.warmup_epochs * steps_per_epoch
+    total = config.epochs * steps_per_epoch
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1.0, total - warmup)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def train(
+    config: TrainConfig,
+    train_set: ImageTensorDataset,
+    val_set: ImageTensorDataset,
+    model_config: ZFNetConfig | None = None,
+    progress: bool = True,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[ZFNet, list[dict[str, Any]]]:
+    """Train a :class:`ZFNet` on ``train_set``; return the model (eval mode) and its history.
+
+    ``history`` has one dict per epoch: epoch, lr, train_loss, train_acc, val_loss, val_acc,
+    seconds. ``on_epoch`` is called with each (e.g. to draw live curves in a notebook).
+    Under ``torchrun`` every process trains on its share of each batch (DDP, gloo); only
+    rank 0 writes checkpoints and shows progress.
+    """
+    rank, world = _distributed()
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} must be divisible by the {world} processes")
+    model_config = dataclasses.replace(
+        model_config or ZFNetConfig(), num_classes=train_set.num_classes,
+        image_size=train_set.images.shape[-1],
+    )
+    torch.manual_seed(config.seed)
+    model = ZFNet(model_config)
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    steps_per_epoch = len(train_set) // config.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"the training set has {len(train_set)} images, fewer than one batch of {config.batch_size}")
+    local_batch = config.batch_size // world
+    out_dir = Path(config.out_dir) if config.out_dir else None
+    metadata = {"class_names": train_set.class_names, "mean": train_set.mean, "std": train_set.std,
+                "train_config": dataclasses.asdict(config)}
+    history: list[dict[str, Any]] = []
+    step = 0
+    for epoch in range(1, config.epochs + 1):
+        start = time.perf_counter()
+        net.train()
+        order = torch.randperm(len(train_set), generator=generator)
+        total_loss = total_correct = seen = 0.0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", leave=False,
+                   disable=not progress or rank != 0)
+        for batch_index in bar:
+            indices = order[batch_index * config.batch_size:(batch_index + 1) * config.batch_size]
+            augmented = augment_batch(train_set.images[indices], config.augment, generator)
+            local = slice(rank * local_batch, (rank + 1) * local_batch)
+            images = train_set.normalize(augmented[local])
+            labels = train_set.labels[indices][local]
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(config, step, steps_per_epoch)
+            logits = net(images)
+            loss = F.cross_entropy(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if config.max_filter_rms is not None:
+                renormalize_filters(model, config.max_filter_rms)
+            step += 1
+            total_loss += loss.item() * len(labels)
+            total_correct += (logits.argmax(1) == labels).sum().item()
+            seen += len(labels)
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}")
+        val_loss, val_acc = evaluate(model, val_set)
+        record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": total_loss / seen,
+                  "train_acc": total_correct / seen, "val_loss": val_loss, "val_acc": val_acc,
+                  "seconds": time.perf_counter() - start}
+        history.append(record)
+        if progress and rank == 0:
+            tqdm.write(f"epoch {epoch:3d}  train loss {record['train_loss']:.3f} acc {record['train_acc']:.3f}"
+                       f"  val loss {val_loss:.3f} acc {val_acc:.3f}  ({record['seconds']:.1f}s)")
+        if on_epoch is not None:
+            on_epoch(record)
+        if out_dir is not None and rank == 0 and epoch in set(config.snapshot_epochs):
+            save_checkpoint(out_dir / f"epoch_{epoch:02d}.pt", model, epoch=epoch, history=history,
+                            half=config.snapshot_half, **metadata)
+    model.eval()
+    if out_dir is not None and rank == 0:
+        save_checkpoint(out_dir / "final.pt", model, epoch=config.epochs, history=history, **metadata)
+        (out_dir / "history.json").write_text(json.dumps(history, indent=2))
+    return model, history
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m course_utils.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = TrainConfig()
+    parser.add_argument("--dataset", default="embedded",
+                        help="'embedded', 'cifar10', 'imagenette' or the path of an ImageFolder")
+    parser.add_argument("--train-split", default="train")
+    parser.add_argument("--val-split", default="val")
+    parser.add_argument("--max-train", type=int, default=None, help="use only the first N training images")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    parser.add_argument("--augment", default=defaults.augment, choices=("none", "flip", "crop_flip"))
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--snapshots", default="", help="comma-separated epochs to checkpoint, e.g. 1,2,5")
+    parser.add_argument("--out", default=None, help="folder for checkpoints (final.pt, epoch_XX.pt, history.json)")
+    parser.add_argument("--conv-widths", default=None, help="five comma-separated widths for conv1..conv5")
+    parser.add_argument("--fc-widths", default=None, help="two comma-separated widths for fc6, fc7")
+    parser.add_argument("--remove", default="", help="comma-separated layers to leave out, e.g. conv3,conv4")
+    parser.add_argument("--conv1", default=None, help="first layer kernel/stride, e.g. 7/2 (ZF) or 11/4 (AlexNet)")
+    parser.add_argument("--lcn", action="store_true", help="add local contrast normalization after pool1/pool2")
+    parser.add_argument("--dropout", type=float, default=ZFNetConfig.dropout, help="dropout after fc6/fc7")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    return parser.parse_args(argv)
+
+
+def _ints(text: str | None) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip()) if text else ()
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Entry point of ``python -m course_utils.train``; returns the history."""
+    args = _parse_args(argv)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))
+    overrides: dict[str, Any] = {"lcn": args.lcn, "dropout": args.dropout, "remove": tuple(r for r in args.remove.split(",") if r)}
+    if args.conv_widths:
+        overrides["conv_widths"] = _ints(args.conv_widths)
+    if args.fc_widths:
+        overrides["fc_widths"] = _ints(args.fc_widths)
+    if args.conv1:
+        kernel, stride = _ints(args.conv1.replace("/", ","))
+        overrides.update(conv1_kernel=kernel, conv1_stride=stride)
+    model_config = ZFNetConfig(**overrides)
+    progress = int(os.environ.get("RANK", "0")) == 0
+    train_set = load_dataset(args.dataset, args.train_split, progress=progress)
+    if args.max_train:
+        train_set = train_set.subset(range(min(args.max_train, len(train_set))))
+    val_set = load_dataset(args.dataset, args.val_split, progress=progress)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                         augment=args.augment, seed=args.seed, snapshot_epochs=_ints(args.snapshots),
+                         out_dir=args.out)
+    start = time.perf_counter()
+    _, history = train(config, train_set, val_set, model_config, progress=progress)
+    if progress:
+        print(f"trained {args.epochs} epochs in {time.perf_counter() - start:.1f}s on {world} process(es); "
+              f"final val accuracy {history[-1]['val_acc']:.4f}")
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    return history
+
+
+if __name__ == "__main__":
+    main()

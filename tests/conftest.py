@@ -1,0 +1,36 @@
+"""Shared fixtures: small in-memory datasets and the path of the real-photo slice."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from course_utils.data import ImageTensorDataset
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_IMAGENET = REPO.parent / "shared" / "data" / "tiny-imagenet-10"
+
+
+def colour_dataset(n: int, size: int = 32, classes: int = 3, seed: int = 0) -> ImageTensorDataset:
+    """Images whose class is their dominant colour channel plus noise: trivially learnable."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    images = torch.randint(0, 80, (n, 3, size, size), generator=generator)
+    images[torch.arange(n), labels % 3] += 150
+    return ImageTensorDataset(images.to(torch.uint8), labels, [f"class{i}" for i in range(classes)],
+                              mean=(0.4, 0.4, 0.4), std=(0.3, 0.3, 0.3))
+
+
+@pytest.fixture
+def colour_data() -> tuple[ImageTensorDataset, ImageTensorDataset]:
+    """(train, val) colour datasets of 32x32 images, 3 classes."""
+    return colour_dataset(192, seed=0), colour_dataset(96, seed=1)
+
+
+@pytest.fixture
+def tiny_imagenet() -> Path:
+    """Path of ../shared/data/tiny-imagenet-10; skips the test when it is absent."""
+    if not TINY_IMAGENET.is_dir():
+        pytest.skip(f"real-photo slice not found at {TINY_IMAGENET}")
+    return TINY_IMAGENET

@@ -1,0 +1,145 @@
+"""Table 3's ablation: variants, records with parameter counts, resuming, mean +- std, the CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import course_utils.data
+from course_utils import ablation
+from course_utils.ablation import ablation_variants, format_summary, load_results, run_ablation, summarize
+from course_utils.models import REMOVABLE_LAYERS, ZFNet, ZFNetConfig
+from course_utils.train import TrainConfig, evaluate, train
+from conftest import colour_dataset
+
+BASE = ZFNetConfig(conv_widths=(4, 4, 4, 4, 4), fc_widths=(8, 8))
+ONE_EPOCH = TrainConfig(epochs=1, batch_size=32)
+TWO_VARIANTS = {"full": {}, "no conv3,4": {"remove": ("conv3", "conv4")}}
+
+
+def hand_count(conv_layers: int = 3) -> int:
+    """Parameters of BASE on 32x32 images with 3 classes, counted layer by layer."""
+    conv1 = 3 * 4 * 7 * 7 + 4
+    conv2 = 4 * 4 * 5 * 5 + 4
+    conv3x3 = 4 * 4 * 3 * 3 + 4           # conv3, conv4, conv5 each
+    flat = 4 * 2 * 2                       # 32 -> conv1/2 16 -> pool1 8 -> pool2 4 -> pool5 2
+    fc6, fc7, fc8 = flat * 8 + 8, 8 * 8 + 8, 8 * 3 + 3
+    return conv1 + conv2 + conv_layers * conv3x3 + fc6 + fc7 + fc8
+
+
+def counting_train(calls: list):
+    def wrapper(*args, **kwargs):
+        calls.append(args[0].seed)
+        return train(*args, **kwargs)
+    return wrapper
+
+
+def test_variants_follow_table_3():
+    variants = ablation_variants(BASE)
+    assert len(variants) == 8 and variants["full"] == {}
+    configs = {name: ZFNetConfig(**{**BASE.to_dict(), **overrides}) for name, overrides in variants.items()}
+    assert configs["no conv3,4 + fc6,7"].remove == ("conv3", "conv4", "fc6", "fc7")
+    assert configs["fc6,7 narrow (x0.5)"].fc_widths == (4, 4) and configs["fc6,7 wide (x2)"].fc_widths == (16, 16)
+    assert configs["conv3,4,5 wide (x2)"].conv_widths == (4, 4, 8, 8, 8)
+    assert all(set(config.remove) <= set(REMOVABLE_LAYERS) for config in configs.values())
+    for config in configs.values():
+        ZFNet(config)  # every variant builds
+    assert ablation_variants()["fc6,7 wide (x2)"]["fc_widths"] == tuple(2 * w for w in ZFNetConfig().fc_widths)
+
+
+def test_run_ablation_records_counts_errors_and_writes_json(tmp_path, monkeypatch):
+    train_set, val_set = colour_dataset(96, seed=0), colour_dataset(48, seed=1)
+    calls: list = []
+    monkeypatch.setattr(ablation, "train", counting_train(calls))
+    path = tmp_path / "results" / "ablation.json"
+    records = run_ablation(TWO_VARIANTS, train_set, val_set, ONE_EPOCH, seeds=(0, 1), base=BASE, progress=False,
+                           results_path=path)
+    assert [(r["variant"], r["seed"]) for r in records] == [("full", 0), ("full", 1), ("no conv3,4", 0),
+                                                            ("no conv3,4", 1)]
+    assert load_results(path) == records
+    assert [r["parameters"] for r in records] == [hand_count(3)] * 2 + [hand_count(1)] * 2
+    assert calls == [0, 1, 0, 1]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["ablation.json"]  # no temporary files left
+    # the train error is measured on the training set after training, the val error is the last epoch's
+    model, history = train(TrainConfig(epochs=1, batch_size=32, seed=1), train_set, val_set,
+                           ZFNetConfig(**{**BASE.to_dict(), "remove": ("conv3", "conv4")}), progress=False)
+    loss, accuracy = evaluate(model, train_set)
+    assert records[3]["train_error"] == pytest.approx(1 - accuracy)
+    assert records[3]["train_loss"] == pytest.approx(loss)
+    assert records[3]["val_error"] == pytest.approx(1 - history[-1]["val_acc"])
+    assert records[3]["config"]["remove"] == ["conv3", "conv4"] and records[3]["config"]["num_classes"] == 3
+    assert all(r["seconds"] > 0 and r["recipe"]["train_images"] == 96 for r in records)
+
+
+def test_run_ablation_resumes_and_refuses_other_recipes(tmp_path, monkeypatch):
+    train_set, val_set = colour_dataset(64, seed=0), colour_dataset(32, seed=1)
+    path = tmp_path / "ablation.json"
+    calls: list = []
+    monkeypatch.setattr(ablation, "train", counting_train(calls))
+    first = run_ablation(TWO_VARIANTS, train_set, val_set, ONE_EPOCH, seeds=(0,), base=BASE, progress=False,
+                         results_path=path)
+    assert len(calls) == 2
+    again = run_ablation(TWO_VARIANTS, train_set, val_set, ONE_EPOCH, seeds=(0,), base=BASE, progress=False,
+                         results_path=path)
+    assert len(calls) == 2 and again == first  # nothing retrained
+    more = run_ablation(TWO_VARIANTS, train_set, val_set, ONE_EPOCH, seeds=(0, 1), base=BASE, progress=False,
+                        results_path=path)
+    assert calls == [0, 0, 1, 1] and more[:2] == first and len(load_results(path)) == 4
+    with pytest.raises(ValueError, match="another recipe or architecture"):
+        run_ablation(TWO_VARIANTS, train_set, val_set, TrainConfig(epochs=2, batch_size=32), seeds=(0,), base=BASE,
+                     progress=False, results_path=path)
+    with pytest.raises(ValueError, match="another recipe or architecture"):  # other images, same count
+        run_ablation(TWO_VARIANTS, colour_dataset(64, seed=5), val_set, ONE_EPOCH, seeds=(0,), base=BASE,
+                     progress=False, results_path=path)
+    with pytest.raises(ValueError, match="another recipe or architecture"):
+        run_ablation({"full": {"fc_widths": (6, 6)}}, train_set, val_set, ONE_EPOCH, seeds=(0,), base=BASE,
+                     progress=False, results_path=path)
+    assert len(calls) == 4
+
+
+def test_load_results_rejects_corrupt_files(tmp_path):
+    assert load_results(tmp_path / "missing.json") == []
+    (tmp_path / "bad.json").write_text("[{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_results(tmp_path / "bad.json")
+    (tmp_path / "dict.json").write_text("{}")
+    with pytest.raises(ValueError, match="JSON list"):
+        load_results(tmp_path / "dict.json")
+
+
+def record(variant: str, seed: int, train_error: float, val_error: float, parameters: int = 100) -> dict:
+    return {"variant": variant, "seed": seed, "parameters": parameters, "train_error": train_error,
+            "val_error": val_error, "seconds": 10.0 + seed}
+
+
+def test_summarize_means_and_sample_stds_by_hand():
+    rows = summarize([record("a", 0, 0.1, 0.2), record("b", 0, 0.5, 0.5, 7), record("a", 1, 0.3, 0.4),
+                      record("a", 2, 0.2, 0.6)])
+    assert [row["variant"] for row in rows] == ["a", "b"]
+    a, b = rows
+    assert a["seeds"] == [0, 1, 2] and a["parameters"] == 100
+    assert a["train_error_mean"] == pytest.approx(0.2) and a["train_error_std"] == pytest.approx(0.1)
+    assert a["val_error_mean"] == pytest.approx(0.4) and a["val_error_std"] == pytest.approx(0.2)
+    assert a["seconds_mean"] == pytest.approx(11.0)
+    assert b["val_error_std"] is None and b["parameters"] == 7  # one seed: no spread
+    text = format_summary(rows)
+    assert "40.0 +- 20.0" in text and "20.0 +- 10.0" in text and " 50.0" in text
+    with pytest.raises(ValueError, match="different parameter counts"):
+        summarize([record("a", 0, 0.1, 0.2, 100), record("a", 1, 0.1, 0.2, 101)])
+
+
+def test_cli_runs_a_subset_of_variants(tmp_path, monkeypatch, capsys):
+    def fake_embedded(split, **options):
+        return colour_dataset(60 if split == "train" else 30, seed=0 if split == "train" else 1)
+
+    monkeypatch.setattr(course_utils.data, "load_embedded", fake_embedded)
+    out = tmp_path / "ablation.json"
+    records = ablation.main(["--epochs", "1", "--seeds", "0", "--variants", "full", "no fc6,7",
+                             "--train-per-class", "8", "--batch-size", "8", "--threads", "1", "--out", str(out)])
+    assert [(r["variant"], r["seed"]) for r in records] == [("full", 0), ("no fc6,7", 0)]
+    assert all(r["recipe"]["train_images"] == 24 and r["recipe"]["epochs"] == 1 for r in records)
+    assert json.loads(out.read_text()) == records
+    printed = capsys.readouterr().out
+    assert "no fc6,7" in printed and "val error %" in printed
+    with pytest.raises(SystemExit, match="unknown variants"):
+        ablation.main(["--variants", "no conv5", "--out", str(out)])

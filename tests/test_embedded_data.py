@@ -1,0 +1,243 @@
+"""The procedurally generated dataset: determinism, annotations, splits and its hashed cache."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from course_utils.data import embedded
+from course_utils.data.core import ImageTensorDataset, load_array_cache
+from course_utils.data.embedded import (EMBEDDED_CLASSES, HELDOUT_CLASSES, generate_shapes,
+                                        linear_probe_on_pixels, load_embedded, split_seed)
+
+ARRAY_KEYS = ("images", "labels", "parts", "part_radius", "masks")
+
+
+def assert_same_arrays(first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> None:
+    for key in ARRAY_KEYS:
+        np.testing.assert_array_equal(first[key], second[key], err_msg=key)  # NaN == NaN here
+
+
+@pytest.fixture(scope="module")
+def shapes() -> dict[str, np.ndarray]:
+    """200 main-class images: 20 of each class, 20 faces."""
+    return generate_shapes(200, seed=7, progress=False)
+
+
+@pytest.fixture
+def few_stats_images(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Take the normalization statistics from 20 training images to keep cache tests fast."""
+    monkeypatch.setattr(embedded, "STATS_IMAGES", 20)
+    return 20
+
+
+def test_same_seed_same_bytes_other_seed_other_images():
+    first = generate_shapes(30, seed=3, progress=False)
+    assert_same_arrays(first, generate_shapes(30, seed=3, progress=False))
+    other = generate_shapes(30, seed=4, progress=False)
+    assert not np.array_equal(first["images"], other["images"])
+    assert not np.array_equal(first["labels"], other["labels"])
+
+
+def test_images_do_not_depend_on_chunking_or_workers():
+    one_process = generate_shapes(30, seed=5, progress=False, workers=1)
+    two_workers = generate_shapes(46, seed=5, progress=False, workers=2)  # chunks of 23 images
+    assert_same_arrays(one_process, {key: value[:30] for key, value in two_workers.items()})
+
+
+def test_shapes_and_dtypes(shapes):
+    assert shapes["images"].shape == (200, 3, 64, 64) and shapes["images"].dtype == np.uint8
+    assert shapes["labels"].shape == (200,) and shapes["labels"].dtype == np.int64
+    assert shapes["parts"].shape == (200, 3, 2) and shapes["parts"].dtype == np.float32
+    assert shapes["part_radius"].shape == (200,) and shapes["part_radius"].dtype == np.float32
+    assert shapes["masks"].shape == (200, 64, 64) and shapes["masks"].dtype == bool
+    small = generate_shapes(4, seed=0, image_size=32, progress=False)
+    assert small["images"].shape == (4, 3, 32, 32) and small["masks"].shape == (4, 32, 32)
+
+
+def test_every_block_of_ten_holds_each_class_once(shapes):
+    blocks = shapes["labels"].reshape(-1, len(EMBEDDED_CLASSES))
+    assert (np.sort(blocks, axis=1) == np.arange(len(EMBEDDED_CLASSES))).all()
+    heldout = generate_shapes(len(HELDOUT_CLASSES), seed=0, classes="heldout", progress=False)
+    assert sorted(heldout["labels"]) == list(range(len(HELDOUT_CLASSES)))
+
+
+def test_images_are_not_blank(shapes):
+    per_image_std = shapes["images"].reshape(200, -1).std(axis=1)
+    assert (per_image_std > 5).all()
+
+
+def test_every_image_has_an_object_mask(shapes):
+    area = shapes["masks"].sum(axis=(1, 2))
+    assert (area >= 0.015 * 64 * 64).all() and (area <= 0.5 * 64 * 64).all()
+
+
+def test_face_parts_inside_image_and_object(shapes):
+    faces = shapes["labels"] == EMBEDDED_CLASSES.index("face")
+    parts, radius = shapes["parts"][faces], shapes["part_radius"][faces]
+    assert faces.sum() == 20
+    assert np.isfinite(parts).all() and (parts >= 0).all() and (parts <= 63).all()
+    assert ((radius > 1.5) & (radius < 8)).all()
+    rows, cols = np.mgrid[0:64, 0:64]
+    for mask, points, r in zip(shapes["masks"][faces], parts, radius):
+        for x, y in points:  # every pixel within part_radius of a part belongs to the object
+            assert mask[(cols - x) ** 2 + (rows - y) ** 2 <= r ** 2].all()
+
+
+def test_left_eye_is_on_the_image_left_and_the_nose_on_the_midline(shapes):
+    parts = shapes["parts"][shapes["labels"] == EMBEDDED_CLASSES.index("face")]
+    left_eye, right_eye, nose = parts[:, 0], parts[:, 1], parts[:, 2]
+    assert (left_eye[:, 0] < right_eye[:, 0]).all()
+    # Faces are mirror-symmetric: the nose is equally far from both eyes.
+    np.testing.assert_allclose(np.linalg.norm(nose - left_eye, axis=1),
+                               np.linalg.norm(nose - right_eye, axis=1), rtol=1e-4)
+    # Rotated faces exist (the definition is tested under rotation, not only upright).
+    tilt = np.degrees(np.arctan2(right_eye[:, 1] - left_eye[:, 1], right_eye[:, 0] - left_eye[:, 0]))
+    assert np.abs(tilt).max() > 10 and np.abs(tilt).max() <= 30.01
+
+
+def test_face_parts_follow_the_head_pose_seen_in_the_mask(shapes):
+    """The eyes lie across the head's long axis (from the mask's moments), above its centre."""
+    faces = shapes["labels"] == EMBEDDED_CLASSES.index("face")
+    checked = 0
+    for mask, (left_eye, right_eye, nose) in zip(shapes["masks"][faces], shapes["parts"][faces]):
+        if mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any():
+            continue  # a head cut by the border has no clean outline
+        rows, cols = np.nonzero(mask)
+        centre = np.array([cols.mean(), rows.mean()])
+        long_axis = np.linalg.eigh(np.cov(np.stack([cols, rows])))[1][:, 1]
+        across = (right_eye - left_eye) / np.linalg.norm(right_eye - left_eye)
+        assert abs(across @ long_axis) < np.sin(np.radians(6))
+        between_eyes = (left_eye + right_eye) / 2
+        assert (centre - between_eyes) @ (nose - between_eyes) > 0  # the nose is below the eyes
+        checked += 1
+    assert checked >= 10
+
+
+def test_non_faces_have_no_parts(shapes):
+    others = shapes["labels"] != EMBEDDED_CLASSES.index("face")
+    assert np.isnan(shapes["parts"][others]).all()
+    assert np.isnan(shapes["part_radius"][others]).all()
+
+
+def test_heldout_classes_are_disjoint_from_training_classes():
+    assert len(EMBEDDED_CLASSES) >= 10 and len(HELDOUT_CLASSES) >= 5
+    assert not set(EMBEDDED_CLASSES) & set(HELDOUT_CLASSES)
+    main = generate_shapes(10, seed=0, progress=False)
+    heldout = generate_shapes(10, seed=0, classes="heldout", progress=False)
+    assert heldout["labels"].max() == len(HELDOUT_CLASSES) - 1
+    assert not np.array_equal(main["images"], heldout["images"])
+
+
+def test_splits_have_independent_seeds():
+    seeds = {split: split_seed(0, split) for split in ("train", "val", "test")}
+    assert len(set(seeds.values())) == 3
+    assert seeds == {split: split_seed(0, split) for split in ("train", "val", "test")}
+    assert split_seed(1, "train") not in seeds.values()
+
+
+def test_load_embedded_matches_generator_and_train_statistics(tmp_path, few_stats_images):
+    train = load_embedded("train", root=tmp_path, num_images=few_stats_images, progress=False)
+    val = load_embedded("val", root=tmp_path, num_images=12, progress=False)
+    assert isinstance(val, ImageTensorDataset) and val.class_names == list(EMBEDDED_CLASSES)
+    expected = generate_shapes(12, split_seed(0, "val"), progress=False)
+    assert torch.equal(val.images, torch.from_numpy(expected["images"]))
+    assert torch.equal(val.labels, torch.from_numpy(expected["labels"]))
+    assert torch.equal(val.extras["masks"], torch.from_numpy(expected["masks"]))
+    assert torch.equal(val.extras["parts"].isnan(), torch.from_numpy(np.isnan(expected["parts"])))
+    assert set(val.extras) == {"parts", "part_radius", "masks"}
+    # Both splits use the statistics of the training images (here all of them).
+    pixels = train.images.double().div(255).transpose(0, 1).reshape(3, -1)
+    np.testing.assert_allclose(train.mean, pixels.mean(1).numpy(), atol=1e-9)
+    np.testing.assert_allclose(train.std, pixels.std(1, unbiased=False).numpy(), atol=1e-9)
+    assert val.mean == train.mean and val.std == train.std
+
+
+def test_cache_roundtrip_reads_without_generating(tmp_path, few_stats_images, monkeypatch):
+    first = load_embedded("test", root=tmp_path, seed=2, num_images=10, progress=False)
+    path = tmp_path / f"embedded-main-test-seed2-n10-v{embedded.GENERATOR_VERSION}.npz"
+    assert path.exists() and path.with_suffix(".json").exists()
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("a valid cache must be read, not regenerated")
+
+    monkeypatch.setattr(embedded, "generate_shapes", no_generation)
+    again = load_embedded("test", root=tmp_path, seed=2, num_images=10, progress=False)
+    assert torch.equal(first.images, again.images) and torch.equal(first.extras["masks"], again.extras["masks"])
+    assert (first.mean, first.std) == (again.mean, again.std)
+
+
+@pytest.mark.parametrize("damage", ["flip_bytes", "truncate", "drop_sidecar"])
+def test_corrupt_or_partial_cache_is_rebuilt(tmp_path, few_stats_images, damage):
+    original = load_embedded("val", root=tmp_path, num_images=10, progress=False)
+    path = next(tmp_path.glob("embedded-main-val-*.npz"))
+    data = bytearray(path.read_bytes())
+    if damage == "flip_bytes":
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    elif damage == "truncate":
+        path.write_bytes(bytes(data[: len(data) // 3]))
+    else:
+        path.with_suffix(".json").unlink()
+    with pytest.warns(RuntimeWarning, match="regenerating"):
+        rebuilt = load_embedded("val", root=tmp_path, num_images=10, progress=False)
+    assert torch.equal(rebuilt.images, original.images)
+    info = json.loads(path.with_suffix(".json").read_text())
+    del info["sha256"]
+    load_array_cache(path, info)  # the rebuilt file passes the hash check
+
+
+def test_cache_made_with_other_settings_is_not_used(tmp_path, few_stats_images):
+    load_embedded("val", root=tmp_path, seed=0, num_images=10, progress=False)
+    seed0 = next(tmp_path.glob("embedded-main-val-seed0-*.npz"))
+    seed1 = tmp_path / seed0.name.replace("seed0", "seed1")
+    shutil.copy(seed0, seed1)
+    shutil.copy(seed0.with_suffix(".json"), seed1.with_suffix(".json"))
+    with pytest.warns(RuntimeWarning, match="other settings"):
+        loaded = load_embedded("val", root=tmp_path, seed=1, num_images=10, progress=False)
+    expected = generate_shapes(10, split_seed(1, "val"), progress=False)
+    assert torch.equal(loaded.images, torch.from_numpy(expected["images"]))
+
+
+def test_heldout_split_loads_its_own_classes(tmp_path, few_stats_images):
+    heldout = load_embedded("val", root=tmp_path, classes="heldout", num_images=10, progress=False)
+    assert heldout.class_names == list(HELDOUT_CLASSES)
+    assert sorted(heldout.labels.tolist()) == sorted(list(range(5)) * 2)
+    assert heldout.extras["parts"].isnan().all()
+
+
+def test_bad_arguments_name_the_valid_values(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown split 'training'.*'train', 'val', 'test'"):
+        load_embedded("training", root=tmp_path)
+    with pytest.raises(ValueError, match=r"unknown classes 'all'.*'main', 'heldout'"):
+        load_embedded("train", root=tmp_path, classes="all")
+    with pytest.raises(ValueError, match=r"unknown classes 'extra'.*'main', 'heldout'"):
+        generate_shapes(4, seed=0, classes="extra")
+    with pytest.raises(ValueError, match="num_images must be a positive integer"):
+        load_embedded("val", root=tmp_path, num_images=0)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        generate_shapes(4, seed=-1)
+    with pytest.raises(ValueError, match="image_size must be an integer of at least 16"):
+        generate_shapes(4, seed=0, image_size=8)
+    assert not list(tmp_path.iterdir())  # nothing was written
+
+
+def test_linear_probe_separates_linearly_separable_images():
+    def two_brightness_classes(seed: int) -> ImageTensorDataset:
+        generator = torch.Generator().manual_seed(seed)
+        labels = torch.arange(64) % 2
+        images = torch.randint(0, 100, (64, 3, 8, 8), generator=generator) + 120 * labels.view(-1, 1, 1, 1)
+        return ImageTensorDataset(images.to(torch.uint8), labels, ["dark", "bright"], (0.5,) * 3, (0.25,) * 3)
+
+    accuracy = linear_probe_on_pixels(two_brightness_classes(0), two_brightness_classes(1), epochs=5)
+    assert accuracy == 1.0
+
+
+def test_linear_probe_rejects_mismatched_classes(colour_data):
+    train, val = colour_data
+    other = ImageTensorDataset(val.images, val.labels, ["a", "b", "c"], val.mean, val.std)
+    with pytest.raises(ValueError, match="same class_names"):
+        linear_probe_on_pixels(train, other, epochs=1)

@@ -1,0 +1,48 @@
+"""The project's own files: dependency lists in step, notebooks committed clean, CI command."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CONDA_NAMES = {"torch": "pytorch"}  # pip name -> conda-forge name where they differ
+
+
+def requirement_names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].lower() for requirement in requirements}
+
+
+def test_environment_yml_lists_the_same_dependencies_as_pyproject():
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pip_names = requirement_names(project["dependencies"] + project["optional-dependencies"]["dev"])
+    environment = yaml.safe_load((REPO / "environment.yml").read_text())
+    assert environment["channels"][0] == "conda-forge" and "defaults" not in environment["channels"]
+    conda = [entry for entry in environment["dependencies"] if isinstance(entry, str)]
+    pip_section = next(entry["pip"] for entry in environment["dependencies"] if isinstance(entry, dict))
+    assert "-e .[dev]" in pip_section
+    conda_names = requirement_names(conda) - {"python", "pip"}
+    assert conda_names == {CONDA_NAMES.get(name, name) for name in pip_names}
+
+
+def test_committed_notebooks_have_no_outputs():
+    notebooks = sorted((REPO / "notebooks").glob("*.ipynb"))
+    assert notebooks, "the course has no notebooks"
+    for path in notebooks:
+        cells = json.loads(path.read_text())["cells"]
+        dirty = [i for i, cell in enumerate(cells)
+                 if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count"))]
+        assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them before committing"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "make test" in readme and "make test" in ci

@@ -1,0 +1,118 @@
+"""The training recipe: filter renormalization, determinism, checkpoints, CLI, DDP."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from course_utils.models import ZFNetConfig, load_checkpoint
+from course_utils.train import TrainConfig, augment_batch, confusion_matrix, evaluate, main, renormalize_filters, train
+
+SMALL = ZFNetConfig(conv_widths=(8, 8, 8, 8, 8), fc_widths=(16, 16))
+
+
+def test_renormalize_filters_caps_rms_at_threshold():
+    conv = torch.nn.Conv2d(2, 3, 3)
+    with torch.no_grad():
+        conv.weight.copy_(torch.stack([torch.full((2, 3, 3), 0.5), torch.full((2, 3, 3), 0.05),
+                                       torch.randn(2, 3, 3) * 10]))
+    before = conv.weight.detach().clone()
+    assert renormalize_filters(torch.nn.Sequential(conv), 0.1) == 2
+    rms = conv.weight.pow(2).mean(dim=(1, 2, 3)).sqrt()
+    torch.testing.assert_close(rms[[0, 2]], torch.tensor([0.1, 0.1]))
+    torch.testing.assert_close(conv.weight[1], before[1], rtol=0, atol=0)
+    # direction is kept: the rescaled filter is a positive multiple of the original
+    cosine = torch.nn.functional.cosine_similarity(conv.weight[2].flatten(), before[2].flatten(), dim=0)
+    assert cosine > 1 - 1e-6
+
+
+def test_augment_batch_shifts_and_flips_keep_content():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    assert augment_batch(images, "none", generator) is images
+    flipped = augment_batch(images, "flip", generator)
+    for original, result in zip(images, flipped):
+        assert torch.equal(result, original) or torch.equal(result, original.flip(-1))
+    shifted = augment_batch(images, "crop_flip", generator)
+    assert shifted.shape == images.shape
+
+
+def test_training_learns_and_is_deterministic(colour_data, tmp_path):
+    train_set, val_set = colour_data
+    config = TrainConfig(epochs=3, batch_size=32, lr=0.02, seed=3, snapshot_epochs=(1, 2), out_dir=str(tmp_path))
+    model, history = train(config, train_set, val_set, SMALL, progress=False)
+    assert [record["epoch"] for record in history] == [1, 2, 3]
+    assert history[-1]["val_acc"] > 0.9
+    assert evaluate(model, val_set)[1] == pytest.approx(history[-1]["val_acc"])
+    matrix = confusion_matrix(model, val_set)
+    assert matrix.sum() == len(val_set) and matrix.diag().sum() / len(val_set) == pytest.approx(history[-1]["val_acc"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_01.pt", "epoch_02.pt", "final.pt", "history.json"]
+    again, _ = train(config.__class__(**{**config.__dict__, "out_dir": None}), train_set, val_set, SMALL,
+                     progress=False)
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
+    loaded, meta = load_checkpoint(tmp_path / "final.pt")
+    assert meta["class_names"] == train_set.class_names and meta["epoch"] == 3
+    x = train_set.normalize(train_set.images[:4])
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    # every conv filter respects the RMS cap after training
+    for layer in (loaded.conv1, loaded.conv2, loaded.conv5):
+        assert layer.weight.pow(2).mean(dim=(1, 2, 3)).sqrt().max() <= 0.1 + 1e-6
+
+
+def test_bad_training_settings_are_refused(colour_data):
+    with pytest.raises(ValueError, match="augment"):
+        TrainConfig(augment="rotate")
+    train_set, val_set = colour_data
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train(TrainConfig(batch_size=1000), train_set, val_set, SMALL, progress=False)
+
+
+def write_image_folder(root: Path, per_class: int = 24, size: int = 32) -> Path:
+    """An ImageFolder of PNGs whose class is the dominant colour."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", per_class), ("val", per_class // 2)):
+        for label, name in enumerate(("red", "green", "blue")):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for index in range(count):
+                pixels = rng.integers(0, 80, (size, size, 3), dtype=np.uint8)
+                pixels[..., label] += 150
+                Image.fromarray(pixels).save(folder / f"{index}.png")
+    return root
+
+
+def test_cli_trains_on_an_image_folder(tmp_path):
+    folder = write_image_folder(tmp_path / "folder")
+    history = main(["--dataset", str(folder), "--epochs", "2", "--batch-size", "24", "--out", str(tmp_path / "out"),
+                    "--conv-widths", "8,8,8,8,8", "--fc-widths", "16,16", "--snapshots", "1", "--threads", "1"])
+    assert len(history) == 2
+    model, meta = load_checkpoint(tmp_path / "out" / "final.pt")
+    assert meta["class_names"] == ["blue", "green", "red"]
+    assert model.config.conv_widths == (8, 8, 8, 8, 8) and model.config.image_size == 32
+    assert (tmp_path / "out" / "epoch_01.pt").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_matches_single_process(tmp_path):
+    """Two gloo processes with half batches each follow the same trajectory as one process."""
+    folder = write_image_folder(tmp_path / "folder")
+    common = ["--dataset", str(folder), "--epochs", "1", "--batch-size", "24", "--conv-widths", "8,8,8,8,8",
+              "--fc-widths", "16,16", "--dropout", "0", "--augment", "none", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+                          "-m", "course_utils.train", *common, "--out", str(tmp_path / "ddp")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "on 2 process(es)" in ddp.stdout
+    main([*common, "--out", str(tmp_path / "single")])
+    distributed, _ = load_checkpoint(tmp_path / "ddp" / "final.pt")
+    single, _ = load_checkpoint(tmp_path / "single" / "final.pt")
+    for (name, a), (_, b) in zip(distributed.state_dict().items(), single.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
