@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 BUILD  := build
 
-.PHONY: setup course test test-fast lab checkpoints clean
+.PHONY: setup course test test-fast lab checkpoints homework handouts slides clean
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,19 @@ lab: setup
 ## Retrain the shipped checkpoints in data/checkpoints/ (about 4 minutes on 2 cores).
 checkpoints: setup
 	$(BIN)/python -m course_utils.train --dataset embedded --epochs 12 --snapshots 1,2,3,5,8 --out data/checkpoints
+
+## Homework: reference data and student versions from the solution sources (commit both).
+homework: setup
+	$(BIN)/python -m course_utils.homework references
+	$(BIN)/python -m course_utils.homework generate --out homework/
+
+## One zip per assignment for students -> build/handouts/<name>.zip
+handouts: setup
+	$(BIN)/python -m course_utils.homework handout hw1_deconv hw2_occlusion hw3_correspondence hw4_receptive_field --out $(BUILD)/handouts
+
+## reveal.js slides from the executed notebooks of `make course` -> build/slides/
+slides: course
+	$(BIN)/python -m course_utils.build slides --executed $(BUILD)/course --out $(BUILD)/slides
 
 clean:
 	rm -rf $(BUILD) data/cache

@@ -1,7 +1,7 @@
 """Benchmark the deconvnet: batched projections vs Captum, and top-9 mining vs a forward pass.
 
 Run with no arguments (``python benchmarks/bench_deconvnet.py``). It uses the shipped
-checkpoint ``data/checkpoints/zfnet_final.pt`` when present (else a random-weight ZFNet) and
+checkpoint ``data/checkpoints/final.pt`` when present (else a random-weight ZFNet) and
 the embedded validation images (else synthetic ones), then measures
 
 (a) the deconvnet projections of the top-9 activations of EVERY channel of conv5, done by
@@ -31,7 +31,7 @@ from course_utils.activations import mine_top_activations  # noqa: E402
 from course_utils.deconvnet import project  # noqa: E402
 from course_utils.models import ZFNet, load_checkpoint  # noqa: E402
 
-CHECKPOINT = REPO / "data" / "checkpoints" / "zfnet_final.pt"
+CHECKPOINT = REPO / "data" / "checkpoints" / "final.pt"
 LAYER = "conv5"
 MINED_LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
 BATCH_SIZE = 128

@@ -246,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     if args.train_per_class:
         train_set = few_shot_subset(train_set, args.train_per_class, args.subset_seed)
     val_set = load_embedded("val")
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment=args.augment)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment=args.augment,
+                         validate_every_epoch=False)
     seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
     records = run_ablation(variants, train_set, val_set, config, seeds, results_path=args.out)
     print(format_summary(summarize([r for r in records if r["variant"] in variants and r["seed"] in seeds])))

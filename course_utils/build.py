@@ -90,14 +90,11 @@ COURSE_MAP: dict[str, CourseEntry] = {
         "Delta for masking left eye, right eye, nose and random regions of face images at layers "
         "5 and 7, beside the paper's numbers"),
     "07_depth_ablation": CourseEntry(
-        "Table 3, depth and size ablation",
+        "Table 3 (depth and size ablation), Fig. 6 (architecture selection)",
         "train and validation error of the network with layers removed or resized, over several "
-        "seeds (mean +- std) with parameter counts"),
-    "08_architecture_selection": CourseEntry(
-        "Fig. 6, architecture selection",
-        "layer-1 filters of an AlexNet-like first layer (large filters, large stride) beside the "
-        "ZF choice, dead filters counted, aliasing in layer 2, the validation error of both"),
-    "09_feature_generalization": CourseEntry(
+        "seeds (mean +- std) with parameter counts; layer-1 filters of an AlexNet-like first layer "
+        "(11x11, stride 4) beside the ZF choice (7x7, stride 2), dead filters and aliasing measured"),
+    "08_feature_generalization": CourseEntry(
         "Tables 4-7, feature generalization",
         "frozen features with a new softmax on held-out classes vs training from scratch, with few "
         "examples per class, and linear probes of every layer"),

@@ -191,10 +191,13 @@ class ZFNet(NamedSequential):
         self._init_weights()
 
     def _init_weights(self) -> None:
+        """He initialization for the ReLU layers; fc8 starts small (std 0.01, as in the paper)
+        so the first predictions are near uniform; biases start at zero."""
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
                 nn.init.zeros_(module.bias)
+        nn.init.normal_(self.fc8.weight, std=0.01)
 
 
 def _rename(modules: Iterable[nn.Module], names: Iterable[str]) -> list[tuple[str, nn.Module]]:

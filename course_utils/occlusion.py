@@ -13,13 +13,15 @@ pixel gets the mean over the occluders that cover it (NaN where none does).
 
 **Incremental inference.** An occluder changes only the part of each layer's output that its
 receptive field reaches. The unoccluded image is run once and every layer's output cached;
-for a batch of occluder positions only a slab of each layer is recomputed (the cached input
-around the slab, i.e. the halo the kernel needs, with the changed slab of the layer below
-pasted in, run through the layer without padding; the borders are padded explicitly: zeros
-for convolutions, ``-inf`` for max pooling). When the slab would cover the whole map, or a
-layer is not a convolution, max pooling or pointwise layer, the occluded maps are assembled
-in full and the rest of the network runs as a normal batched forward. The numbers equal a
-forward pass of each occluded image up to float rounding.
+for a batch of occluder positions (a band of occluder rows) only a slab of each layer is
+recomputed: the layer runs on a crop of its input (the cached map with the changed slab of
+the layer below pasted in, plus the halo its kernel needs), without padding, because the
+borders are padded explicitly (zeros for convolutions, ``-inf`` for max pooling). A stride-1
+convolution whose changed input is much smaller than its output slab uses linearity instead:
+cached output + transposed convolution of the input's change. When the slab would cover
+(nearly) the whole map, or a layer is not a convolution, max pooling or pointwise layer, the
+occluded maps are assembled in full and the rest of the network runs as a normal batched
+forward. The numbers equal a forward pass of each occluded image up to float rounding.
 
 Captum's ``Occlusion`` returns, per pixel, the mean of ``f(image) - f(occluded)`` over the
 windows covering it; with the same window, stride and baseline (and ``H - window`` divisible
@@ -27,6 +29,7 @@ by the stride) that is ``f(image) - occlusion_to_pixels(map)`` for the map of ``
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -70,7 +73,9 @@ class OcclusionResult:
         unoccluded_probabilities: ``(num_classes,)`` softmax output for the clean image.
         layer, channel: the feature map summed in :attr:`activation` (``None`` if no layer).
         activation: ``(R, C)`` sum of ``layer``'s ``channel`` over its spatial positions,
-            per occluder position (panel b), or ``None``.
+            per occluder position (panel b), or ``None``. Panel c, the projection of this
+            feature map, is ``course_utils.deconvnet.project_activation(model, image, layer,
+            channel)``.
         unoccluded_activation: the same sum on the clean image, or ``None``.
     """
 
@@ -123,7 +128,7 @@ class OcclusionDrop:
 # --------------------------------------------------------------------------------------
 def occluder_positions(size: int, window: int, stride: int) -> torch.Tensor:
     """Top-left coordinates ``0, stride, ...`` up to ``size - window``, int64 ``(n,)``."""
-    _check_window(window, stride, (size, size))
+    window, stride = _check_window(window, stride, (size, size))
     return torch.arange(0, size - window + 1, stride, dtype=torch.long)
 
 
@@ -136,7 +141,7 @@ def occlusion_to_pixels(
     ``stride``) are NaN.
     """
     height, width = image_size
-    _check_window(window, stride, image_size)
+    window, stride = _check_window(window, stride, image_size)
     expected = ((height - window) // stride + 1, (width - window) // stride + 1)
     if values.ndim != 2 or tuple(values.shape) != expected:
         raise ValueError(
@@ -157,7 +162,7 @@ def occluder_coverage(mask: torch.Tensor, window: int, stride: int) -> torch.Ten
     """Number of ``mask`` pixels under each occluder: ``(H, W)`` bool -> ``(R, C)`` int64."""
     if mask.ndim != 2 or mask.dtype != torch.bool:
         raise ValueError(f"mask must be a (H, W) bool tensor, got {mask.dtype} {tuple(mask.shape)}")
-    _check_window(window, stride, tuple(mask.shape))
+    window, stride = _check_window(window, stride, tuple(mask.shape))
     counts = F.avg_pool2d(mask[None, None].double(), window, stride, divisor_override=1)
     return counts[0, 0].round().long()
 
@@ -193,16 +198,29 @@ def occlusion_probability_drop(result: OcclusionResult, object_mask: torch.Tenso
 # --------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------
-def _check_window(window: int, stride: int, image_size: tuple[int, ...]) -> None:
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise ValueError(f"window must be a positive int (occluder side in pixels), got {window!r}")
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"stride must be an int >= 1 (occluder step in pixels), got {stride!r}")
+def _positive_int(value: object, message: str) -> int:
+    """``value`` as an int >= 1 (numpy and torch integers accepted), else ``ValueError(message)``."""
+    if isinstance(value, bool):
+        raise ValueError(message)
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise ValueError(message) from None
+    if number < 1:
+        raise ValueError(message)
+    return number
+
+
+def _check_window(window: int, stride: int, image_size: tuple[int, ...]) -> tuple[int, int]:
+    """Validated ``(window, stride)`` for an image of ``image_size`` (H, W)."""
+    window = _positive_int(window, f"window must be a positive int (occluder side in pixels), got {window!r}")
+    stride = _positive_int(stride, f"stride must be an int >= 1 (occluder step in pixels), got {stride!r}")
     if window > min(image_size):
         raise ValueError(
             f"occluder of {window}x{window} pixels is larger than the image "
             f"({image_size[0]}x{image_size[1]}); use a window of at most {min(image_size)}"
         )
+    return window, stride
 
 
 def _check_image(image: torch.Tensor) -> None:
@@ -283,9 +301,10 @@ class _Step:
 #: A layer is recomputed in full (ending the incremental part) once the box it would
 #: recompute exceeds this fraction of its output: the gathers then cost more than they save.
 _FULL_FRACTION = 0.8
-_USE_DELTA = True
-_CL = True
-_DELTA_GAIN = 1.0
+#: A stride-1 convolution takes the "delta" route when its changed input box is at least this
+#: many times smaller than its output box (conv2 of the ZFNet: 5x5 against 9x9); below that,
+#: the extra gathers cost about what the transposed convolution saves.
+_DELTA_GAIN = 2.0
 
 
 def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
@@ -378,7 +397,7 @@ def _plan(children: list[nn.Module], image: torch.Tensor, outputs: list[torch.Te
         cols_out = _next_region(changed_cols, size_out[1], kernel[1], stride[1], padding[1], dilation[1])
         limit = _FULL_FRACTION * size_out[0] * size_out[1]
         area_in, area_out = changed_rows.size * changed_cols.size, rows_out.size * cols_out.size
-        linear = _USE_DELTA and isinstance(module, nn.Conv2d) and module.stride == (1, 1) and module.groups == 1
+        linear = isinstance(module, nn.Conv2d) and module.stride == (1, 1) and module.groups == 1
         step = _Step(index, module, "direct", rows_out, cols_out, changed_rows, changed_cols)
         if linear and area_in * _DELTA_GAIN <= area_out and area_in <= limit:
             step.kind = "delta"
@@ -447,7 +466,7 @@ def _occluded_forward(
             in_top, in_left = step.input_rows.top[row_index], step.input_cols.top[col_index]
             change = _gather(cached_output(step.index - 1), slab, top, left, box(in_top, step.input_rows.size),
                              box(in_left, step.input_cols.size), float("nan"), change_only=True)
-            output_change = F.conv_transpose2d(change if _CL else change.contiguous(), step.transposed_weight, dilation=module.dilation)
+            output_change = F.conv_transpose2d(change, step.transposed_weight, dilation=module.dilation)
             top, left = in_top - step.shift[0], in_left - step.shift[1]
             slab = output_change + _gather(cached_output(step.index), None, top, left,
                                            box(top, output_change.shape[2]), box(left, output_change.shape[3]), 0.0)
@@ -464,17 +483,17 @@ def _occluded_forward(
     return x, layer_sum
 
 
-#: Occluder positions are processed in tiles of at most this many rows and columns: a
-#: tile's slabs are as large as its largest member needs, and occluders near the border
-#: change less of the deeper layers, so small tiles recompute less (at a small overhead each).
-_TILE_SIDE = 8
-_TILE_COLS = 8
+#: Occluder positions are processed in bands of at most this many occluder rows (all
+#: columns, as far as ``max_batch`` allows): a band's slabs are as large as its largest member
+#: needs, and occluders near the top or bottom change less of the deeper layers, so bands
+#: recompute less than the whole grid at once, while staying large batches.
+_BAND_ROWS = 8
 
 
 def _tiles(num_rows: int, num_cols: int, max_batch: int) -> list[tuple[slice, slice]]:
     """Row and column ranges of the occluder grid, each tile at most ``max_batch`` positions."""
-    tile_rows = min(num_rows, _TILE_SIDE, max_batch)
-    tile_cols = min(num_cols, _TILE_COLS, max_batch // tile_rows)
+    tile_cols = min(num_cols, max_batch)
+    tile_rows = min(num_rows, _BAND_ROWS, max_batch // tile_cols)
     return [(slice(top, top + tile_rows), slice(left, left + tile_cols))
             for top in range(0, num_rows, tile_rows) for left in range(0, num_cols, tile_cols)]
 
@@ -535,9 +554,9 @@ def occlusion_map(
         )
     _check_image(image)
     height, width = image.shape[-2:]
-    _check_window(window, stride, (height, width))
-    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-        raise ValueError(f"max_batch must be a positive int (occluded images per forward), got {max_batch!r}")
+    window, stride = _check_window(window, stride, (height, width))
+    max_batch = _positive_int(max_batch, f"max_batch must be a positive int (occluded images per forward), got "
+                                         f"{max_batch!r}")
     occluder = _baseline_tensor(baseline, image)
     names = [name for name, _ in model.named_children()]
     children = [module for _, module in model.named_children()]

@@ -48,29 +48,35 @@ class TrainConfig:
 
     Attributes:
         epochs: passes over the training set.
-        batch_size: global batch size (split across processes under DDP).
+        batch_size: global batch size (split across processes under DDP). The paper used 128
+            on 1.3M images; on 10,000 images a batch of 32 gives the network four times as many
+            updates per epoch, which it needs to leave the initial plateau within a few epochs.
         lr: peak learning rate, reached after ``warmup_epochs`` and annealed by a cosine.
         momentum, weight_decay: SGD settings.
         max_filter_rms: conv filters whose RMS exceeds this are rescaled to it (paper: 0.1).
-        augment: "none", "flip" or "crop_flip" (random 4-pixel shifts and horizontal flips).
+        augment: "none", "flip" or "crop_flip" (random 4-pixel shifts and horizontal flips;
+            use it for real photos, where the training set is small for its variety).
         seed: seeds initialization, batch order, dropout and augmentation.
         snapshot_epochs: epochs after which a checkpoint ``epoch_XX.pt`` is written.
         out_dir: where checkpoints go (``None``: none written).
         snapshot_half: store snapshots in float16 (the final checkpoint stays float32).
+        validate_every_epoch: measure validation loss/accuracy after every epoch; when False only
+            after the last (earlier epochs record ``None``), which saves time in the ablation.
     """
 
     epochs: int = 12
-    batch_size: int = 128
-    lr: float = 0.02
+    batch_size: int = 32
+    lr: float = 0.01
     warmup_epochs: float = 1.0
     momentum: float = 0.9
     weight_decay: float = 5e-4
     max_filter_rms: float | None = 0.1
-    augment: str = "crop_flip"
+    augment: str = "flip"
     seed: int = 0
     snapshot_epochs: Sequence[int] = field(default_factory=tuple)
     out_dir: str | None = None
     snapshot_half: bool = True
+    validate_every_epoch: bool = True
 
     def __post_init__(self) -> None:
         if self.augment not in ("none", "flip", "crop_flip"):
@@ -224,14 +230,17 @@ def train(
             total_correct += (logits.argmax(1) == labels).sum().item()
             seen += len(labels)
             bar.set_postfix(loss=f"{total_loss / seen:.3f}")
-        val_loss, val_acc = evaluate(model, val_set)
+        val_loss = val_acc = None
+        if config.validate_every_epoch or epoch == config.epochs:
+            val_loss, val_acc = evaluate(model, val_set)
         record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": total_loss / seen,
                   "train_acc": total_correct / seen, "val_loss": val_loss, "val_acc": val_acc,
                   "seconds": time.perf_counter() - start}
         history.append(record)
         if progress and rank == 0:
+            validation = f"  val loss {val_loss:.3f} acc {val_acc:.3f}" if val_acc is not None else ""
             tqdm.write(f"epoch {epoch:3d}  train loss {record['train_loss']:.3f} acc {record['train_acc']:.3f}"
-                       f"  val loss {val_loss:.3f} acc {val_acc:.3f}  ({record['seconds']:.1f}s)")
+                       f"{validation}  ({record['seconds']:.1f}s)")
         if on_epoch is not None:
             on_epoch(record)
         if out_dir is not None and rank == 0 and epoch in set(config.snapshot_epochs):

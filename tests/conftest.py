@@ -34,3 +34,8 @@ def tiny_imagenet() -> Path:
     if not TINY_IMAGENET.is_dir():
         pytest.skip(f"real-photo slice not found at {TINY_IMAGENET}")
     return TINY_IMAGENET
+
+
+# Tests work on tiny tensors, where a second thread only adds synchronization (5-10x slower when
+# the machine is busy); notebooks run in their own kernels and keep their own settings.
+torch.set_num_threads(1)

@@ -234,6 +234,8 @@ def test_run_check_reports_errors_shapes_types_and_dtypes(tmp_path):
             return x[:2]
         def k(x):
             return "text"
+        def ragged(x):
+            return [1, [2, 3]]
     """, tmp_path)
     expected = np.arange(3.0) / 3 + 1e-4
     result = run_check(one_check(expected), module)
@@ -243,6 +245,7 @@ def test_run_check_reports_errors_shapes_types_and_dtypes(tmp_path):
     assert (result.status, result.message) == ("error", "ValueError: bad (student.py, line 6)")
     assert run_check(one_check(expected, "h"), module).message == "returned shape (2,), expected (3,)"
     assert run_check(one_check(expected, "k"), module).message.startswith("returned str, which is not a tensor")
+    assert run_check(one_check(expected, "ragged"), module).message.startswith("returned list, which is not")
     assert run_check(one_check(expected, "missing"), module).message == "student.py has no function 'missing'"
     assert run_check(one_check(np.arange(3.0) / 3), module).passed  # float32 rounding is within 1e-6
 
@@ -284,11 +287,12 @@ def test_checks_accept_only_storable_inputs():
 # --------------------------------------------------------------------------------------------
 
 def test_reference_data_is_reproducible_from_the_solutions(tmp_path):
-    write_solution_references(tmp_path)
+    assert write_solution_references(tmp_path) == [tmp_path / f"{a}.npz" for a in ASSIGNMENTS]
     for assignment in ASSIGNMENTS:
         committed, fresh = references(assignment), load_references(assignment, tmp_path / f"{assignment}.npz")
         assert [(c.id, c.points, c.hidden, c.arguments) for c in fresh.checks] == \
-               [(c.id, c.points, c.hidden, c.arguments) for c in committed.checks]
+               [(c.id, c.points, c.hidden, c.arguments) for c in committed.checks], \
+            "regenerate with `python -m course_utils.homework references`"
         for old, new in zip(committed.checks, fresh.checks):
             assert old.arrays.keys() == new.arrays.keys()
             for name in old.arrays:

@@ -32,13 +32,14 @@ def small_zfnet(seed: int = 0, **overrides) -> ZFNet:
 
 
 def torchvision_style_net(seed: int = 0) -> NamedSequential:
-    """In-place ReLUs, an unpadded pool, a dilated conv, batch norm and an adaptive pool."""
+    """In-place ReLUs, an unpadded pool, a dilated conv, batch norm, a padded pool of values of
+    both signs with no ReLU after it (so its -inf padding matters) and an adaptive pool."""
     torch.manual_seed(seed)
     model = NamedSequential(OrderedDict([
         ("conv1", nn.Conv2d(3, 8, 5, stride=2, padding=1)), ("relu1", nn.ReLU(inplace=True)),
         ("pool1", nn.MaxPool2d(3, 2)),
         ("conv2", nn.Conv2d(8, 12, 3, padding=2, dilation=2)), ("norm2", nn.BatchNorm2d(12)),
-        ("relu2", nn.ReLU(inplace=True)),
+        ("pool2", nn.MaxPool2d(3, 1, padding=1)),
         ("conv3", nn.Conv2d(12, 12, 3, padding=1)), ("relu3", nn.ReLU(inplace=True)),
         ("avgpool", nn.AdaptiveAvgPool2d(3)), ("flatten", nn.Flatten()), ("fc8", nn.Linear(108, 4)),
     ]))
@@ -124,8 +125,23 @@ def test_matches_brute_force_on_variants(overrides):
 
 def test_matches_brute_force_on_torchvision_style_layers():
     model = torchvision_style_net()
-    image = torch.randn(3, 33, 31, generator=torch.Generator().manual_seed(4))
+    image = torch.randn(3, 64, 58, generator=torch.Generator().manual_seed(4))
     assert_matches_brute_force(model, image, 6, 2, 0.0, "conv3")
+
+
+def test_the_brute_force_cases_exercise_every_route():
+    """The cases above go through all three ways a layer is recomputed (see _plan)."""
+    from course_utils import occlusion
+
+    for model, size in ((small_zfnet(), 64), (torchvision_style_net(), 64)):
+        children = list(model.children())
+        image = torch.zeros(1, 3, size, size)
+        outputs = occlusion._reference_forward(children, image)
+        rows = occluder_positions(size, 6, 2)
+        kinds = {(type(step.module).__name__, step.kind)
+                 for band in (rows[:8], rows[-8:])
+                 for step in occlusion._plan(children, image, outputs, band, rows, 6)[0]}
+        assert {("Conv2d", "direct"), ("Conv2d", "delta"), ("MaxPool2d", "direct")} <= kinds, kinds
 
 
 def test_max_batch_one_gives_the_same_maps():
@@ -370,3 +386,14 @@ def test_bad_baseline_batch_and_model():
 
     with pytest.raises(TypeError, match="nn.Sequential"):
         occlusion_map(Wrapped(), image, 8, 8)
+
+
+def test_numpy_and_torch_integers_are_accepted():
+    import numpy as np
+
+    model, image = small_zfnet(), torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(10))
+    reference = occlusion_map(model, image, 16, 16, layer=None)
+    for window, stride in ((np.int64(16), np.int32(16)), (torch.tensor(16), torch.tensor(16))):
+        result = occlusion_map(model, image, window, stride, layer=None)
+        assert torch.equal(result.probabilities, reference.probabilities)
+        assert result.window == 16 and isinstance(result.window, int)

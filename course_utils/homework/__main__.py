@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Sequence
 
 from .generate import ASSIGNMENTS, solution_path, write_student_versions
@@ -75,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"wrote {path}")
     elif args.command == "references":
         for path in write_solution_references(args.out, args.assignments or ASSIGNMENTS):
-            print(f"wrote {path} (+ {Path(path).with_suffix('.json').name})")
+            print(f"wrote {path} (+ {path.with_suffix('.json').name})")
     else:
         for assignment in args.assignments:
             print(f"wrote {make_handout(assignment, args.out)}")

@@ -93,7 +93,7 @@ def _raise_statement(indent: str, message: str) -> str:
     one_line = f"{indent}raise NotImplementedError({json.dumps(message)})\n"
     if len(one_line) <= LINE_LENGTH + 1:
         return one_line
-    width = LINE_LENGTH - len(indent) - 6  # 4 spaces of indentation, 2 quotes
+    width = LINE_LENGTH - len(indent) - 7  # 4 spaces of indentation, 2 quotes, 1 joining space
     chunks = textwrap.wrap(message, width, break_long_words=False, break_on_hyphens=False)
     literals = [json.dumps(chunk + " ") for chunk in chunks[:-1]] + [json.dumps(chunks[-1])]
     body = "".join(f"{indent}    {literal}\n" for literal in literals)

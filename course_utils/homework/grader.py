@@ -144,11 +144,10 @@ def _encode(key: str, value: Any, arrays: dict[str, np.ndarray]) -> dict[str, An
         raise TypeError(f"argument {key!r}: checks can pass a course_utils.models.ZFNet, not a "
                         f"{type(value).__name__}; build the model with random_zfnet()")
     try:
-        json.dumps(value)
+        return {"value": json.loads(json.dumps(value))}  # as it will read back: tuples become lists
     except TypeError as error:
         raise TypeError(f"argument {key!r}: checks can pass tensors, numbers, strings and tuples, "
                         f"got {type(value).__name__}") from error
-    return {"value": value}
 
 
 def _as_tuples(value: Any) -> Any:
@@ -178,7 +177,10 @@ def _as_array(output: Any) -> np.ndarray:
     """A function's result as an array: tensors, numbers and (nested) sequences of numbers."""
     if isinstance(output, torch.Tensor):
         return output.detach().cpu().numpy()
-    array = np.asarray(output)
+    try:
+        array = np.asarray(output)
+    except ValueError:  # ragged sequences
+        array = np.empty(0, dtype=object)
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise TypeError(f"returned {type(output).__name__}, which is not a tensor or a number")
     return array

@@ -19,7 +19,6 @@ def write_solution_references(out_dir: str | Path = REFERENCE_DIR,
     """Run the solutions on their checks and write ``out_dir/<assignment>.npz`` (+ ``.json``)."""
     written = []
     for assignment in assignments:
-        solution_path(assignment)
         references = build_references(assignment, solution_module(assignment))
         written.append(write_references(references, Path(out_dir) / f"{assignment}.npz"))
     return written

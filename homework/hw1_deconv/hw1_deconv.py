@@ -50,8 +50,8 @@ def unpool(signal: Tensor, switches: Tensor, input_size: tuple[int, int]) -> Ten
         several windows share one switch, the sum of their values.
     """
     raise NotImplementedError(
-        "unpool: start from zeros of shape (N, C, H * W) (signal.new_zeros keeps the dtype) and add "
-        "each value at its switch with Tensor.scatter_add_ on the flattened planes (so shared "
+        "unpool: start from zeros of shape (N, C, H * W) (signal.new_zeros keeps the dtype) and "
+        "add each value at its switch with Tensor.scatter_add_ on the flattened planes (so shared "
         "switches sum up); then reshape to (N, C, H, W)."
     )
 

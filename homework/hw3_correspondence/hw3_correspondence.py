@@ -42,8 +42,8 @@ def mask_square(image: Tensor, centre: tuple[float, float], size: int, fill: flo
     """
     raise NotImplementedError(
         "mask_square: compute x0 and y0 with math.floor, clone the image and assign fill to the "
-        "slice [:, y0:y0 + size, x0:x0 + size]; clamp a negative start to 0 first (a negative slice "
-        "start counts from the end)."
+        "slice [:, y0:y0 + size, x0:x0 + size]; clamp a negative start to 0 first (a negative "
+        "slice start counts from the end)."
     )
 
 
@@ -58,7 +58,8 @@ def sign_disagreement(a: Tensor, b: Tensor) -> float:
 def hamming_consistency(eps: Tensor) -> float:
     """Mean of :func:`sign_disagreement` over all pairs of rows ``i < j`` of ``eps`` ``(N, D)``."""
     raise NotImplementedError(
-        "hamming_consistency: loop over the pairs (itertools.combinations(range(N), 2)) and average"
+        "hamming_consistency: loop over the pairs (itertools.combinations(range(N), 2)) and "
+        "average"
     )
 
 

@@ -1,0 +1,62 @@
+"""Train the course's ZFNet on real photos (an ImageFolder) with the same recipe and code.
+
+Default folder: ../shared/data/tiny-imagenet-10 beside the repository (10 classes, 5,000
+training / 500 validation photos of 64x64). Target: at least 55% validation accuracy within 20
+minutes on 2 CPU cores. The checkpoint goes to build/real_photos/ (git-ignored; never commit
+weights trained on that data).
+
+    python benchmarks/train_real_photos.py [--folder PATH] [--epochs 30] [--target 0.55]
+
+Prints the per-epoch progress and, on its last line, the headline, e.g.
+``real photos: 61.2% val accuracy in 9.8 min (target >= 55% within 20 min)``; exits 1 when a
+target is missed and 2 when the folder is absent.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_FOLDER = REPO.parent / "shared" / "data" / "tiny-imagenet-10"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from course_utils.data import load_image_folder
+    from course_utils.train import TrainConfig, train
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--folder", type=Path, default=DEFAULT_FOLDER)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--target", type=float, default=0.55, help="validation accuracy to reach")
+    parser.add_argument("--minutes", type=float, default=20.0, help="time budget")
+    parser.add_argument("--out", type=Path, default=REPO / "build" / "real_photos")
+    args = parser.parse_args(argv)
+    if not (args.folder / "train").is_dir():
+        print(f"no ImageFolder with a train/ split at {args.folder}; pass --folder", file=sys.stderr)
+        return 2
+    torch.set_num_threads(2)
+    start = time.perf_counter()
+    train_set = load_image_folder(args.folder, "train", image_size=64)
+    val_set = load_image_folder(args.folder, "val", image_size=64)
+    print(f"{len(train_set)} train / {len(val_set)} val photos, {train_set.num_classes} classes: "
+          f"{', '.join(train_set.class_names)}")
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment="crop_flip",
+                         snapshot_epochs=(), out_dir=str(args.out))
+    _, history = train(config, train_set, val_set)
+    minutes = (time.perf_counter() - start) / 60
+    accuracy = history[-1]["val_acc"]
+    print(f"checkpoint: {args.out / 'final.pt'}")
+    ok = accuracy >= args.target and minutes <= args.minutes
+    print(f"real photos: {accuracy:.1%} val accuracy in {minutes:.1f} min "
+          f"(target >= {args.target:.0%} within {args.minutes:.0f} min){'' if ok else ' MISSED'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

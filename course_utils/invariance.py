@@ -1,0 +1,222 @@
+"""Invariance of features to translation, scaling and rotation (Zeiler & Fergus, Fig. 5).
+
+Each image is transformed by a range of amounts; for every amount we measure how far the
+feature vectors of chosen layers move away from those of the untransformed image, the
+probability of the true class and the most probable class.
+
+Transformations (:func:`transform_images`, torchvision's ``transforms.v2.functional``,
+bilinear interpolation) act on normalized images; the area that comes in from outside the
+image is filled with ``fill``, by default 0 = the dataset mean (grey):
+
+* ``"translate"``: vertical shift by ``amount`` pixels, positive moves the content down;
+* ``"scale"``: zoom by the factor ``amount`` about the image centre (> 1 enlarges);
+* ``"rotate"``: rotation by ``amount`` degrees about the centre, positive counter-clockwise.
+
+Distances: ``distance = ||f(T(x)) - f(x)||_2`` with ``f`` the layer's output flattened to a
+vector. The paper plots these raw distances, one axis per layer; since layers differ in size
+and scale we also give ``relative_distance = distance / ||f(x)||_2`` (NaN or inf where the
+original feature vector is zero), which puts layer 1 and layer 7 on one axis.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import torch
+import torchvision.transforms.v2.functional as TF
+from torch import nn
+from torchvision.transforms import InterpolationMode
+
+from .models import get_layer
+
+__all__ = ["TRANSFORMATIONS", "InvarianceCurves", "transform_images", "invariance_curves"]
+
+#: Kinds of transformation understood by :func:`transform_images`.
+TRANSFORMATIONS = ("translate", "scale", "rotate")
+
+Transformation = Literal["translate", "scale", "rotate"]
+
+
+@dataclass
+class InvarianceCurves:
+    """Feature distances and predictions per image and transformation amount.
+
+    Attributes:
+        kind: the transformation ("translate", "scale" or "rotate").
+        amounts: ``(A,)`` float64 amounts (pixels, factor or degrees).
+        layers: names of the layers measured.
+        distances: per layer, ``(N, A)`` Euclidean distance between the feature vectors of
+            the transformed and the original image.
+        relative_distances: per layer, ``(N, A)`` distance divided by the norm of the
+            original feature vector.
+        probabilities: ``(N, A)`` probability of ``target_labels`` on the transformed images.
+        top_classes: ``(N, A)`` int64 most probable class on the transformed images.
+        target_labels: ``(N,)`` int64 class whose probability is tracked.
+        original_probabilities: ``(N,)`` probability of ``target_labels`` on the originals.
+    """
+
+    kind: str
+    amounts: torch.Tensor
+    layers: tuple[str, ...]
+    distances: dict[str, torch.Tensor]
+    relative_distances: dict[str, torch.Tensor]
+    probabilities: torch.Tensor
+    top_classes: torch.Tensor
+    target_labels: torch.Tensor
+    original_probabilities: torch.Tensor
+
+
+def _check_images(images: torch.Tensor) -> None:
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor of shape (N, 3, H, W), got {type(images).__name__}")
+    if images.ndim != 4:
+        hint = "; add a batch dimension with image[None]" if images.ndim == 3 else ""
+        raise ValueError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}{hint}")
+    if images.shape[1] != 3:
+        hint = (" (grayscale); repeat to RGB with images.expand(-1, 3, -1, -1) and normalize with the "
+                "RGB statistics") if images.shape[1] == 1 else ""
+        raise ValueError(f"images must have 3 channels (RGB), got {images.shape[1]}{hint}")
+    if not images.is_floating_point():
+        raise ValueError(f"images must be normalized float tensors, got {images.dtype}; use dataset.normalize(...)")
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in TRANSFORMATIONS:
+        raise ValueError(f"unknown transformation {kind!r}; choose one of {', '.join(TRANSFORMATIONS)}")
+
+
+def _check_amount(kind: str, amount: float) -> None:
+    if not math.isfinite(amount):
+        raise ValueError(f"{kind} amount must be finite, got {amount}")
+    if kind == "scale" and amount <= 0:
+        raise ValueError(f"scale factor must be > 0 (1 = unchanged), got {amount}")
+
+
+def transform_images(
+    images: torch.Tensor, kind: Transformation, amount: float, fill: float | Sequence[float] = 0.0
+) -> torch.Tensor:
+    """Translate vertically, scale or rotate normalized ``(N, 3, H, W)`` images; same shape out.
+
+    ``amount``: pixels (positive = down), factor about the centre, or degrees (positive =
+    counter-clockwise). ``fill``: value (or per-channel values) of the area that comes in
+    from outside; 0 is the dataset mean in normalized space.
+    """
+    _check_images(images)
+    _check_kind(kind)
+    amount = float(amount)
+    _check_amount(kind, amount)
+    fill_values = [float(fill)] * 3 if isinstance(fill, (int, float)) else [float(value) for value in fill]
+    if len(fill_values) != 3:
+        raise ValueError(f"fill must be a float or 3 per-channel values, got {len(fill_values)} values")
+    bilinear = InterpolationMode.BILINEAR
+    if kind == "rotate":
+        return TF.rotate(images, amount, interpolation=bilinear, fill=fill_values)
+    translate = [0.0, amount] if kind == "translate" else [0.0, 0.0]
+    scale = amount if kind == "scale" else 1.0
+    return TF.affine(images, angle=0.0, translate=translate, scale=scale, shear=[0.0, 0.0],
+                     interpolation=bilinear, fill=fill_values)
+
+
+def _forward_features(model: nn.Module, images: torch.Tensor, captured: dict[str, list[torch.Tensor]],
+                      batch_size: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Run ``images`` in batches; return the hooked features ``(N, D)`` per layer and softmax ``(N, K)``."""
+    for features in captured.values():
+        features.clear()
+    probabilities = torch.cat([model(batch).softmax(dim=1) for batch in images.split(batch_size)])
+    return {name: torch.cat(features) for name, features in captured.items()}, probabilities
+
+
+def invariance_curves(
+    model: nn.Module,
+    images: torch.Tensor,
+    kind: Transformation,
+    amounts: Sequence[float] | torch.Tensor,
+    layers: Sequence[str] = ("relu1", "relu7"),
+    target_labels: Sequence[int] | torch.Tensor | None = None,
+    fill: float | Sequence[float] = 0.0,
+    batch_size: int = 64,
+) -> InvarianceCurves:
+    """Measure how features and predictions change as ``images`` are transformed (Fig. 5).
+
+    Args:
+        model: a model with named layers (e.g. :class:`~course_utils.models.ZFNet`) returning
+            ``(N, num_classes)`` logits; run in eval mode (its mode is restored).
+        images: ``(N, 3, H, W)`` normalized float images.
+        kind: "translate", "scale" or "rotate" (see :func:`transform_images`).
+        amounts: the ``A`` amounts to apply (pixels, factors or degrees); include the
+            identity (0, 1 or 0) to anchor the curves.
+        layers: layers whose outputs are compared; the defaults are the ZFNet's layer 1 and
+            layer 7 after rectification.
+        target_labels: ``(N,)`` true classes; ``None`` takes the classes the model predicts
+            for the untransformed images.
+        fill: value of the area that comes in from outside (0 = dataset mean).
+        batch_size: images per forward pass.
+
+    Returns:
+        :class:`InvarianceCurves` with ``(N, A)`` distances per layer and predictions.
+    """
+    _check_images(images)
+    _check_kind(kind)
+    amount_values = torch.as_tensor(amounts, dtype=torch.float64).flatten()
+    if amount_values.numel() == 0:
+        raise ValueError("amounts is empty; pass the transformation amounts to measure, e.g. range(-8, 9, 2)")
+    for amount in amount_values.tolist():
+        _check_amount(kind, amount)
+    layers = tuple(layers)
+    if not layers or len(set(layers)) != len(layers):
+        raise ValueError(f"layers must name distinct layers, at least one (e.g. ('relu1', 'relu7')), got {layers}")
+    modules = [get_layer(model, name) for name in layers]  # KeyError lists the valid names
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+
+    captured: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    handles = []
+    was_training = [module.training for module in model.modules()]
+    try:
+        model.eval()
+        for name, module in zip(layers, modules):
+            def keep(module: nn.Module, inputs: object, output: torch.Tensor, name: str = name) -> None:
+                # A copy: an in-place ReLU after this layer would overwrite the output.
+                captured[name].append(output.detach().flatten(1).clone())
+            handles.append(module.register_forward_hook(keep))
+        with torch.no_grad():
+            original, original_softmax = _forward_features(model, images, captured, batch_size)
+            num_images, num_classes = original_softmax.shape
+            if target_labels is None:
+                targets = original_softmax.argmax(dim=1)
+            else:
+                targets = torch.as_tensor(target_labels).to(torch.long).flatten().to(original_softmax.device)
+                if targets.shape != (num_images,):
+                    raise ValueError(f"target_labels must have shape ({num_images},), got {tuple(targets.shape)}")
+                if bool(((targets < 0) | (targets >= num_classes)).any()):
+                    raise ValueError(f"target_labels must lie in 0..{num_classes - 1} (the model's classes)")
+            rows = torch.arange(num_images, device=targets.device)
+            distances = {name: torch.empty(num_images, len(amount_values), dtype=torch.float64) for name in layers}
+            probabilities = torch.empty(num_images, len(amount_values))
+            top_classes = torch.empty(num_images, len(amount_values), dtype=torch.long)
+            for column, amount in enumerate(amount_values.tolist()):
+                transformed = transform_images(images, kind, amount, fill)
+                features, softmax = _forward_features(model, transformed, captured, batch_size)
+                for name in layers:
+                    distances[name][:, column] = (features[name] - original[name]).double().norm(dim=1).cpu()
+                probabilities[:, column] = softmax[rows, targets].float().cpu()
+                top_classes[:, column] = softmax.argmax(dim=1).cpu()
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, training in zip(model.modules(), was_training):
+            module.training = training
+
+    norms = {name: original[name].double().norm(dim=1).cpu() for name in layers}
+    return InvarianceCurves(
+        kind=kind,
+        amounts=amount_values,
+        layers=layers,
+        distances=distances,
+        relative_distances={name: distances[name] / norms[name][:, None] for name in layers},
+        probabilities=probabilities,
+        top_classes=top_classes,
+        target_labels=targets.cpu(),
+        original_probabilities=original_softmax[rows, targets].float().cpu(),
+    )
