@@ -1,4 +1,4 @@
-"""Figures and small tables for the analysis notebooks (06 correspondence, 07 ablation, 08 transfer).
+"""Figures and small tables for the experiment notebooks (04 invariance to 08 transfer).
 
 Every figure function returns a matplotlib ``Figure`` (it does not call ``show``), with a title
 and axis labels, like :mod:`course_utils.viz`.
@@ -9,23 +9,32 @@ and axis labels, like :mod:`course_utils.viz`.
   records (seeds), and the curves ``x -> mean +- std`` per group (few-shot accuracy per method).
 * :func:`filter_mosaic` / :func:`first_layer_figure`: a conv layer's filters on the layer's
   common contrast scale and their mean power spectrum with the stride's Nyquist band (Fig 6).
+* :func:`invariance_figure`: Fig 5 for one transformation (examples, feature distances at
+  layers 1 and 7, P(true class), most probable class), notebook 04.
+* :func:`occlusion_figure`: Fig 7's five panels for one image, notebook 05.
 """
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
+from matplotlib.patches import Patch, Rectangle
 from torch import nn
 
 from .architecture import first_layer_report
+from .data import ImageTensorDataset
+from .invariance import InvarianceCurves, transform_images
 from .models import get_layer
+from .occlusion import OcclusionResult
+from .viz import normalize_projection, to_display
 
-__all__ = ["grouped_bars", "mean_std_table", "mean_std_lines", "filter_mosaic", "first_layer_figure"]
+__all__ = ["grouped_bars", "mean_std_table", "mean_std_lines", "filter_mosaic", "first_layer_figure",
+           "invariance_figure", "occlusion_figure"]
 
 
 def grouped_bars(
@@ -52,7 +61,7 @@ def grouped_bars(
     for label, values in (reference or {}).items():
         if len(values) != count:
             raise ValueError(f"reference {label!r} must have {count} values (one per category), got {len(values)}")
-    figure, axis = plt.subplots(figsize=(max(6.0, 1.0 + count * (0.5 + 0.35 * len(series))), 4.2))
+    figure, axis = plt.subplots(figsize=(max(6.0, 1.0 + count * (0.5 + 0.35 * len(series))) + 2.5, 4.2))
     width = 0.8 / len(series)
     positions = np.arange(count)
     for index, (label, (means, stds)) in enumerate(series.items()):
@@ -186,4 +195,220 @@ def first_layer_figure(
                           title="log10 mean power spectrum of the filters")
         spectrum_axis.legend(loc="upper right", fontsize=8)
     figure.tight_layout()
+    return figure
+
+
+# --------------------------------------------------------------------------------------
+# Fig 5 (invariance, notebook 04) and Fig 7 (occlusion, notebook 05)
+# --------------------------------------------------------------------------------------
+_AMOUNT_AXIS_LABELS = {
+    "translate": "vertical shift (pixels, + = down)",
+    "scale": "scale factor (> 1 enlarges)",
+    "rotate": "rotation (degrees, counter-clockwise)",
+}
+_TRANSFORMATION_NAMES = {"translate": "vertical translation", "scale": "scaling", "rotate": "rotation"}
+
+
+def _amount_text(kind: str, amount: float) -> str:
+    if kind == "translate":
+        return f"{amount:+g} px"
+    return f"x{amount:g}" if kind == "scale" else f"{amount:g}°"
+
+
+def _layer_title(name: str) -> str:
+    """``"relu7"`` -> ``"layer 7 (relu7)"``; names without a number stay as they are."""
+    number = re.search(r"\d+", name)
+    return f"layer {number.group()} ({name})" if number else name
+
+
+def _transformed_mosaic(images: torch.Tensor, kind: str, amounts: Sequence[float],
+                        dataset: ImageTensorDataset, gap: int) -> np.ndarray:
+    """``(N, 3, H, W)`` normalized images, each transformed by each amount, tiled into one
+    ``(N * (H + gap) - gap, A * (W + gap) - gap, 3)`` picture in [0, 1], white gutters."""
+    count, _, height, width = images.shape
+    mosaic = np.ones((count * (height + gap) - gap, len(amounts) * (width + gap) - gap, 3))
+    for column, amount in enumerate(amounts):
+        shown = dataset.denormalize(transform_images(images, kind, amount)).permute(0, 2, 3, 1).cpu().numpy()
+        for row, picture in enumerate(shown):
+            top, left = row * (height + gap), column * (width + gap)
+            mosaic[top:top + height, left:left + width] = picture
+    return mosaic
+
+
+def invariance_figure(curves: InvarianceCurves, images: torch.Tensor, dataset: ImageTensorDataset,
+                      example_amounts: Sequence[float], gap: int = 2) -> Figure:
+    """Fig 5 for one transformation; one colour per image throughout.
+
+    Left, over the full height: (a) the images (rows) transformed by ``example_amounts``
+    (columns). Right, a grid of curves against the amount: per layer of ``curves`` the
+    relative distance ``||f(T(x)) - f(x)|| / ||f(x)||`` (these panels share their y axis), then
+    P(true class) and the most probable class (lines of different images are offset a little
+    vertically so that they do not hide each other).
+
+    Args:
+        curves: :func:`course_utils.invariance.invariance_curves` measured on ``images``.
+        images: ``(N, 3, H, W)`` the normalized images of ``curves``.
+        dataset: its ``class_names`` label the classes, its ``denormalize`` shows the images.
+        example_amounts: the amounts shown in panel (a).
+        gap: white pixels between the pictures of panel (a).
+    """
+    count = curves.probabilities.shape[0]
+    if images.ndim != 4 or images.shape[0] != count:
+        raise ValueError(f"images must be the (N, 3, H, W) batch of the curves, N = {count}; got "
+                         f"{tuple(images.shape)}")
+    if len(example_amounts) == 0:
+        raise ValueError(f"give at least one example amount, e.g. {curves.amounts[[0, -1]].tolist()}")
+    amounts = curves.amounts.numpy()
+    colours = [plt.get_cmap("tab10")(index % 10) for index in range(count)]
+    names = [dataset.class_names[int(label)] for label in curves.target_labels]
+    panels = len(curves.layers) + 2
+    grid_columns = math.ceil(panels / 2)
+    with plt.rc_context({"font.size": 13}):
+        figure = plt.figure(figsize=(6.5 + 5.0 * grid_columns, 9.5), layout="constrained")
+        grid = figure.add_gridspec(2, grid_columns + 1, width_ratios=[1.25] + [1.0] * grid_columns)
+        example_axis = figure.add_subplot(grid[:, 0])
+        height, width = images.shape[-2:]
+        example_axis.imshow(_transformed_mosaic(images, curves.kind, example_amounts, dataset, gap))
+        example_axis.set_xticks([column * (width + gap) + (width - 1) / 2 for column in range(len(example_amounts))],
+                                [_amount_text(curves.kind, amount) for amount in example_amounts])
+        example_axis.set_yticks([row * (height + gap) + (height - 1) / 2 for row in range(count)], names)
+        for label, colour in zip(example_axis.get_yticklabels(), colours):
+            label.set_color(colour)
+        example_axis.set_title(f"(a) {_TRANSFORMATION_NAMES[curves.kind]}: examples")
+        axes = [figure.add_subplot(grid[index // grid_columns, 1 + index % grid_columns]) for index in range(panels)]
+        distance_axes, probability_axis, top_axis = axes[:-2], axes[-2], axes[-1]
+
+        for axis, layer in zip(distance_axes, curves.layers):
+            for row in range(count):
+                axis.plot(amounts, curves.relative_distances[layer][row].numpy(), "-o", ms=3, color=colours[row])
+            axis.set(title=f"{_layer_title(layer)}: change of the features",
+                     ylabel="relative distance to original")
+        for axis in distance_axes[1:]:
+            axis.sharey(distance_axes[0])
+        distance_axes[0].set_ylim(bottom=0)
+
+        for row in range(count):
+            probability_axis.plot(amounts, curves.probabilities[row].numpy(), "-o", ms=3, color=colours[row],
+                                  label=names[row])
+        probability_axis.set(title="P(true class)", ylabel="probability", ylim=(-0.02, 1.02))
+
+        offsets = (np.arange(count) - (count - 1) / 2) * min(0.12, 0.6 / count)
+        for row in range(count):
+            top_axis.plot(amounts, curves.top_classes[row].numpy() + offsets[row], "-o", ms=3,
+                          drawstyle="steps-mid", color=colours[row])
+        top_axis.set_yticks(range(len(dataset.class_names)), dataset.class_names)
+        top_axis.set(title="most probable class", ylim=(-0.6, len(dataset.class_names) - 0.4))
+
+        for axis in axes:
+            axis.set_xlabel(_AMOUNT_AXIS_LABELS[curves.kind])
+            axis.grid(alpha=0.3)
+            if curves.kind == "rotate":
+                axis.set_xticks(np.arange(0, amounts.max() + 1, 90))
+        figure.legend(loc="outside lower center", ncols=min(count, 6), title="image (true class)")
+        figure.suptitle(f"Invariance to {_TRANSFORMATION_NAMES[curves.kind]} (Zeiler & Fergus, Fig. 5)",
+                        fontsize=16)
+    return figure
+
+
+def _class_colours(classes_by_frequency: Sequence[int], num_classes: int) -> dict[int, tuple[float, ...]]:
+    """Colours for the classes of a top-class map, most frequent first.
+
+    With at most 10 (20) classes in the model, tab10 (tab20) by class index, so a class keeps
+    its colour from figure to figure; otherwise the 19 most frequent classes get tab20 colours
+    by rank and the others are left out (they are drawn grey, as "other classes").
+    """
+    if num_classes <= 20:
+        palette = plt.get_cmap("tab10" if num_classes <= 10 else "tab20")
+        return {int(index): palette(int(index)) for index in classes_by_frequency}
+    return {int(index): plt.get_cmap("tab20")(rank) for rank, index in enumerate(classes_by_frequency[:19])}
+
+
+def occlusion_figure(result: OcclusionResult, image: torch.Tensor, projection: torch.Tensor,
+                     dataset: ImageTensorDataset, object_mask: torch.Tensor | None = None) -> Figure:
+    """Fig 7 for one image: five panels (two rows), maps drawn at the occluder centres.
+
+    (a) the image, with the occluder position that lowers P(target class) most; (b) change,
+    from the unoccluded image, of the summed activation of ``result``'s feature map (diverging
+    colours, white = unchanged); (c) ``projection`` of that feature map to pixel space, shown
+    with :func:`course_utils.viz.normalize_projection`; (d) P(target class) (viridis, 0 to 1);
+    (e) the most probable class (categorical colours, legend). With ``object_mask`` the
+    object's outline is drawn over (b), (d) and (e).
+
+    Args:
+        result: :func:`course_utils.occlusion.occlusion_map` with a ``layer`` (panel b).
+        image: ``(3, H, W)`` the normalized image of ``result``.
+        projection: ``(3, H, W)`` signed deconvnet projection, e.g.
+            ``project_activation(model, image, result.layer, result.channel)``.
+        dataset: its ``class_names`` and ``denormalize``.
+        object_mask: ``(H, W)`` bool, the object's pixels, or ``None``.
+    """
+    height, width = result.image_size
+    if image.shape != (3, height, width):
+        raise ValueError(f"image must be the (3, {height}, {width}) image of the result, got {tuple(image.shape)}")
+    if projection.shape != image.shape:
+        raise ValueError(f"projection must have the image's shape {tuple(image.shape)}, got {tuple(projection.shape)}")
+    if result.activation is None:
+        raise ValueError("result has no feature-map activation (panel b); run occlusion_map with a layer, "
+                         "e.g. layer='relu5'")
+    if object_mask is not None and tuple(object_mask.shape) != (height, width):
+        raise ValueError(f"object_mask must have shape ({height}, {width}), got {tuple(object_mask.shape)}")
+    names = dataset.class_names
+    target = names[result.target_class]
+    half, step = (result.window - 1) / 2, result.stride / 2
+    extent = (float(result.cols[0]) + half - step, float(result.cols[-1]) + half + step,
+              float(result.rows[-1]) + half + step, float(result.rows[0]) + half - step)
+    worst_row, worst_col = divmod(int(result.probability.argmin()), result.probability.shape[1])
+
+    with plt.rc_context({"font.size": 13}):
+        figure, axes = plt.subplots(2, 3, figsize=(16, 10.5), layout="constrained")
+        (image_axis, activation_axis, projection_axis), (probability_axis, class_axis, legend_axis) = axes
+        image_axis.imshow(to_display(dataset.denormalize(image)))
+        corner = (float(result.cols[worst_col]) - 0.5, float(result.rows[worst_row]) - 0.5)
+        for colour, line_width in (("white", 4.0), ("black", 2.0)):
+            image_axis.add_patch(Rectangle(corner, result.window, result.window, fill=False, edgecolor=colour,
+                                           linewidth=line_width))
+        image_axis.set_title(f"(a) {target}; square: the {result.window}x{result.window} px\n"
+                             f"occluder position that lowers P most")
+
+        change = (result.activation - result.unoccluded_activation).numpy()
+        limit = float(np.abs(change).max()) or 1.0
+        shown = activation_axis.imshow(change, cmap="RdBu_r", vmin=-limit, vmax=limit, extent=extent)
+        figure.colorbar(shown, ax=activation_axis, shrink=0.85,
+                        label=f"change from unoccluded ({result.unoccluded_activation:.3g})")
+        activation_axis.set_title(f"(b) {_layer_title(result.layer)}, map {result.channel}:\nsummed activation")
+
+        projection_axis.imshow(to_display(normalize_projection(projection)))
+        projection_axis.set_title(f"(c) map {result.channel}'s strongest activation,\nprojected to pixels")
+
+        clean = float(result.unoccluded_probabilities[result.target_class])
+        shown = probability_axis.imshow(result.probability.numpy(), cmap="viridis", vmin=0.0, vmax=1.0,
+                                        extent=extent)
+        figure.colorbar(shown, ax=probability_axis, shrink=0.85, label=f"P({target})")
+        probability_axis.set_title(f"(d) P({target})\n(unoccluded: {clean:.2f})")
+
+        top = result.top_class.numpy()
+        indices, counts = np.unique(top, return_counts=True)
+        present = [int(index) for index in indices[np.argsort(-counts, kind="stable")]]
+        colours = _class_colours(present, len(names))
+        other = (0.6, 0.6, 0.6, 1.0)
+        class_axis.imshow(np.array([[colours.get(int(index), other)[:3] for index in row] for row in top]),
+                          extent=extent)
+        class_axis.set_title("(e) most probable class")
+        handles = [Patch(color=colours[index], label=names[index] + (" (true)" if index == result.target_class
+                                                                     else "")) for index in present if index in colours]
+        if len(colours) < len(present):
+            handles.append(Patch(color=other, label="other classes"))
+        legend_axis.legend(handles=handles, loc="center left", title="(e) most probable class")
+        legend_axis.set_axis_off()
+
+        if object_mask is not None:
+            for axis, colour in ((activation_axis, "black"), (probability_axis, "white"), (class_axis, "black")):
+                axis.contour(object_mask.float().numpy(), levels=[0.5], colors=colour, linewidths=1.5)
+        for axis in (image_axis, activation_axis, projection_axis, probability_axis, class_axis):
+            axis.set(xlim=(-0.5, width - 0.5), ylim=(height - 0.5, -0.5))
+            axis.set_xticks([]), axis.set_yticks([])
+        for axis in (activation_axis, probability_axis, class_axis):
+            axis.set_xlabel("position of the occluder's centre")
+        outlined = "; object outlined" if object_mask is not None else ""
+        figure.suptitle(f"Occlusion sensitivity (Zeiler & Fergus, Fig. 7){outlined}", fontsize=16)
     return figure

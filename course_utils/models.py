@@ -304,6 +304,7 @@ def save_checkpoint(path: str | os.PathLike, model: ZFNet, **metadata: Any) -> P
             torch.save(payload, stream)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp creates 0600; a cache or checkpoint is shareable
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

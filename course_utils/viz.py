@@ -62,6 +62,7 @@ __all__ = [
     "normalize_projection",
     "receptive_field_window",
     "image_table",
+    "select_feature_maps",
     "top9_figure",
     "feature_evolution_figure",
     "compare_projections_figure",
@@ -243,6 +244,39 @@ def image_table(
             axis.set_title(label, fontsize=11)
     figure.suptitle(textwrap.fill(title, width=max(30, int(figure.get_figwidth() * 8))), fontsize=13)
     return figure
+
+
+def select_feature_maps(top: TopK, labels: Tensor, count: int = 6) -> list[int]:
+    """Pick ``count`` feature maps of a layer worth showing, as a varied set.
+
+    Maps are taken strongest first (mean of their top-k values), at most one per *dominant
+    class* (the most common class among the map's top-k images), so a figure does not show six
+    detectors of the same class; when fewer classes occur than ``count``, the strongest
+    remaining maps fill up.
+
+    Args:
+        top: the layer's :class:`~course_utils.activations.TopK`.
+        labels: ``(N,)`` class labels of the mined images (``dataset.labels``).
+        count: how many maps to return (fewer when the layer has fewer).
+    """
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    labels = torch.as_tensor(labels)
+    if labels.ndim != 1 or int(top.image_indices.max()) >= len(labels):
+        raise ValueError(
+            f"labels must be the (N,) labels of the mined images; got shape {tuple(labels.shape)} for image "
+            f"indices up to {int(top.image_indices.max())}"
+        )
+    dominant = labels[top.image_indices].mode(dim=1).values.tolist()
+    by_strength = top.values.mean(1).argsort(descending=True, stable=True).tolist()
+    picked, classes = [], set()
+    for channel in by_strength:
+        if dominant[channel] not in classes:
+            picked.append(channel)
+            classes.add(dominant[channel])
+    picked = picked[:count]
+    picked += [channel for channel in by_strength if channel not in picked][: count - len(picked)]
+    return picked
 
 
 def top9_figure(

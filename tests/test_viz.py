@@ -18,7 +18,7 @@ from torch import nn  # noqa: E402
 
 from conftest import colour_dataset  # noqa: E402
 from course_utils import viz  # noqa: E402
-from course_utils.activations import image_patch, mine_top_activations, receptive_field  # noqa: E402
+from course_utils.activations import TopK, image_patch, mine_top_activations, receptive_field  # noqa: E402
 from course_utils.deconvnet import layer_output, project, project_activation, project_top_activations  # noqa: E402
 from course_utils.models import NamedSequential, ZFNet  # noqa: E402
 
@@ -339,3 +339,25 @@ def test_tiny_grids_figure_refuses_bad_input():
     with pytest.raises(ValueError, match="must lie inside the input grid"):
         viz.tiny_grids_figure([torch.zeros(2, 2), torch.zeros(1, 1)], ["in", "out"],
                               switches=[(1, 0, torch.tensor([[4]]))])
+
+
+# --------------------------------------------------------------------------------------------
+# Choosing feature maps
+# --------------------------------------------------------------------------------------------
+
+def test_select_feature_maps_takes_the_strongest_map_of_each_dominant_class_first():
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    # channel: mean top value, top images (their classes)
+    top = TopK(
+        layer="conv5",
+        values=torch.tensor([[9.0, 8.0], [7.0, 7.0], [6.0, 5.0], [3.0, 1.0], [2.0, 2.0]]),
+        image_indices=torch.tensor([[0, 1], [0, 1], [2, 3], [4, 5], [2, 3]]),  # classes 0, 0, 1, 2, 1
+        locations=torch.zeros(5, 2, 2, dtype=torch.long),
+    )
+    assert viz.select_feature_maps(top, labels, count=3) == [0, 2, 3]      # one per class, strongest first
+    assert viz.select_feature_maps(top, labels, count=5) == [0, 2, 3, 1, 4]  # then the strongest others
+    assert viz.select_feature_maps(top, labels, count=2) == [0, 2]
+    with pytest.raises(ValueError, match="labels must be the"):
+        viz.select_feature_maps(top, labels[:3])
+    with pytest.raises(ValueError, match="count must be at least 1"):
+        viz.select_feature_maps(top, labels, count=0)

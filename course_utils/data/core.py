@@ -129,6 +129,7 @@ def save_array_cache(path: str | os.PathLike, arrays: dict[str, np.ndarray], inf
         with os.fdopen(handle, "wb") as stream:
             np.savez(stream, **arrays)
         digest = _sha256(Path(temporary))
+        os.chmod(temporary, 0o644)  # mkstemp creates 0600; a cache or checkpoint is shareable
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

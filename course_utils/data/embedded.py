@@ -68,7 +68,7 @@ DEFAULT_NUM_IMAGES: dict[str, dict[str, int]] = {
 #: Side of the images that :func:`load_embedded` serves.
 IMAGE_SIZE = 64
 #: Bumped whenever the pictures change, so old caches are never reused.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 #: The normalization statistics come from this many first images of the training split.
 STATS_IMAGES = 500
 
@@ -389,7 +389,8 @@ def _draw_target(pen: _Pen) -> _Drawing:
     second = _colour(rng, far_from=ink, contrast=0.35)
     band = 1.0 / rng.integers(3, 5)  # 3 or 4 rings of each colour
     radius = np.hypot(u, v)
-    rings = _stripes(radius + band / 2, radius, 2 * band, _EDGE_PX / pen.pixels_per_unit)[..., None]
+    # Bands counted inwards from the rim, so the outermost band is always ``ink``.
+    rings = _stripes(1.0 - radius - band / 2, radius, 2 * band, _EDGE_PX / pen.pixels_per_unit)[..., None]
     return _Drawing([(radius - 1.0, ink + rings * (second - ink))])
 
 

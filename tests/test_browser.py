@@ -1,0 +1,174 @@
+"""A real browser drives an explorer: JupyterLab on loopback, Chromium through Playwright.
+
+The test writes a small notebook (a random-weight ZFNet, four random images, the occlusion
+explorer), serves it with JupyterLab on 127.0.0.1 (a free port, a random token), opens it in
+headless Chromium, runs all cells from the menu, presses the right arrow on the "left (x)"
+slider and checks that the kernel redrew: the picture's ``src`` and the probability label
+change and the label names the new position. A screenshot goes to build/browser/explorer.png.
+
+Needs Chromium (Debian: ``apt-get install -y chromium``; or set ``CHROMIUM`` to its path) and
+the ``playwright`` Python package; Playwright's own browser download is never used. Skips only
+when no Chromium is found.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOT = REPO / "build" / "browser" / "explorer.png"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+STEPS = 4  # right-arrow presses on the x slider
+
+NOTEBOOK_SOURCE = """\
+import torch
+
+from course_utils.data import ImageTensorDataset
+from course_utils.models import ZFNet
+from course_utils.widgets import occlusion_explorer
+
+torch.manual_seed(0)
+model = ZFNet(image_size=32, conv_widths=(4, 6, 8, 8, 6), fc_widths=(16, 16), num_classes=3).eval()
+images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+data = ImageTensorDataset(images, torch.tensor([0, 1, 2, 0]), ["red", "green", "blue"],
+                          mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+explorer = occlusion_explorer(model, data, size=8)
+explorer"""
+
+
+def find_chromium() -> str | None:
+    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser")):
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def write_notebook(folder: Path) -> Path:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    notebook = new_notebook(cells=[new_code_cell(NOTEBOOK_SOURCE)], metadata={
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}})
+    path = folder / "explorer.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+def start_jupyterlab(folder: Path, port: int, token: str) -> subprocess.Popen:
+    """JupyterLab serving ``folder`` on 127.0.0.1:``port``; its own settings, no update or news checks."""
+    home = folder / "jupyter"
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "jupyter_lab_config.json").write_text(json.dumps(
+        {"LabApp": {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"}}))
+    environment = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+                       JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
+                       JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
+    command = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}",
+    ]
+    log = open(folder / "jupyterlab.log", "w")
+    return subprocess.Popen(command, cwd=folder, env=environment, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def wait_until_serving(server: subprocess.Popen, url: str, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"JupyterLab exited with code {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200 and "started" in json.load(response):
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"JupyterLab did not answer {url} within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def stop(server: subprocess.Popen) -> None:
+    """Terminate the server's process group (the server and its kernels), then kill what is left."""
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(420)
+def test_moving_the_occluder_slider_in_jupyterlab_redraws_the_explorer(tmp_path):
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("Chromium not found (looked at $CHROMIUM, /usr/bin/chromium, chromium, chromium-browser on PATH); "
+                    "install it with `apt-get install -y chromium`")
+    from playwright.sync_api import expect, sync_playwright
+
+    write_notebook(tmp_path)
+    port, token = free_port(), secrets.token_hex(16)
+    server = start_jupyterlab(tmp_path, port, token)
+    try:
+        wait_until_serving(server, f"http://127.0.0.1:{port}/api/status?token={token}", tmp_path / "jupyterlab.log", 90)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.set_default_timeout(60_000)
+                page.goto(f"http://127.0.0.1:{port}/lab/tree/explorer.ipynb?token={token}", timeout=120_000)
+                expect(page.locator(".jp-Notebook .jp-Cell")).to_have_count(1, timeout=120_000)
+                expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(
+                    1, timeout=120_000)  # the kernel has started
+
+                page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+                page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
+
+                slider = page.locator(".widget-slider", has=page.locator("label", has_text="left (x)"))
+                picture = page.locator(".jp-OutputArea .widget-image")
+                label = page.locator(".jp-OutputArea .widget-html", has_text="P(")
+                expect(slider).to_be_visible(timeout=180_000)
+                expect(picture).to_have_count(1)
+                expect(label).to_contain_text("with the occluder at (y=12, x=12)", timeout=60_000)
+                before_src, before_label = picture.get_attribute("src"), label.inner_text()
+                assert before_src
+
+                slider.locator(".noUi-handle").focus()
+                for _ in range(STEPS):
+                    page.keyboard.press("ArrowRight")
+
+                expect(slider.locator(".widget-readout")).to_have_text(str(12 + STEPS), timeout=30_000)
+                expect(label).to_contain_text(f"(y=12, x={12 + STEPS})", timeout=60_000)
+                expect(picture).not_to_have_attribute("src", before_src, timeout=30_000)
+                assert label.inner_text() != before_label
+
+                SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+                picture.scroll_into_view_if_needed()
+                page.screenshot(path=str(SCREENSHOT))
+            finally:
+                browser.close()
+    finally:
+        stop(server)
