@@ -14,6 +14,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e ".[dev]"
 	$(BIN)/python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	@# The browser test drives Debian's Chromium (never a browser download of Playwright's own).
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+		echo "note: Chromium not installed (run 'sudo apt-get install chromium'); the browser test will skip"
 	touch $@
 
 ## The course's main job: execute every notebook headless, write HTML under build/course/.

@@ -1,13 +1,15 @@
 """Fig. 2 on real photos: top-9 deconvnet projections of conv1..conv5 for an ImageFolder.
 
+    python benchmarks/top9_real_photos.py                       # after benchmarks/train_real_photos.py
     python benchmarks/top9_real_photos.py --checkpoint /tmp/tiny_run/final.pt
     python benchmarks/top9_real_photos.py path/to/folder --checkpoint model.pt --channels 6
 
 The folder (default ``../shared/data/tiny-imagenet-10`` beside the repository) is an ImageFolder
 with a ``val`` split (or class folders directly); the checkpoint is a course ZFNet trained on it
-(``python -m course_utils.train --dataset <folder> --out ...``). The script mines the top-9
-activations of every channel of conv1..conv5 over the validation images, projects those of the
-most active channels of each layer and writes one Fig-2 grid per layer as a PNG under
+(default ``build/real_photos/final.pt``, where ``benchmarks/train_real_photos.py`` writes it; or
+``python -m course_utils.train --dataset <folder> --out ...``). The script mines the top-9
+activations of every channel of conv1..conv5 over the validation images, projects those of a few
+strong, varied feature maps per layer (``viz.select_feature_maps``) and writes one Fig-2 grid per layer as a PNG under
 ``build/real_photos/`` (git-ignored: photos of a dataset are never committed). It prints what it
 wrote.
 """
@@ -30,10 +32,11 @@ sys.path.insert(0, str(REPO))
 from course_utils.activations import mine_top_activations  # noqa: E402
 from course_utils.data import load_dataset  # noqa: E402
 from course_utils.models import CheckpointError, load_checkpoint  # noqa: E402
-from course_utils.viz import top9_figure  # noqa: E402
+from course_utils.viz import select_feature_maps, top9_figure  # noqa: E402
 
 DEFAULT_FOLDER = REPO.parent / "shared" / "data" / "tiny-imagenet-10"
 DEFAULT_OUT = REPO / "build" / "real_photos"
+DEFAULT_CHECKPOINT = DEFAULT_OUT / "final.pt"
 LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
 
 
@@ -41,8 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", nargs="?", type=Path, default=DEFAULT_FOLDER,
                         help=f"ImageFolder with a val split (default: {DEFAULT_FOLDER})")
-    parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="a course ZFNet checkpoint trained on this folder, e.g. /tmp/tiny_run/final.pt")
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
+                        help=f"a course ZFNet checkpoint trained on this folder (default: {DEFAULT_CHECKPOINT})")
     parser.add_argument("--split", default="val", help="the split to mine (default: val)")
     parser.add_argument("--channels", type=int, default=8, help="feature maps shown per layer (default: 8)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where the PNGs go (default: {DEFAULT_OUT})")
@@ -61,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, metadata = load_checkpoint(args.checkpoint)
     except CheckpointError as error:
-        print(f"cannot load the checkpoint: {error}", file=sys.stderr)
+        print(f"cannot load the checkpoint: {error}\nTrain one on the photos first, e.g. with "
+              "benchmarks/train_real_photos.py, or pass --checkpoint", file=sys.stderr)
         return 2
     if "mean" not in metadata or "std" not in metadata:
         print(f"{args.checkpoint} records no normalization (mean/std); train it with course_utils.train",
@@ -79,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     written = []
     for layer in LAYERS:
         top = tops[layer]
-        channels = top.values[:, 0].argsort(descending=True)[: args.channels].tolist()  # most active maps
+        # the strongest maps; above conv1 at most one per class their top-9 images mostly show
+        channels = select_feature_maps(top, None if layer == "conv1" else data.labels, args.channels)
         figure = top9_figure(model, data, top, channels,
                              title=f"{layer} on {args.folder.name} ({args.split}, {len(data)} photos): "
                                    "top-9 projections beside their image patches")

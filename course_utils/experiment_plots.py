@@ -236,7 +236,7 @@ def _transformed_mosaic(images: torch.Tensor, kind: str, amounts: Sequence[float
 
 
 def invariance_figure(curves: InvarianceCurves, images: torch.Tensor, dataset: ImageTensorDataset,
-                      example_amounts: Sequence[float], gap: int = 2) -> Figure:
+                      example_amounts: Sequence[float], rows: Sequence[int] | None = None, gap: int = 2) -> Figure:
     """Fig 5 for one transformation; one colour per image throughout.
 
     Left, over the full height: (a) the images (rows) transformed by ``example_amounts``
@@ -250,6 +250,7 @@ def invariance_figure(curves: InvarianceCurves, images: torch.Tensor, dataset: I
         images: ``(N, 3, H, W)`` the normalized images of ``curves``.
         dataset: its ``class_names`` label the classes, its ``denormalize`` shows the images.
         example_amounts: the amounts shown in panel (a).
+        rows: which of the ``N`` images to draw, in this order (default: all).
         gap: white pixels between the pictures of panel (a).
     """
     count = curves.probabilities.shape[0]
@@ -258,20 +259,26 @@ def invariance_figure(curves: InvarianceCurves, images: torch.Tensor, dataset: I
                          f"{tuple(images.shape)}")
     if len(example_amounts) == 0:
         raise ValueError(f"give at least one example amount, e.g. {curves.amounts[[0, -1]].tolist()}")
+    shown = list(range(count)) if rows is None else [int(row) for row in rows]
+    if not shown or not all(0 <= row < count for row in shown):
+        raise ValueError(f"rows must pick at least one of the curves' images 0..{count - 1}, got {rows}")
     amounts = curves.amounts.numpy()
-    colours = [plt.get_cmap("tab10")(index % 10) for index in range(count)]
-    names = [dataset.class_names[int(label)] for label in curves.target_labels]
+    colours = [plt.get_cmap("tab10")(position % 10) for position in range(len(shown))]
+    names = [dataset.class_names[int(curves.target_labels[row])] for row in shown]
     panels = len(curves.layers) + 2
     grid_columns = math.ceil(panels / 2)
+    # The figure is made outside rc_context: pyplot's first figure switches on the inline
+    # backend's interactive mode, which rc_context would undo on exit (no later figure shown).
+    figure = plt.figure(figsize=(6.5 + 5.0 * grid_columns, 9.5), layout="constrained")
     with plt.rc_context({"font.size": 13}):
-        figure = plt.figure(figsize=(6.5 + 5.0 * grid_columns, 9.5), layout="constrained")
         grid = figure.add_gridspec(2, grid_columns + 1, width_ratios=[1.25] + [1.0] * grid_columns)
         example_axis = figure.add_subplot(grid[:, 0])
         height, width = images.shape[-2:]
-        example_axis.imshow(_transformed_mosaic(images, curves.kind, example_amounts, dataset, gap))
+        example_axis.imshow(_transformed_mosaic(images[shown], curves.kind, example_amounts, dataset, gap))
         example_axis.set_xticks([column * (width + gap) + (width - 1) / 2 for column in range(len(example_amounts))],
                                 [_amount_text(curves.kind, amount) for amount in example_amounts])
-        example_axis.set_yticks([row * (height + gap) + (height - 1) / 2 for row in range(count)], names)
+        example_axis.set_yticks([position * (height + gap) + (height - 1) / 2 for position in range(len(shown))],
+                                names)
         for label, colour in zip(example_axis.get_yticklabels(), colours):
             label.set_color(colour)
         example_axis.set_title(f"(a) {_TRANSFORMATION_NAMES[curves.kind]}: examples")
@@ -279,23 +286,21 @@ def invariance_figure(curves: InvarianceCurves, images: torch.Tensor, dataset: I
         distance_axes, probability_axis, top_axis = axes[:-2], axes[-2], axes[-1]
 
         for axis, layer in zip(distance_axes, curves.layers):
-            for row in range(count):
-                axis.plot(amounts, curves.relative_distances[layer][row].numpy(), "-o", ms=3, color=colours[row])
-            axis.set(title=f"{_layer_title(layer)}: change of the features",
-                     ylabel="relative distance to original")
+            for colour, row in zip(colours, shown):
+                axis.plot(amounts, curves.relative_distances[layer][row].numpy(), "-o", ms=3, color=colour)
+            axis.set(title=f"{_layer_title(layer)}", ylabel=r"relative distance $\|f(Tx) - f(x)\| \,/\, \|f(x)\|$")
         for axis in distance_axes[1:]:
             axis.sharey(distance_axes[0])
         distance_axes[0].set_ylim(bottom=0)
 
-        for row in range(count):
-            probability_axis.plot(amounts, curves.probabilities[row].numpy(), "-o", ms=3, color=colours[row],
-                                  label=names[row])
+        for colour, name, row in zip(colours, names, shown):
+            probability_axis.plot(amounts, curves.probabilities[row].numpy(), "-o", ms=3, color=colour, label=name)
         probability_axis.set(title="P(true class)", ylabel="probability", ylim=(-0.02, 1.02))
 
-        offsets = (np.arange(count) - (count - 1) / 2) * min(0.12, 0.6 / count)
-        for row in range(count):
-            top_axis.plot(amounts, curves.top_classes[row].numpy() + offsets[row], "-o", ms=3,
-                          drawstyle="steps-mid", color=colours[row])
+        offsets = (np.arange(len(shown)) - (len(shown) - 1) / 2) * min(0.12, 0.6 / len(shown))
+        for colour, offset, row in zip(colours, offsets, shown):
+            top_axis.plot(amounts, curves.top_classes[row].numpy() + offset, "-o", ms=3, drawstyle="steps-mid",
+                          color=colour)
         top_axis.set_yticks(range(len(dataset.class_names)), dataset.class_names)
         top_axis.set(title="most probable class", ylim=(-0.6, len(dataset.class_names) - 0.4))
 
@@ -304,7 +309,7 @@ def invariance_figure(curves: InvarianceCurves, images: torch.Tensor, dataset: I
             axis.grid(alpha=0.3)
             if curves.kind == "rotate":
                 axis.set_xticks(np.arange(0, amounts.max() + 1, 90))
-        figure.legend(loc="outside lower center", ncols=min(count, 6), title="image (true class)")
+        figure.legend(loc="outside lower center", ncols=min(len(shown), 6), title="image (true class)")
         figure.suptitle(f"Invariance to {_TRANSFORMATION_NAMES[curves.kind]} (Zeiler & Fergus, Fig. 5)",
                         fontsize=16)
     return figure
@@ -359,8 +364,9 @@ def occlusion_figure(result: OcclusionResult, image: torch.Tensor, projection: t
               float(result.rows[-1]) + half + step, float(result.rows[0]) + half - step)
     worst_row, worst_col = divmod(int(result.probability.argmin()), result.probability.shape[1])
 
+    figure = plt.figure(figsize=(16, 10.5), layout="constrained")  # outside rc_context: see invariance_figure
     with plt.rc_context({"font.size": 13}):
-        figure, axes = plt.subplots(2, 3, figsize=(16, 10.5), layout="constrained")
+        axes = figure.subplots(2, 3)
         (image_axis, activation_axis, projection_axis), (probability_axis, class_axis, legend_axis) = axes
         image_axis.imshow(to_display(dataset.denormalize(image)))
         corner = (float(result.cols[worst_col]) - 0.5, float(result.rows[worst_row]) - 0.5)

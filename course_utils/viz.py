@@ -246,21 +246,25 @@ def image_table(
     return figure
 
 
-def select_feature_maps(top: TopK, labels: Tensor, count: int = 6) -> list[int]:
-    """Pick ``count`` feature maps of a layer worth showing, as a varied set.
+def select_feature_maps(top: TopK, labels: Tensor | None = None, count: int = 6) -> list[int]:
+    """Pick ``count`` feature maps of a layer worth showing.
 
-    Maps are taken strongest first (mean of their top-k values), at most one per *dominant
-    class* (the most common class among the map's top-k images), so a figure does not show six
-    detectors of the same class; when fewer classes occur than ``count``, the strongest
-    remaining maps fill up.
+    Maps are taken strongest first (mean of their top-k values). Given ``labels``, at most one
+    map per *dominant class* (the most common class among the map's top-k images) is taken
+    first, so a figure of a high layer does not show six detectors of one class; when fewer
+    classes occur than ``count``, the strongest remaining maps fill up.
 
     Args:
         top: the layer's :class:`~course_utils.activations.TopK`.
-        labels: ``(N,)`` class labels of the mined images (``dataset.labels``).
+        labels: ``(N,)`` class labels of the mined images (``dataset.labels``), or ``None`` for
+            simply the strongest maps (low layers, whose features are not class-specific).
         count: how many maps to return (fewer when the layer has fewer).
     """
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
+    by_strength = top.values.mean(1).argsort(descending=True, stable=True).tolist()
+    if labels is None:
+        return by_strength[:count]
     labels = torch.as_tensor(labels)
     if labels.ndim != 1 or int(top.image_indices.max()) >= len(labels):
         raise ValueError(
@@ -268,7 +272,6 @@ def select_feature_maps(top: TopK, labels: Tensor, count: int = 6) -> list[int]:
             f"indices up to {int(top.image_indices.max())}"
         )
     dominant = labels[top.image_indices].mode(dim=1).values.tolist()
-    by_strength = top.values.mean(1).argsort(descending=True, stable=True).tolist()
     picked, classes = [], set()
     for channel in by_strength:
         if dominant[channel] not in classes:

@@ -80,8 +80,8 @@ DEFAULT_AMOUNTS: dict[str, tuple[float, ...]] = {
     "rotate": tuple(float(a) for a in range(-180, 181, 15)),
 }
 _UNITS = {"translate": "vertical shift (pixels)", "scale": "scale factor", "rotate": "rotation (degrees)"}
-_BOX_COLOUR = (230, 25, 75)
-_BOX_COLOUR_HEX = "#{:02x}{:02x}{:02x}".format(*_BOX_COLOUR)
+#: Colour of the occluder outline, the receptive-field box and the marker on the curves.
+_HIGHLIGHT = (230, 25, 75)
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,7 +124,7 @@ def _png(pixels: np.ndarray, boxes: Sequence[tuple[int, int, int, int]] = (), sc
     draw = ImageDraw.Draw(image)
     for top, left, bottom, right in boxes:
         draw.rectangle((left * scale, top * scale, right * scale - 1, bottom * scale - 1),
-                       outline=_BOX_COLOUR, width=max(1, scale // 2))
+                       outline=_HIGHLIGHT, width=max(1, scale // 2))
     return _png_bytes(image)
 
 
@@ -251,8 +251,11 @@ class DeconvnetExplorer(Explorer):
     order), ``image_view`` (the chosen image, its strongest unit's receptive field outlined),
     ``image_projection_view`` (that unit's projection, whole image) and ``caption``.
 
+    Built by :func:`deconvnet_explorer`, or directly from ``tops``, ``{layer: TopK}`` that
+    :func:`~course_utils.activations.mine_top_activations` found over the same ``dataset``.
+
     Attributes:
-        tops: ``{layer: TopK}`` mined once over ``dataset``.
+        tops: ``{layer: TopK}``, the layers offered (mined once).
         projections: ``(k, 3, H, W)`` projections of the selected channel's top-k units.
         image_projection: ``(3, H, W)`` projection of the chosen image's strongest unit.
         image_unit: ``(y, x, activation)`` of that unit in the layer's output.
@@ -263,6 +266,8 @@ class DeconvnetExplorer(Explorer):
     def __init__(self, model: nn.Module, dataset: ImageTensorDataset, tops: Mapping[str, TopK],
                  channel: int = 0, image: int = 0) -> None:
         super().__init__()
+        if not tops:
+            raise ValueError("tops is empty; mine at least one layer with mine_top_activations(model, dataset, layers)")
         self.model, self.dataset, self.tops = model, dataset, dict(tops)
         first_layer = next(iter(self.tops))
         num_channels = self.tops[first_layer].values.shape[0]
@@ -320,8 +325,7 @@ class DeconvnetExplorer(Explorer):
         activation = float(feature_map[y, x])
         self.image_unit = (y, x, activation)
         self.image_projection = project(model, chosen, layer, torch.tensor([[0, channel, y, x]]))[0]
-        size = dataset.images.shape[-1]
-        scale = display_scale(size)
+        scale = display_scale(dataset.images.shape[-1])
         box = receptive_field_box(model, layer, y, x, dataset.images.shape[-2:])
         self.image_view.value = _png(picture_pixels(dataset.images[image], scale), [box], scale)
         self.image_projection_view.value = _png(picture_pixels(normalize_projection(self.image_projection), scale))
@@ -521,7 +525,7 @@ class _CurvesPicture:
         for transform, box, values in zip(self.transforms, self.boxes, self.values):
             x, y = transform.transform((amount, values[column]))
             draw.line([(x, height - box.y1), (x, height - box.y0)], fill=(128, 128, 128), width=1)
-            draw.ellipse([x - 5, height - y - 5, x + 5, height - y + 5], fill=_BOX_COLOUR)
+            draw.ellipse([x - 5, height - y - 5, x + 5, height - y + 5], fill=_HIGHLIGHT)
         return _png_bytes(image)
 
 

@@ -239,6 +239,8 @@ def test_bad_arguments_name_the_valid_values(tmp_path):
         generate_shapes(4, seed=-1)
     with pytest.raises(ValueError, match="image_size must be an integer of at least 16"):
         generate_shapes(4, seed=0, image_size=8)
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        generate_shapes(4, seed=0, workers=0)
     assert not list(tmp_path.iterdir())  # nothing was written
 
 

@@ -141,3 +141,162 @@ def test_first_layer_figure_rejects_a_non_conv_layer_and_no_models():
         first_layer_figure({"m": ZFNet(ZFNetConfig(**SMALL))}, layer="relu1")
     with pytest.raises(ValueError, match="at least one model"):
         first_layer_figure({})
+
+
+# --------------------------------------------------------------------------------------
+# Fig 5 (invariance_figure) and Fig 7 (occlusion_figure)
+# --------------------------------------------------------------------------------------
+CLASS_NAMES = [f"class {index}" for index in range(10)]
+
+
+def _tiny_model_and_data(count: int = 3, size: int = 32):
+    from course_utils.data import ImageTensorDataset
+
+    torch.manual_seed(0)
+    model = ZFNet(ZFNetConfig(**SMALL, image_size=size)).eval()
+    generator = torch.Generator().manual_seed(1)
+    pictures = torch.randint(0, 256, (count, 3, size, size), dtype=torch.uint8, generator=generator)
+    dataset = ImageTensorDataset(pictures, torch.arange(count) % 10, CLASS_NAMES, (0.5,) * 3, (0.25,) * 3)
+    return model, dataset, dataset.normalize(pictures)
+
+
+def test_invariance_figure_draws_the_examples_and_every_curve():
+    from course_utils.experiment_plots import invariance_figure
+    from course_utils.invariance import invariance_curves, transform_images
+
+    model, dataset, images = _tiny_model_and_data()
+    curves = invariance_curves(model, images, "translate", [-2, 0, 2], target_labels=dataset.labels)
+    figure = invariance_figure(curves, images, dataset, example_amounts=[-2, 0], gap=2)
+    examples, layer1, layer7, probability, top = figure.axes
+
+    mosaic = examples.get_images()[0].get_array()
+    assert mosaic.shape == (3 * 34 - 2, 2 * 34 - 2, 3)
+    shifted = dataset.denormalize(transform_images(images, "translate", -2)).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(mosaic[34:66, 0:32], shifted[1])  # image 1 (row 1) shifted by -2 (column 0)
+    np.testing.assert_allclose(mosaic[34:66, 34:66], dataset.denormalize(images[1]).permute(1, 2, 0).numpy())
+    np.testing.assert_allclose(mosaic[32:34], 1.0)  # white gutter between rows
+    assert [label.get_text() for label in examples.get_xticklabels()] == ["-2 px", "+0 px"]
+    assert [label.get_text() for label in examples.get_yticklabels()] == CLASS_NAMES[:3]
+
+    for axis, layer in ((layer1, "relu1"), (layer7, "relu7")):
+        assert axis.get_title() == f"layer {layer[-1]} ({layer})"
+        for line, expected in zip(axis.get_lines(), curves.relative_distances[layer]):
+            np.testing.assert_allclose(line.get_xdata(), [-2, 0, 2])
+            np.testing.assert_allclose(line.get_ydata(), expected.numpy())
+    assert layer1.get_ylim() == layer7.get_ylim() and layer1.get_ylim()[0] == 0  # one scale for both layers
+    for line, expected in zip(probability.get_lines(), curves.probabilities):
+        np.testing.assert_allclose(line.get_ydata(), expected.numpy())
+    top_lines = top.get_lines()
+    offsets = [line.get_ydata()[0] - curves.top_classes[row, 0].item() for row, line in enumerate(top_lines)]
+    assert len(set(offsets)) == 3 and max(abs(offset) for offset in offsets) < 0.5  # separated, on their class
+    for row, line in enumerate(top_lines):
+        np.testing.assert_allclose(line.get_ydata() - offsets[row], curves.top_classes[row].numpy(), atol=1e-12)
+    assert [text.get_text() for text in figure.legends[0].get_texts()] == CLASS_NAMES[:3]
+
+
+def test_invariance_figure_rejects_images_of_other_curves_and_no_examples():
+    from course_utils.experiment_plots import invariance_figure
+    from course_utils.invariance import invariance_curves
+
+    model, dataset, images = _tiny_model_and_data()
+    curves = invariance_curves(model, images, "rotate", [0, 90])
+    with pytest.raises(ValueError, match=r"batch of the curves, N = 3"):
+        invariance_figure(curves, images[:2], dataset, [0])
+    with pytest.raises(ValueError, match="at least one example amount"):
+        invariance_figure(curves, images, dataset, [])
+    with pytest.raises(ValueError, match=r"rows must pick at least one of the curves' images 0..2"):
+        invariance_figure(curves, images, dataset, [0], rows=[3])
+    with pytest.raises(ValueError, match="rows must pick at least one"):
+        invariance_figure(curves, images, dataset, [0], rows=[])
+
+
+def test_invariance_figure_draws_only_the_chosen_rows_in_their_order():
+    from course_utils.experiment_plots import invariance_figure
+    from course_utils.invariance import invariance_curves
+
+    model, dataset, images = _tiny_model_and_data()
+    curves = invariance_curves(model, images, "scale", [0.8, 1.0], target_labels=dataset.labels)
+    figure = invariance_figure(curves, images, dataset, example_amounts=[1.0], rows=[2, 0], gap=2)
+    examples, layer1, _, probability, _ = figure.axes
+    mosaic = examples.get_images()[0].get_array()
+    assert mosaic.shape == (2 * 34 - 2, 32, 3)
+    np.testing.assert_allclose(mosaic[:32], dataset.denormalize(images[2]).permute(1, 2, 0).numpy())
+    assert [label.get_text() for label in examples.get_yticklabels()] == [CLASS_NAMES[2], CLASS_NAMES[0]]
+    assert [label.get_text() for label in examples.get_xticklabels()] == ["x1"]
+    for axis, table in ((layer1, curves.relative_distances["relu1"]), (probability, curves.probabilities)):
+        assert len(axis.get_lines()) == 2
+        np.testing.assert_allclose(axis.get_lines()[0].get_ydata(), table[2].numpy())
+        np.testing.assert_allclose(axis.get_lines()[1].get_ydata(), table[0].numpy())
+
+
+def test_occlusion_figure_places_each_map_at_the_occluder_centres():
+    from course_utils.deconvnet import project_activation
+    from course_utils.experiment_plots import occlusion_figure
+    from course_utils.occlusion import occlusion_map
+    from course_utils.viz import normalize_projection, to_display
+
+    model, dataset, images = _tiny_model_and_data(count=1)
+    image = images[0]
+    result = occlusion_map(model, image, window=8, stride=4, target_class=1, layer="relu5")
+    projection = project_activation(model, image, "relu5", result.channel)
+    mask = torch.zeros(32, 32, dtype=torch.bool)
+    mask[10:20, 12:24] = True
+    figure = occlusion_figure(result, image, projection, dataset, object_mask=mask)
+    image_axis, activation_axis, projection_axis, probability_axis, class_axis, legend_axis = figure.axes[:6]
+
+    centres = (1.5, 29.5, 29.5, 1.5)  # occluder centres 3.5 .. 27.5 (corners 0 .. 24, +3.5), cells of 4 px
+    probability_map = probability_axis.get_images()[0]
+    np.testing.assert_allclose(probability_map.get_array(), result.probability.numpy())
+    assert tuple(probability_map.get_extent()) == centres
+    assert probability_map.get_cmap().name == "viridis" and probability_map.get_clim() == (0.0, 1.0)
+
+    activation_map = activation_axis.get_images()[0]
+    change = (result.activation - result.unoccluded_activation).numpy()
+    np.testing.assert_allclose(activation_map.get_array(), change)
+    low, high = activation_map.get_clim()
+    assert activation_map.get_cmap().name == "RdBu_r" and low == -high == -np.abs(change).max()
+
+    np.testing.assert_allclose(projection_axis.get_images()[0].get_array(),
+                               to_display(normalize_projection(projection)))
+    worst_row, worst_col = divmod(int(result.probability.argmin()), result.probability.shape[1])
+    square = [patch for patch in image_axis.patches if isinstance(patch, Rectangle)][-1]
+    assert square.get_xy() == (result.cols[worst_col].item() - 0.5, result.rows[worst_row].item() - 0.5)
+    assert square.get_width() == square.get_height() == 8
+
+    palette = plt.get_cmap("tab10")
+    top = result.top_class.numpy()
+    expected_colours = np.array([[palette(int(index))[:3] for index in row] for row in top])
+    np.testing.assert_allclose(class_axis.get_images()[0].get_array(), expected_colours)
+    labels = [text.get_text() for text in legend_axis.get_legend().get_texts()]
+    assert sorted(labels) == sorted(CLASS_NAMES[index] + (" (true)" if index == 1 else "")
+                                    for index in np.unique(top))
+    for axis in (activation_axis, probability_axis, class_axis):
+        assert len(axis.collections) == 1  # the object's outline
+
+
+def test_occlusion_figure_rejects_mismatched_inputs():
+    from course_utils.experiment_plots import occlusion_figure
+    from course_utils.occlusion import occlusion_map
+
+    model, dataset, images = _tiny_model_and_data(count=1)
+    image = images[0]
+    result = occlusion_map(model, image, window=8, stride=8, layer="relu5")
+    projection = torch.zeros_like(image)
+    with pytest.raises(ValueError, match=r"image must be the \(3, 32, 32\) image"):
+        occlusion_figure(result, image[:, :16], projection, dataset)
+    with pytest.raises(ValueError, match="projection must have the image's shape"):
+        occlusion_figure(result, image, projection[0], dataset)
+    with pytest.raises(ValueError, match=r"object_mask must have shape \(32, 32\)"):
+        occlusion_figure(result, image, projection, dataset, object_mask=torch.zeros(16, 16, dtype=torch.bool))
+    without_layer = occlusion_map(model, image, window=8, stride=8, layer=None)
+    with pytest.raises(ValueError, match="layer='relu5'"):
+        occlusion_figure(without_layer, image, projection, dataset)
+
+
+def test_class_colours_keep_a_class_colour_or_rank_the_most_frequent():
+    from course_utils.experiment_plots import _class_colours
+
+    assert _class_colours([7, 2], 10) == {7: plt.get_cmap("tab10")(7), 2: plt.get_cmap("tab10")(2)}
+    assert _class_colours([15], 20) == {15: plt.get_cmap("tab20")(15)}
+    many = _class_colours(list(range(100, 125)), 1000)  # 25 classes present, most frequent first
+    assert list(many) == list(range(100, 119)) and many[100] == plt.get_cmap("tab20")(0)

@@ -357,6 +357,7 @@ def test_select_feature_maps_takes_the_strongest_map_of_each_dominant_class_firs
     assert viz.select_feature_maps(top, labels, count=3) == [0, 2, 3]      # one per class, strongest first
     assert viz.select_feature_maps(top, labels, count=5) == [0, 2, 3, 1, 4]  # then the strongest others
     assert viz.select_feature_maps(top, labels, count=2) == [0, 2]
+    assert viz.select_feature_maps(top, None, count=3) == [0, 1, 2]           # without labels: strongest
     with pytest.raises(ValueError, match="labels must be the"):
         viz.select_feature_maps(top, labels[:3])
     with pytest.raises(ValueError, match="count must be at least 1"):

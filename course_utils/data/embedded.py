@@ -523,6 +523,8 @@ def generate_shapes(num_images: int, seed: int, classes: str = "main", image_siz
     ``len(classes)`` consecutive images holds each class once.
 
     Args:
+        image_size: side of the square images in pixels (objects scale with it).
+        progress: show a progress bar.
         workers: processes to use; ``None`` uses up to 2 for 2,000 images or more.
 
     Returns:
@@ -540,6 +542,8 @@ def generate_shapes(num_images: int, seed: int, classes: str = "main", image_siz
         raise ValueError(f"image_size must be an integer of at least 16 pixels, got {image_size!r}")
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if num_images >= _PARALLEL_MIN_IMAGES else 1
+    if not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be a positive integer (1 runs in this process), got {workers!r}")
     chunk = max(1, min(250, -(-num_images // workers)))
     bounds = [(start, min(start + chunk, num_images)) for start in range(0, num_images, chunk)]
     arguments = (int(seed), classes, int(image_size))
@@ -556,8 +560,8 @@ def generate_shapes(num_images: int, seed: int, classes: str = "main", image_siz
                     start, stop = futures[future]
                     results[start] = future.result()
                     bar.update(stop - start)
-    ordered = [results[start] for start, _ in bounds]
-    return {key: np.concatenate([chunk_[key] for chunk_ in ordered]) for key in ordered[0]}
+    pieces = [results[start] for start, _ in bounds]
+    return {key: np.concatenate([piece[key] for piece in pieces]) for key in pieces[0]}
 
 
 def split_seed(seed: int, split: str) -> int:
@@ -624,19 +628,20 @@ def load_embedded(split: str = "train", root: str | Path | None = None, seed: in
     )
 
 
-def linear_probe_on_pixels(train: ImageTensorDataset, val: ImageTensorDataset, epochs: int = 15,
+def linear_probe_on_pixels(train: ImageTensorDataset, val: ImageTensorDataset, epochs: int = 10,
                            seed: int = 0, batch_size: int = 256, lr: float = 1e-3,
                            weight_decay: float = 1e-4) -> float:
     """Validation accuracy of softmax regression on raw normalized pixels (Adam, ``epochs``).
 
     The baseline that shows depth matters: one linear layer from the ``3*H*W`` pixels to the
-    classes, trained with a fixed ``seed``. Returns the accuracy on ``val`` in [0, 1].
+    classes, trained with a fixed ``seed``. The training pixels are normalized once and held
+    as float32 (about 0.5 GB for 10,000 images of 64x64). Returns the accuracy on ``val`` in [0, 1].
     """
     if train.class_names != val.class_names:
         raise ValueError("train and val must have the same class_names (use the same classes= set)")
     generator = torch.Generator().manual_seed(seed)
-    features = train.images[0].numel()
-    model = torch.nn.Linear(features, train.num_classes)
+    pixels = train.normalize(train.images).flatten(1)  # (N, 3*H*W)
+    model = torch.nn.Linear(pixels.shape[1], train.num_classes)
     with torch.no_grad():
         model.weight.normal_(0.0, 0.01, generator=generator)
         model.bias.zero_()
@@ -645,8 +650,7 @@ def linear_probe_on_pixels(train: ImageTensorDataset, val: ImageTensorDataset, e
         order = torch.randperm(len(train), generator=generator)
         for start in range(0, len(train), batch_size):
             rows = order[start:start + batch_size]
-            logits = model(train.normalize(train.images[rows]).flatten(1))
-            loss = torch.nn.functional.cross_entropy(logits, train.labels[rows])
+            loss = torch.nn.functional.cross_entropy(model(pixels[rows]), train.labels[rows])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
