@@ -8,10 +8,10 @@ The folder (default ``../shared/data/tiny-imagenet-10`` beside the repository) i
 with a ``val`` split (or class folders directly); the checkpoint is a course ZFNet trained on it
 (default ``build/real_photos/final.pt``, where ``benchmarks/train_real_photos.py`` writes it; or
 ``python -m course_utils.train --dataset <folder> --out ...``). The script mines the top-9
-activations of every channel of conv1..conv5 over the validation images, projects those of a few
-strong, varied feature maps per layer (``viz.select_feature_maps``) and writes one Fig-2 grid per layer as a PNG under
-``build/real_photos/`` (git-ignored: photos of a dataset are never committed). It prints what it
-wrote.
+activations of every channel of conv1..conv5 over the validation images, projects those of a
+few strong, varied feature maps per layer (``viz.select_feature_maps``) and writes one Fig-2
+grid per layer as a PNG under ``build/real_photos/`` (git-ignored: figures of a photo dataset
+are never committed). It prints what it wrote.
 """
 from __future__ import annotations
 

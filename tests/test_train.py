@@ -88,7 +88,13 @@ def write_image_folder(root: Path, per_class: int = 24, size: int = 32) -> Path:
     return root
 
 
-def test_cli_trains_on_an_image_folder(tmp_path):
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """Decoded-folder caches of these tests go to tmp_path, not the project's data/cache/."""
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_cli_trains_on_an_image_folder(tmp_path, private_cache):
     folder = write_image_folder(tmp_path / "folder")
     history = main(["--dataset", str(folder), "--epochs", "2", "--batch-size", "24", "--out", str(tmp_path / "out"),
                     "--conv-widths", "8,8,8,8,8", "--fc-widths", "16,16", "--snapshots", "1", "--threads", "1"])
@@ -101,7 +107,7 @@ def test_cli_trains_on_an_image_folder(tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_ddp_matches_single_process(tmp_path):
+def test_torchrun_ddp_matches_single_process(tmp_path, private_cache):
     """Two gloo processes with half batches each follow the same trajectory as one process."""
     folder = write_image_folder(tmp_path / "folder")
     common = ["--dataset", str(folder), "--epochs", "1", "--batch-size", "24", "--conv-widths", "8,8,8,8,8",

@@ -384,7 +384,8 @@ def load_image_folder(
         mean, std: per-channel normalization in [0, 1] units. When not given they are computed
             from the ``train`` split of ``root`` if it has one, else from the loaded images.
         progress: show a progress bar while decoding.
-        cache_dir: where the decoded tensor is cached (default ``DATA_DIR / "cache"``); the cache
+        cache_dir: where the decoded tensor is cached (default ``$COURSE_CACHE_DIR`` or
+            ``DATA_DIR / "cache"``); the cache
             is rebuilt when any image file's size or modification time, or ``image_size``, changes.
 
     Images are converted to RGB (grayscale replicated, alpha dropped). Class names are the class
@@ -409,7 +410,9 @@ def load_image_folder(
         )
     else:
         image_root = root
-    cache_dir = Path(cache_dir) if cache_dir is not None else DATA_DIR / "cache"
+    if cache_dir is None:
+        cache_dir = os.environ.get("COURSE_CACHE_DIR") or DATA_DIR / "cache"
+    cache_dir = Path(cache_dir)
     arrays = _decoded_folder(image_root, image_size, cache_dir, progress)
     if mean is None:
         uses_train_stats = image_root != root and split != "train" and "train" in splits
