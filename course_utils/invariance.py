@@ -28,6 +28,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import nn
 from torchvision.transforms import InterpolationMode
 
+from .data.core import check_float_images
 from .models import get_layer
 
 __all__ = ["TRANSFORMATIONS", "InvarianceCurves", "transform_images", "invariance_curves"]
@@ -67,20 +68,6 @@ class InvarianceCurves:
     original_probabilities: torch.Tensor
 
 
-def _check_images(images: torch.Tensor) -> None:
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor of shape (N, 3, H, W), got {type(images).__name__}")
-    if images.ndim != 4:
-        hint = "; add a batch dimension with image[None]" if images.ndim == 3 else ""
-        raise ValueError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}{hint}")
-    if images.shape[1] != 3:
-        hint = (" (grayscale); repeat to RGB with images.expand(-1, 3, -1, -1) and normalize with the "
-                "RGB statistics") if images.shape[1] == 1 else ""
-        raise ValueError(f"images must have 3 channels (RGB), got {images.shape[1]}{hint}")
-    if not images.is_floating_point():
-        raise ValueError(f"images must be normalized float tensors, got {images.dtype}; use dataset.normalize(...)")
-
-
 def _check_kind(kind: str) -> None:
     if kind not in TRANSFORMATIONS:
         raise ValueError(f"unknown transformation {kind!r}; choose one of {', '.join(TRANSFORMATIONS)}")
@@ -102,7 +89,7 @@ def transform_images(
     counter-clockwise). ``fill``: value (or per-channel values) of the area that comes in
     from outside; 0 is the dataset mean in normalized space.
     """
-    _check_images(images)
+    check_float_images(images)
     _check_kind(kind)
     amount = float(amount)
     _check_amount(kind, amount)
@@ -156,7 +143,7 @@ def invariance_curves(
     Returns:
         :class:`InvarianceCurves` with ``(N, A)`` distances per layer and predictions.
     """
-    _check_images(images)
+    check_float_images(images)
     _check_kind(kind)
     amount_values = torch.as_tensor(amounts, dtype=torch.float64).flatten()
     if amount_values.numel() == 0:

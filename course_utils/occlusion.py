@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .data.core import check_float_images
 from .models import get_layer
 
 __all__ = [
@@ -221,22 +222,6 @@ def _check_window(window: int, stride: int, image_size: tuple[int, ...]) -> tupl
             f"({image_size[0]}x{image_size[1]}); use a window of at most {min(image_size)}"
         )
     return window, stride
-
-
-def _check_image(image: torch.Tensor) -> None:
-    if not isinstance(image, torch.Tensor):
-        raise TypeError(f"image must be a torch.Tensor of shape (3, H, W), got {type(image).__name__}")
-    if image.ndim != 3:
-        hint = "; pass one image, e.g. images[0]" if image.ndim == 4 else ""
-        raise ValueError(f"image must have shape (3, H, W), got {tuple(image.shape)}{hint}")
-    if image.shape[0] != 3:
-        hint = (" (grayscale); repeat it to RGB with image.expand(3, -1, -1) and normalize with the "
-                "RGB statistics") if image.shape[0] == 1 else ""
-        raise ValueError(f"image must have 3 channels (RGB), got {image.shape[0]}{hint}")
-    if not image.is_floating_point():
-        raise ValueError(
-            f"image must be a normalized float tensor, got {image.dtype}; use dataset.normalize(uint8_image)"
-        )
 
 
 def _baseline_tensor(baseline: float | torch.Tensor, image: torch.Tensor) -> torch.Tensor:
@@ -552,7 +537,7 @@ def occlusion_map(
             f"model must be an nn.Sequential of named layers (e.g. course_utils.models.ZFNet), got "
             f"{type(model).__name__}; wrap torchvision models with course_utils.models.alexnet/vgg16"
         )
-    _check_image(image)
+    check_float_images(image, batched=False)
     height, width = image.shape[-2:]
     window, stride = _check_window(window, stride, (height, width))
     max_batch = _positive_int(max_batch, f"max_batch must be a positive int (occluded images per forward), got "

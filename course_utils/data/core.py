@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["ImageTensorDataset", "CacheError", "save_array_cache", "load_array_cache", "DATA_DIR"]
+__all__ = ["ImageTensorDataset", "check_float_images", "CacheError", "save_array_cache", "load_array_cache", "DATA_DIR"]
 
 #: The project's data folder (small committed assets; generated caches are git-ignored).
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
@@ -102,6 +102,29 @@ class ImageTensorDataset(Dataset):
         for start in range(0, len(self), batch_size):
             stop = start + batch_size
             yield self.normalize(self.images[start:stop]), self.labels[start:stop]
+
+
+def check_float_images(images: torch.Tensor, batched: bool = True) -> None:
+    """Raise an error naming the fix unless ``images`` is a normalized float RGB tensor:
+    ``(N, 3, H, W)`` when ``batched``, else one ``(3, H, W)`` image."""
+    name, shape, rank = ("images", "(N, 3, H, W)", 4) if batched else ("image", "(3, H, W)", 3)
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {shape}, got {type(images).__name__}")
+    if images.ndim != rank:
+        hint = ""
+        if batched and images.ndim == 3:
+            hint = "; add a batch dimension with image[None]"
+        elif not batched and images.ndim == 4:
+            hint = "; pass one image, e.g. images[0]"
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(images.shape)}{hint}")
+    channels = images.shape[-3]
+    if channels != 3:
+        expand = "expand(-1, 3, -1, -1)" if batched else "expand(3, -1, -1)"
+        hint = (f" (grayscale); repeat it to RGB with {name}.{expand} and normalize with the RGB "
+                "statistics") if channels == 1 else ""
+        raise ValueError(f"{name} must have 3 channels (RGB), got {channels}{hint}")
+    if not images.is_floating_point():
+        raise ValueError(f"{name} must be normalized float tensors, got {images.dtype}; use dataset.normalize(...)")
 
 
 class CacheError(RuntimeError):
