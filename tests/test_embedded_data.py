@@ -11,7 +11,7 @@ import torch
 from course_utils.data import embedded
 from course_utils.data.core import ImageTensorDataset, load_array_cache
 from course_utils.data.embedded import (EMBEDDED_CLASSES, HELDOUT_CLASSES, generate_shapes,
-                                        linear_probe_on_pixels, load_embedded, split_seed)
+                                        load_embedded, split_seed)
 
 ARRAY_KEYS = ("images", "labels", "parts", "part_radius", "masks")
 
@@ -242,21 +242,3 @@ def test_bad_arguments_name_the_valid_values(tmp_path):
     with pytest.raises(ValueError, match="workers must be a positive integer"):
         generate_shapes(4, seed=0, workers=0)
     assert not list(tmp_path.iterdir())  # nothing was written
-
-
-def test_linear_probe_separates_linearly_separable_images():
-    def two_brightness_classes(seed: int) -> ImageTensorDataset:
-        generator = torch.Generator().manual_seed(seed)
-        labels = torch.arange(64) % 2
-        images = torch.randint(0, 100, (64, 3, 8, 8), generator=generator) + 120 * labels.view(-1, 1, 1, 1)
-        return ImageTensorDataset(images.to(torch.uint8), labels, ["dark", "bright"], (0.5,) * 3, (0.25,) * 3)
-
-    accuracy = linear_probe_on_pixels(two_brightness_classes(0), two_brightness_classes(1), epochs=5)
-    assert accuracy == 1.0
-
-
-def test_linear_probe_rejects_mismatched_classes(colour_data):
-    train, val = colour_data
-    other = ImageTensorDataset(val.images, val.labels, ["a", "b", "c"], val.mean, val.std)
-    with pytest.raises(ValueError, match="same class_names"):
-        linear_probe_on_pixels(train, other, epochs=1)

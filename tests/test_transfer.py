@@ -8,10 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from course_utils.data import ImageTensorDataset
 from course_utils.models import NamedSequential, ZFNet, ZFNetConfig
 from course_utils.train import TrainConfig, evaluate
 from course_utils.transfer import (extract_features, few_shot_comparison, few_shot_subset, finetune_softmax,
-                                   layer_outputs, linear_probe, probe_layers, train_softmax_classifier)
+                                   layer_outputs, linear_probe, linear_probe_on_pixels, probe_layers,
+                                   train_softmax_classifier)
 
 TINY = ZFNetConfig(num_classes=3, image_size=32, conv_widths=(4, 4, 4, 4, 4), fc_widths=(8, 8))
 
@@ -87,6 +89,45 @@ def test_linear_probe_scores_chance_on_random_labels():
     train_y, val_y = torch.randint(0, 4, (2000,), generator=generator), torch.randint(0, 4, (2000,), generator=generator)
     accuracy = linear_probe(train_x, train_y, val_x, val_y, epochs=10)
     assert abs(accuracy - 0.25) < 0.05  # 5 standard errors of a 2000-sample accuracy at p = 0.25
+
+
+def two_brightness_classes(seed: int) -> ImageTensorDataset:
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(64) % 2
+    images = torch.randint(0, 100, (64, 3, 8, 8), generator=generator) + 120 * labels.view(-1, 1, 1, 1)
+    return ImageTensorDataset(images.to(torch.uint8), labels, ["dark", "bright"], (0.5, 0.4, 0.3), (0.25, 0.2, 0.3))
+
+
+@pytest.mark.parametrize("pool_to", [None, 2])
+def test_pixel_probe_separates_brightness_classes(pool_to):
+    assert linear_probe_on_pixels(two_brightness_classes(0), two_brightness_classes(1), pool_to, epochs=5) == 1.0
+
+
+@pytest.mark.parametrize("pool_to", [None, 2])
+def test_pixel_probe_is_the_linear_probe_on_normalized_pooled_pixels(pool_to):
+    def weak_signal(seed: int) -> ImageTensorDataset:  # noise images with a faint class offset: accuracy well below 1
+        generator = torch.Generator().manual_seed(seed)
+        labels = torch.arange(200) % 2
+        images = torch.randint(0, 240, (200, 3, 8, 8), generator=generator) + 12 * labels.view(-1, 1, 1, 1)
+        return ImageTensorDataset(images.to(torch.uint8), labels, ["a", "b"], (0.5, 0.4, 0.3), (0.25, 0.2, 0.3))
+
+    train_set, val_set = weak_signal(2), weak_signal(3)
+
+    def features(dataset: ImageTensorDataset) -> torch.Tensor:
+        mean, std = torch.tensor(dataset.mean).view(3, 1, 1), torch.tensor(dataset.std).view(3, 1, 1)
+        pixels = (dataset.images.double() / 255 - mean) / std
+        return (pixels if pool_to is None else F.avg_pool2d(pixels, 8 // pool_to)).flatten(1).float()
+
+    expected = linear_probe(features(train_set), train_set.labels, features(val_set), val_set.labels, epochs=3, seed=5)
+    assert 0.55 < expected < 0.95
+    assert linear_probe_on_pixels(train_set, val_set, pool_to, epochs=3, seed=5) == pytest.approx(expected, abs=1e-9)
+
+
+def test_pixel_probe_rejects_mismatched_classes(colour_data):
+    train, val = colour_data
+    other = ImageTensorDataset(val.images, val.labels, ["a", "b", "c"], val.mean, val.std)
+    with pytest.raises(ValueError, match="same class_names"):
+        linear_probe_on_pixels(train, other, epochs=1)
 
 
 def test_softmax_classifier_folds_standardization_and_is_seeded():

@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from .core import DATA_DIR, CacheError, ImageTensorDataset, load_array_cache, save_array_cache
-from .embedded import EMBEDDED_CLASSES, HELDOUT_CLASSES, generate_shapes, linear_probe_on_pixels, load_embedded
+from .embedded import EMBEDDED_CLASSES, HELDOUT_CLASSES, generate_shapes, load_embedded
 from .real import REGISTRY, DownloadError, download, load_cifar10, load_image_folder, load_imagenette
 
 __all__ = [
     "DATA_DIR", "CacheError", "ImageTensorDataset", "load_array_cache", "save_array_cache",
-    "EMBEDDED_CLASSES", "HELDOUT_CLASSES", "generate_shapes", "linear_probe_on_pixels", "load_embedded",
+    "EMBEDDED_CLASSES", "HELDOUT_CLASSES", "generate_shapes", "load_embedded",
     "REGISTRY", "DownloadError", "download", "load_cifar10", "load_image_folder", "load_imagenette",
     "DATASET_NAMES", "load_dataset",
 ]

@@ -48,7 +48,6 @@ __all__ = [
     "generate_shapes",
     "split_seed",
     "load_embedded",
-    "linear_probe_on_pixels",
 ]
 
 EMBEDDED_CLASSES: tuple[str, ...] = (
@@ -626,36 +625,3 @@ def load_embedded(split: str = "train", root: str | Path | None = None, seed: in
         arrays["mean"].tolist(), arrays["std"].tolist(),
         {key: torch.from_numpy(arrays[key]) for key in ("parts", "part_radius", "masks")},
     )
-
-
-def linear_probe_on_pixels(train: ImageTensorDataset, val: ImageTensorDataset, epochs: int = 10,
-                           seed: int = 0, batch_size: int = 256, lr: float = 1e-3,
-                           weight_decay: float = 1e-4) -> float:
-    """Validation accuracy of softmax regression on raw normalized pixels (Adam, ``epochs``).
-
-    The baseline that shows depth matters: one linear layer from the ``3*H*W`` pixels to the
-    classes, trained with a fixed ``seed``. The training pixels are normalized once and held
-    as float32 (about 0.5 GB for 10,000 images of 64x64). Returns the accuracy on ``val`` in [0, 1].
-    """
-    if train.class_names != val.class_names:
-        raise ValueError("train and val must have the same class_names (use the same classes= set)")
-    generator = torch.Generator().manual_seed(seed)
-    pixels = train.normalize(train.images).flatten(1)  # (N, 3*H*W)
-    model = torch.nn.Linear(pixels.shape[1], train.num_classes)
-    with torch.no_grad():
-        model.weight.normal_(0.0, 0.01, generator=generator)
-        model.bias.zero_()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    for _ in tqdm(range(epochs), desc="linear probe on pixels", leave=False):
-        order = torch.randperm(len(train), generator=generator)
-        for start in range(0, len(train), batch_size):
-            rows = order[start:start + batch_size]
-            loss = torch.nn.functional.cross_entropy(model(pixels[rows]), train.labels[rows])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    correct = 0
-    with torch.no_grad():
-        for images, labels in val.batches(512):
-            correct += int((model(images.flatten(1)).argmax(1) == labels).sum())
-    return correct / len(val)
