@@ -47,6 +47,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .data.core import check_float_images
+
 __all__ = [
     "REVERSIBLE_LAYERS",
     "REVERSE_PASS_BYTES",
@@ -197,32 +199,15 @@ def layer_path(model: nn.Module, layer: str) -> list[tuple[str, nn.Module]]:
 
 def check_images(model: nn.Module, images: Tensor, check_finite: bool = True) -> None:
     """Raise a ``ValueError`` naming the fix unless ``images`` is a ``(N, C, H, W)`` float batch
-    with the model's dtype, device and input channels, and (``check_finite``) finite values."""
-    if not isinstance(images, Tensor):
-        raise TypeError(f"images must be a torch.Tensor (N, 3, H, W), got {type(images).__name__}")
-    if images.ndim != 4:
-        fix = " Add a batch dimension: images[None]." if images.ndim == 3 else ""
-        raise ValueError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}.{fix}")
+    (:func:`~course_utils.data.core.check_float_images`) with the model's input channels, dtype
+    and device, and (``check_finite``) finite values."""
+    first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    check_float_images(images, channels=None if first_conv is None else first_conv.in_channels)
     parameter = next(model.parameters(), None)
-    if not images.is_floating_point():
-        raise ValueError(
-            f"images must be normalized floats, got {images.dtype}; convert uint8 images with "
-            "dataset.normalize(images)."
-        )
     if parameter is not None and images.dtype != parameter.dtype:
         raise ValueError(f"images are {images.dtype} but the model is {parameter.dtype}; use images.to({parameter.dtype})")
     if parameter is not None and images.device != parameter.device:
         raise ValueError(f"images are on {images.device} but the model is on {parameter.device}; use images.to({str(parameter.device)!r})")
-    first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if first_conv is not None and images.shape[1] != first_conv.in_channels:
-        fix = (
-            " Grayscale images: repeat the channel, images.expand(-1, 3, -1, -1)."
-            if images.shape[1] == 1 and first_conv.in_channels == 3 else ""
-        )
-        raise ValueError(
-            f"the model expects {first_conv.in_channels}-channel images (N, {first_conv.in_channels}, "
-            f"H, W), got {tuple(images.shape)}.{fix}"
-        )
     if check_finite and not torch.isfinite(images.sum()):  # one reduction: NaN or inf anywhere makes the sum non-finite
         raise ValueError("images contain NaN or infinite values")
 

@@ -130,7 +130,7 @@ def mining_error(case, model, images):
 MINING_ERRORS = {
     "k too large": "k=9 but the data holds only 5 images",
     "uint8": "normalize",
-    "bad batch mid-stream": "expects 3-channel images",
+    "bad batch mid-stream": r"images must have 3 channels \(RGB\), got 1",
     "nan": "'conv3' has NaN or infinite activations",
     "unknown layer": "unknown layer 'conv6'",
     "no layers": "at least one layer",

@@ -533,10 +533,10 @@ ERRORS = {
     "image index out of range": "image index 2 is out of range for 2 images",
     "float selections": "must be integers",
     "selections shape": r"\(S, 4\)",
-    "unbatched image": r"images\[None\]",
+    "unbatched image": r"add a batch dimension with image\[None\]",
     "uint8 images": "normalize",
     "float64 images": "torch.float64 but the model is torch.float32",
-    "grayscale images": r"expects 3-channel images.*expand\(-1, 3, -1, -1\)",
+    "grayscale images": r"must have 3 channels \(RGB\), got 1 \(grayscale\).*expand\(-1, 3, -1, -1\)",
     "nan images": "NaN",
     "training mode": r"model.eval\(\)",
     "image too small": r"layer 'conv2' failed on its input of shape \(1, 4, 1, 1\)",
@@ -550,6 +550,17 @@ def test_bad_input_is_refused_with_a_clear_error_and_no_hooks_left(case):
     with pytest.raises(ValueError, match=ERRORS[case]):
         project(model, images, layer, selections)
     assert hooks_left(model) == 0
+
+
+def test_input_channels_follow_the_models_first_conv():
+    net = NamedSequential(OrderedDict([("conv1", nn.Conv2d(1, 4, 3)), ("relu1", nn.ReLU()),
+                                       ("pool1", nn.MaxPool2d(3, 2))])).eval()
+    gray = torch.randn(2, 1, 12, 12)
+    selection = torch.tensor([[1, 2, 1, 3]])
+    assert (project(net, gray, "pool1", selection) - deconv_reference(net, gray, "pool1", selection, "activation")).abs().max() <= ATOL
+    with pytest.raises(ValueError, match=r"images must have 1 channel, got 3"):
+        project(net, gray.expand(-1, 3, -1, -1), "pool1", selection)
+    assert hooks_left(net) == 0
 
 
 def test_layers_after_the_projected_one_do_not_matter():

@@ -104,10 +104,12 @@ class ImageTensorDataset(Dataset):
             yield self.normalize(self.images[start:stop]), self.labels[start:stop]
 
 
-def check_float_images(images: torch.Tensor, batched: bool = True) -> None:
-    """Raise an error naming the fix unless ``images`` is a normalized float RGB tensor:
-    ``(N, 3, H, W)`` when ``batched``, else one ``(3, H, W)`` image."""
-    name, shape, rank = ("images", "(N, 3, H, W)", 4) if batched else ("image", "(3, H, W)", 3)
+def check_float_images(images: torch.Tensor, batched: bool = True, channels: int | None = 3) -> None:
+    """Raise an error naming the fix unless ``images`` is a normalized float tensor:
+    ``(N, C, H, W)`` when ``batched``, else one ``(C, H, W)`` image, with ``C == channels``
+    (3: RGB; ``None`` accepts any)."""
+    c = "C" if channels is None else channels
+    name, shape, rank = ("images", f"(N, {c}, H, W)", 4) if batched else ("image", f"({c}, H, W)", 3)
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape {shape}, got {type(images).__name__}")
     if images.ndim != rank:
@@ -117,12 +119,13 @@ def check_float_images(images: torch.Tensor, batched: bool = True) -> None:
         elif not batched and images.ndim == 4:
             hint = "; pass one image, e.g. images[0]"
         raise ValueError(f"{name} must have shape {shape}, got {tuple(images.shape)}{hint}")
-    channels = images.shape[-3]
-    if channels != 3:
-        expand = "expand(-1, 3, -1, -1)" if batched else "expand(3, -1, -1)"
-        hint = (f" (grayscale); repeat it to RGB with {name}.{expand} and normalize with the RGB "
-                "statistics") if channels == 1 else ""
-        raise ValueError(f"{name} must have 3 channels (RGB), got {channels}{hint}")
+    found = images.shape[-3]
+    if channels is not None and found != channels:
+        expand = f"expand(-1, {channels}, -1, -1)" if batched else f"expand({channels}, -1, -1)"
+        hint = (f" (grayscale); repeat it with {name}.{expand} and normalize with the RGB statistics"
+                if found == 1 and channels == 3 else "")
+        kind = " (RGB)" if channels == 3 else ""
+        raise ValueError(f"{name} must have {channels} channel{'s' if channels != 1 else ''}{kind}, got {found}{hint}")
     if not images.is_floating_point():
         raise ValueError(f"{name} must be normalized float tensors, got {images.dtype}; use dataset.normalize(...)")
 
