@@ -11,15 +11,16 @@ the file and skips the (variant, seed) pairs already there, so a long regenerati
 interrupted and resumed. A record made with another recipe (training settings, training or
 validation images, architecture) is refused rather than mixed in.
 
-Command line. Defaults: the 8 variants of :func:`ablation_variants` x 3 seeds, 8 epochs on a
-class-balanced 5,000-image subset (500 per class) of the embedded training set, validated on
-the 2,000 validation images. The full model trains at about 0.15 s per 128-image step on 2
-idle cores, so one run takes about 55 s (312 steps plus evaluation); the 8 variants cost about
-8.5 full runs per seed (conv3,4,5 x2 about 1.8x, no conv3,4 about 0.75x), about 25 minutes in
-all. Interrupt at will: the next call resumes::
+Command line. Defaults: the 8 variants of :func:`ablation_variants` x 3 seeds, 6 epochs on
+the whole embedded training set (10,000 images), validated on the 2,000 validation images,
+with the shipped model's recipe (batch 32, lr 0.01, flip). On 2 cores one run of the full
+model takes about 90 s and the 24 runs took 36 minutes. ``--table architecture`` trains Fig
+6's two first layers (:func:`architecture_variants`) the same way into
+``data/arch_selection.json`` (6 minutes). Interrupt at will: the next call resumes::
 
-    python -m course_utils.ablation --epochs 8 --seeds 0,1,2 --out data/ablation.json
-    python -m course_utils.ablation --variants full "no conv3,4 + fc6,7"   # a subset
+    python -m course_utils.ablation                            # Table 3 -> data/ablation.json
+    python -m course_utils.ablation --table architecture       # Fig 6 -> data/arch_selection.json
+    python -m course_utils.ablation --variants full "no conv3,4 + fc6,7" --out build/mine.json   # a subset
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from .models import ZFNetConfig, count_parameters
 from .train import TrainConfig, evaluate, train
 from .transfer import few_shot_subset
 
-__all__ = ["ablation_variants", "run_ablation", "load_results", "summarize", "format_summary", "main"]
+__all__ = ["ablation_variants", "architecture_variants", "TABLES", "run_ablation", "load_results", "summarize", "format_summary", "single_run_reversals", "main"]
 
 
 def ablation_variants(base: ZFNetConfig | None = None) -> dict[str, dict[str, Any]]:
@@ -64,6 +65,22 @@ def ablation_variants(base: ZFNetConfig | None = None) -> dict[str, dict[str, An
         "fc6,7 wide (x2)": {"fc_widths": (2 * f6, 2 * f7)},
         "conv3,4,5 wide (x2)": {"conv_widths": (c1, c2, 2 * c3, 2 * c4, 2 * c5)},
     }
+
+
+def architecture_variants() -> dict[str, dict[str, Any]]:
+    """Fig 6's comparison as :class:`ZFNetConfig` overrides: the ZF first layer (7x7 filters,
+    stride 2) against an AlexNet-like one (11x11, stride 4); everything else unchanged."""
+    return {
+        "ZF: 7x7 stride 2": {"conv1_kernel": 7, "conv1_stride": 2},
+        "AlexNet-like: 11x11 stride 4": {"conv1_kernel": 11, "conv1_stride": 4},
+    }
+
+
+#: The command line's tables: name -> (variants function, default results file).
+TABLES = {
+    "depth": (ablation_variants, DATA_DIR / "ablation.json"),
+    "architecture": (architecture_variants, DATA_DIR / "arch_selection.json"),
+}
 
 
 def _fingerprint(dataset: ImageTensorDataset) -> str:
@@ -212,20 +229,46 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def single_run_reversals(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """How often one run per variant, as in the paper, would rank two variants the wrong way round.
+
+    For every pair of variants ``better``/``worse`` (ordered by mean val error over seeds), the
+    fraction of the ``(seed of better, seed of worse)`` combinations in which the single run of
+    ``better`` has the *higher* val error. Returns rows ``{"better", "worse", "gap",
+    "reversed"}`` (``gap``: difference of the means, in [0, 1]), largest ``reversed`` first.
+    """
+    errors: dict[str, list[float]] = {}
+    for record in results:
+        errors.setdefault(record["variant"], []).append(record["val_error"])
+    means = {name: sum(values) / len(values) for name, values in errors.items()}
+    names = sorted(errors, key=means.__getitem__)
+    rows = []
+    for position, better in enumerate(names):
+        for worse in names[position + 1:]:
+            combinations = [(a, b) for a in errors[better] for b in errors[worse]]
+            rows.append({"better": better, "worse": worse, "gap": means[worse] - means[better],
+                         "reversed": sum(a > b for a, b in combinations) / len(combinations)})
+    return sorted(rows, key=lambda row: (-row["reversed"], row["gap"]))
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m course_utils.ablation", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--table", choices=sorted(TABLES), default="depth",
+                        help="depth: Table 3's variants; architecture: Fig 6's first layers (default: depth)")
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
     parser.add_argument("--variants", nargs="+", default=None, metavar="NAME",
-                        help=f"variants to run (quote names with spaces); default all: {list(ablation_variants())}")
-    parser.add_argument("--train-per-class", type=int, default=500,
+                        help="variants of the table to run (quote names with spaces); default all: "
+                             + "; ".join(f"{table}: {list(make())}" for table, (make, _) in TABLES.items()))
+    parser.add_argument("--train-per-class", type=int, default=0,
                         help="class-balanced training subset, images per class (0: the whole training set)")
     parser.add_argument("--subset-seed", type=int, default=0, help="seed of the training subset")
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     parser.add_argument("--augment", default=TrainConfig.augment, choices=("none", "flip", "crop_flip"))
-    parser.add_argument("--out", default=str(DATA_DIR / "ablation.json"), help="results JSON (resumed if present)")
+    parser.add_argument("--out", default=None,
+                        help="results JSON, resumed if present (default: data/ablation.json or data/arch_selection.json)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     return parser.parse_args(argv)
 
@@ -236,11 +279,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
 
     args = _parse_args(argv)
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    variants = ablation_variants()
+    make_variants, default_out = TABLES[args.table]
+    variants = make_variants()
     if args.variants:
         unknown = [name for name in args.variants if name not in variants]
         if unknown:
-            raise SystemExit(f"unknown variants {unknown}; choose from {list(variants)}")
+            raise SystemExit(f"unknown variants {unknown} of the {args.table} table; choose from {list(variants)}")
         variants = {name: variants[name] for name in args.variants}
     train_set = load_embedded("train")
     if args.train_per_class:
@@ -249,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment=args.augment,
                          validate_every_epoch=False)
     seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
-    records = run_ablation(variants, train_set, val_set, config, seeds, results_path=args.out)
+    records = run_ablation(variants, train_set, val_set, config, seeds, results_path=args.out or default_out)
     print(format_summary(summarize([r for r in records if r["variant"] in variants and r["seed"] in seeds])))
     return records
 

@@ -7,7 +7,8 @@ import pytest
 
 import course_utils.data
 from course_utils import ablation
-from course_utils.ablation import ablation_variants, format_summary, load_results, run_ablation, summarize
+from course_utils.ablation import (ablation_variants, architecture_variants, format_summary, load_results, run_ablation,
+                                   single_run_reversals, summarize)
 from course_utils.models import REMOVABLE_LAYERS, ZFNet, ZFNetConfig
 from course_utils.train import TrainConfig, evaluate, train
 from conftest import colour_dataset
@@ -128,6 +129,18 @@ def test_summarize_means_and_sample_stds_by_hand():
         summarize([record("a", 0, 0.1, 0.2, 100), record("a", 1, 0.1, 0.2, 101)])
 
 
+def test_single_run_reversals_count_seed_combinations_by_hand():
+    records = [{"variant": name, "seed": seed, "val_error": error}
+               for name, errors in {"a": (0.10, 0.30), "b": (0.20, 0.40), "c": (0.90, 0.95)}.items()
+               for seed, error in enumerate(errors)]
+    rows = {(row["better"], row["worse"]): row for row in single_run_reversals(records)}
+    assert set(rows) == {("a", "b"), ("a", "c"), ("b", "c")}
+    # a (0.1, 0.3) vs b (0.2, 0.4): only a=0.3 > b=0.2 reverses -> 1 of 4 combinations
+    assert rows[("a", "b")]["reversed"] == 0.25 and rows[("a", "b")]["gap"] == pytest.approx(0.1)
+    assert rows[("a", "c")]["reversed"] == 0.0 and rows[("b", "c")]["reversed"] == 0.0
+    assert single_run_reversals(records)[0]["better"] == "a"  # most reversed first
+
+
 def test_cli_runs_a_subset_of_variants(tmp_path, monkeypatch, capsys):
     def fake_embedded(split, **options):
         return colour_dataset(60 if split == "train" else 30, seed=0 if split == "train" else 1)
@@ -143,3 +156,18 @@ def test_cli_runs_a_subset_of_variants(tmp_path, monkeypatch, capsys):
     assert "no fc6,7" in printed and "val error %" in printed
     with pytest.raises(SystemExit, match="unknown variants"):
         ablation.main(["--variants", "no conv5", "--out", str(out)])
+
+
+def test_cli_architecture_table_trains_both_first_layers(tmp_path, monkeypatch):
+    def fake_embedded(split, **options):
+        return colour_dataset(60 if split == "train" else 30, seed=0 if split == "train" else 1)
+
+    monkeypatch.setattr(course_utils.data, "load_embedded", fake_embedded)
+    monkeypatch.setattr(ablation, "TABLES", {**ablation.TABLES, "architecture": (architecture_variants, tmp_path / "arch.json")})
+    records = ablation.main(["--table", "architecture", "--epochs", "1", "--seeds", "0", "--train-per-class", "8",
+                             "--batch-size", "8", "--threads", "1"])
+    kernels = {r["variant"]: (r["config"]["conv1_kernel"], r["config"]["conv1_stride"]) for r in records}
+    assert kernels == {"ZF: 7x7 stride 2": (7, 2), "AlexNet-like: 11x11 stride 4": (11, 4)}
+    assert json.loads((tmp_path / "arch.json").read_text()) == records  # the table's default results file
+    with pytest.raises(SystemExit, match="unknown variants.*of the architecture table"):
+        ablation.main(["--table", "architecture", "--variants", "full"])
