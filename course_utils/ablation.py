@@ -29,7 +29,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -37,7 +36,7 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .data.core import DATA_DIR, ImageTensorDataset
+from .data.core import DATA_DIR, ImageTensorDataset, atomic_write
 from .models import ZFNetConfig, count_parameters
 from .train import TrainConfig, evaluate, train
 from .transfer import few_shot_subset
@@ -113,21 +112,6 @@ def load_results(path: str | os.PathLike) -> list[dict[str, Any]]:
     return records
 
 
-def _write_json_atomically(path: Path, records: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(records, stream, indent=2)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
 def run_ablation(
     variants: dict[str, dict[str, Any]], train_set: ImageTensorDataset, val_set: ImageTensorDataset,
     train_config: TrainConfig, seeds: Sequence[int] = (0, 1, 2), base: ZFNetConfig | None = None,
@@ -179,7 +163,8 @@ def run_ablation(
         records.append(json.loads(json.dumps(record)))  # tuples -> lists, as when reloaded
         done[(name, seed)] = records[-1]
         if path is not None:
-            _write_json_atomically(path, records)
+            with atomic_write(path, "w") as stream:
+                json.dump(records, stream, indent=2)
     return records
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from .data.core import DATA_DIR
+from .data.core import DATA_DIR, atomic_write
 
 __all__ = [
     "NamedSequential",
@@ -290,7 +289,6 @@ def save_checkpoint(path: str | os.PathLike, model: ZFNet, **metadata: Any) -> P
     ``std``, ``history``, and ``half=True`` stores the weights in float16.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     half = bool(metadata.pop("half", False))
     state = {
         name: (tensor.half() if half and tensor.is_floating_point() else tensor).detach().cpu()
@@ -298,18 +296,8 @@ def save_checkpoint(path: str | os.PathLike, model: ZFNet, **metadata: Any) -> P
     }
     payload = {"format": "course_utils.zfnet/1", "config": model.config.to_dict(),
                "state_dict": state, "metadata": metadata}
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600; a cache or checkpoint is shareable
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    with atomic_write(path) as stream:
+        torch.save(payload, stream)
     return path
 
 

@@ -28,6 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import ImageTensorDataset, load_dataset
+from .data.core import atomic_write
 from .models import ZFNet, ZFNetConfig, save_checkpoint
 
 __all__ = [
@@ -249,7 +250,8 @@ def train(
     model.eval()
     if out_dir is not None and rank == 0:
         save_checkpoint(out_dir / "final.pt", model, epoch=config.epochs, history=history, **metadata)
-        (out_dir / "history.json").write_text(json.dumps(history, indent=2))
+        with atomic_write(out_dir / "history.json", "w") as stream:
+            json.dump(history, stream, indent=2)
     return model, history
 
 

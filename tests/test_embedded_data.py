@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from course_utils.data import embedded
-from course_utils.data.core import ImageTensorDataset, load_array_cache
+from course_utils.data.core import ImageTensorDataset, atomic_write, load_array_cache
 from course_utils.data.embedded import (EMBEDDED_CLASSES, HELDOUT_CLASSES, generate_shapes,
                                         load_embedded, split_seed)
 
@@ -242,3 +242,16 @@ def test_bad_arguments_name_the_valid_values(tmp_path):
     with pytest.raises(ValueError, match="workers must be a positive integer"):
         generate_shapes(4, seed=0, workers=0)
     assert not list(tmp_path.iterdir())  # nothing was written
+
+
+def test_atomic_write_replaces_whole_files_or_nothing(tmp_path):
+    target = tmp_path / "sub" / "result.json"
+    with atomic_write(target, "w") as stream:
+        stream.write("old")
+    assert target.read_text() == "old" and target.stat().st_mode & 0o777 == 0o644
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_write(target, "w") as stream:
+            stream.write("half of the new")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "old"  # the previous version survives
+    assert [p.name for p in target.parent.iterdir()] == ["result.json"]  # no temporary file left

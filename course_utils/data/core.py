@@ -6,18 +6,19 @@ normalization that the model expects.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import IO, Any, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["ImageTensorDataset", "check_float_images", "CacheError", "save_array_cache", "load_array_cache", "DATA_DIR"]
+__all__ = ["ImageTensorDataset", "check_float_images", "atomic_write", "CacheError", "save_array_cache", "load_array_cache", "DATA_DIR"]
 
 #: The project's data folder (small committed assets; generated caches are git-ignored).
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
@@ -130,6 +131,30 @@ def check_float_images(images: torch.Tensor, batched: bool = True, channels: int
         raise ValueError(f"{name} must be normalized float tensors, got {images.dtype}; use dataset.normalize(...)")
 
 
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path`` for writing (``mode`` "wb" or "w"); when the block
+    ends without error, flush it to disk, make it readable by all (0644) and rename it over
+    ``path``. On any error the temporary file is deleted and ``path`` is left as it was.
+
+    ``with atomic_write(path) as stream: torch.save(payload, stream)``
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, mode) as stream:
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp creates 0600; a cache, checkpoint or result is shareable
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
 class CacheError(RuntimeError):
     """A cache file is missing, partial or does not match its recorded hash."""
 
@@ -149,22 +174,10 @@ def save_array_cache(path: str | os.PathLike, arrays: dict[str, np.ndarray], inf
     fails; :func:`load_array_cache` then reports it and the caller rebuilds.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
-        digest = _sha256(Path(temporary))
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600; a cache or checkpoint is shareable
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    sidecar = path.with_suffix(".json")
-    tmp_sidecar = sidecar.with_suffix(".json.tmp")
-    tmp_sidecar.write_text(json.dumps({"sha256": digest, **info}, indent=2, sort_keys=True))
-    os.replace(tmp_sidecar, sidecar)
+    with atomic_write(path) as stream:
+        np.savez(stream, **arrays)
+    with atomic_write(path.with_suffix(".json"), "w") as stream:
+        stream.write(json.dumps({"sha256": _sha256(path), **info}, indent=2, sort_keys=True))
     return path
 
 
