@@ -4,7 +4,11 @@ The paper removes or resizes layers and reports train/val error once per variant
 critique: no parameter counts, no seeds, no variance. Here every variant is trained with the
 same recipe (:func:`course_utils.train.train`) for several seeds and each run records its
 parameter count, train error (evaluated at the end, without augmentation), val error and
-training time; :func:`summarize` gives mean +- std per variant.
+training time, and the numbers of its first layer (dead filters, aliased energy, filter RMS;
+:func:`course_utils.architecture.first_layer_numbers`); :func:`summarize` gives mean +- std per
+variant. A variant is a set of :class:`~course_utils.models.ZFNetConfig` overrides; under the key
+``"train"`` it may also override the :class:`~course_utils.train.TrainConfig` for itself only
+(Fig 6's first layer without the filter RMS clipping: ``{"train": {"max_filter_rms": None}}``).
 
 Results are a JSON list of records, rewritten atomically after every run; a re-run reads
 the file and skips the (variant, seed) pairs already there, so a long regeneration can be
@@ -15,8 +19,8 @@ Command line. Defaults: the 8 variants of :func:`ablation_variants` x 3 seeds, 6
 the whole embedded training set (10,000 images), validated on the 2,000 validation images,
 with the shipped model's recipe (batch 32, lr 0.01, flip). On 2 cores one run of the full
 model takes about 90 s and the 24 runs took 36 minutes. ``--table architecture`` trains Fig
-6's two first layers (:func:`architecture_variants`) the same way into
-``data/arch_selection.json`` (6 minutes). Interrupt at will: the next call resumes::
+6's three first layers (:func:`architecture_variants`) the same way into
+``data/arch_selection.json`` (about 9 minutes). Interrupt at will: the next call resumes::
 
     python -m course_utils.ablation                            # Table 3 -> data/ablation.json
     python -m course_utils.ablation --table architecture       # Fig 6 -> data/arch_selection.json
@@ -25,6 +29,7 @@ model takes about 90 s and the 24 runs took 36 minutes. ``--table architecture``
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import hashlib
 import json
@@ -36,12 +41,14 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from .architecture import FIRST_LAYER_VARIANTS, first_layer_numbers
 from .data.core import DATA_DIR, ImageTensorDataset, atomic_write
 from .models import ZFNetConfig, count_parameters
 from .train import TrainConfig, evaluate, train
 from .transfer import few_shot_subset
 
-__all__ = ["ablation_variants", "architecture_variants", "TABLES", "run_ablation", "load_results", "summarize", "format_summary", "single_run_reversals", "main"]
+__all__ = ["ablation_variants", "architecture_variants", "TABLES", "TRAIN_OVERRIDABLE", "split_overrides", "dataset_fingerprint",
+           "run_ablation", "load_results", "summarize", "format_summary", "single_run_reversals", "main"]
 
 
 def ablation_variants(base: ZFNetConfig | None = None) -> dict[str, dict[str, Any]]:
@@ -67,12 +74,31 @@ def ablation_variants(base: ZFNetConfig | None = None) -> dict[str, dict[str, An
 
 
 def architecture_variants() -> dict[str, dict[str, Any]]:
-    """Fig 6's comparison as :class:`ZFNetConfig` overrides: the ZF first layer (7x7 filters,
-    stride 2) against an AlexNet-like one (11x11, stride 4); everything else unchanged."""
-    return {
-        "ZF: 7x7 stride 2": {"conv1_kernel": 7, "conv1_stride": 2},
-        "AlexNet-like: 11x11 stride 4": {"conv1_kernel": 11, "conv1_stride": 4},
-    }
+    """Fig 6's comparison (a copy of :data:`course_utils.architecture.FIRST_LAYER_VARIANTS`): the
+    ZF first layer (7x7 filters, stride 2) with and without the filter RMS clipping, against an
+    AlexNet-like one (11x11, stride 4); everything else unchanged."""
+    return copy.deepcopy(FIRST_LAYER_VARIANTS)
+
+
+#: :class:`TrainConfig` fields that a variant's ``"train"`` overrides may change (not the seed,
+#: which the ablation sets, nor where and how checkpoints are written).
+TRAIN_OVERRIDABLE = tuple(f.name for f in dataclasses.fields(TrainConfig)
+                          if f.name not in ("seed", "out_dir", "snapshot_epochs", "snapshot_half"))
+
+
+def split_overrides(name: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Variant ``name``'s overrides -> ``(ZFNetConfig overrides, TrainConfig overrides)``.
+
+    The training overrides are the dict under the key ``"train"`` (default none); their keys
+    must be in :data:`TRAIN_OVERRIDABLE`.
+    """
+    model_overrides = {key: value for key, value in overrides.items() if key != "train"}
+    train_overrides = dict(overrides.get("train") or {})
+    unknown = sorted(set(train_overrides) - set(TRAIN_OVERRIDABLE))
+    if unknown:
+        raise ValueError(f"variant {name!r}: {unknown} cannot be overridden per variant under 'train'; "
+                         f"choose from {list(TRAIN_OVERRIDABLE)}")
+    return model_overrides, train_overrides
 
 
 #: The command line's tables: name -> (variants function, default results file).
@@ -82,7 +108,7 @@ TABLES = {
 }
 
 
-def _fingerprint(dataset: ImageTensorDataset) -> str:
+def dataset_fingerprint(dataset: ImageTensorDataset) -> str:
     """Short sha256 of a dataset's images and labels (tells two subsets of equal size apart)."""
     digest = hashlib.sha256(dataset.images.numpy().tobytes())
     digest.update(dataset.labels.numpy().tobytes())
@@ -95,7 +121,7 @@ def _recipe(train_config: TrainConfig, train_set: ImageTensorDataset, val_set: I
     for key in ("seed", "out_dir", "snapshot_epochs", "snapshot_half"):
         config.pop(key)
     return {**config, "train_images": len(train_set), "val_images": len(val_set),
-            "train_data": _fingerprint(train_set), "val_data": _fingerprint(val_set)}
+            "train_data": dataset_fingerprint(train_set), "val_data": dataset_fingerprint(val_set)}
 
 
 def load_results(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -120,7 +146,9 @@ def run_ablation(
     """Train every variant once per seed with the same recipe; return all records.
 
     Args:
-        variants: name -> :class:`ZFNetConfig` overrides of ``base`` (e.g. :func:`ablation_variants`).
+        variants: name -> :class:`ZFNetConfig` overrides of ``base`` (e.g. :func:`ablation_variants`),
+            optionally with ``"train"``: :class:`TrainConfig` overrides for that variant only
+            (see :func:`split_overrides`).
         train_set, val_set: the data; the train error is measured on ``train_set`` after
             training, in eval mode and without augmentation.
         train_config: the recipe; its ``seed`` is replaced by each of ``seeds``.
@@ -128,37 +156,45 @@ def run_ablation(
             in it are skipped (resume). ``None``: keep results in memory only.
 
     Each record: ``{"variant", "seed", "overrides", "config", "parameters", "train_error",
-    "train_loss", "val_error", "val_loss", "seconds", "recipe"}`` (errors are top-1, in [0, 1];
-    ``seconds`` is the time of the :func:`~course_utils.train.train` call, per-epoch validation included).
+    "train_loss", "val_error", "val_loss", "seconds", "first_layer", "recipe"}`` (errors are top-1,
+    in [0, 1]; ``seconds`` is the time of the :func:`~course_utils.train.train` call, per-epoch
+    validation included; ``first_layer`` is :func:`~course_utils.architecture.first_layer_numbers`
+    of the trained model; ``recipe`` holds the variant's training settings, its ``"train"``
+    overrides applied).
     """
     base = base or ZFNetConfig()
     recipe = json.loads(json.dumps(_recipe(train_config, train_set, val_set)))
     path = Path(results_path) if results_path is not None else None
     records = load_results(path) if path is not None else []
     done = {(record["variant"], record["seed"]): record for record in records}
+    split = {name: split_overrides(name, overrides) for name, overrides in variants.items()}
     runs = tqdm([(name, seed) for name in variants for seed in seeds], desc="ablation runs", disable=not progress)
     for name, seed in runs:
-        model_config = dataclasses.replace(base, **variants[name], num_classes=train_set.num_classes,
+        model_overrides, train_overrides = split[name]
+        model_config = dataclasses.replace(base, **model_overrides, num_classes=train_set.num_classes,
                                            image_size=train_set.images.shape[-1])
+        variant_recipe = {**recipe, **json.loads(json.dumps(train_overrides))}
         if (name, seed) in done:
             previous = done[(name, seed)]
-            if previous["recipe"] != recipe or previous["config"] != json.loads(json.dumps(model_config.to_dict())):
+            stored_config = json.loads(json.dumps(model_config.to_dict()))
+            if previous["recipe"] != variant_recipe or previous["config"] != stored_config:
                 raise ValueError(
                     f"{path} already holds variant {name!r} seed {seed} made with another recipe or architecture "
-                    f"(stored {previous['recipe']}, now {recipe}); write to another results path or delete the file"
+                    f"(stored {previous['recipe']}, now {variant_recipe}); write to another results path or "
+                    "delete the file"
                 )
             continue
         runs.set_postfix_str(f"{name}, seed {seed}")
         start = time.perf_counter()
-        model, history = train(dataclasses.replace(train_config, seed=seed, out_dir=None), train_set, val_set,
-                               model_config, progress=progress)
+        model, history = train(dataclasses.replace(train_config, **train_overrides, seed=seed, out_dir=None),
+                               train_set, val_set, model_config, progress=progress)
         seconds = time.perf_counter() - start
         train_loss, train_accuracy = evaluate(model, train_set)
         record = {
             "variant": name, "seed": seed, "overrides": variants[name], "config": model_config.to_dict(),
             "parameters": count_parameters(model), "train_error": 1.0 - train_accuracy, "train_loss": train_loss,
             "val_error": 1.0 - history[-1]["val_acc"], "val_loss": history[-1]["val_loss"], "seconds": seconds,
-            "recipe": recipe,
+            "first_layer": first_layer_numbers(model), "recipe": variant_recipe,
         }
         records.append(json.loads(json.dumps(record)))  # tuples -> lists, as when reloaded
         done[(name, seed)] = records[-1]

@@ -10,6 +10,11 @@ earlier image.
 :func:`receptive_field` computes, along the model's named children, which input pixels a unit
 of a layer can see; :func:`receptive_field_box` and :func:`image_patch` crop the patch of one
 unit (clipped at the image borders), to show beside its deconvnet projection.
+
+Two numbers summarize what the figures show: :func:`class_purity` (how many of a feature map's
+top-k images share one class: it rises with depth in Fig 2) and :func:`linear_cka` (how alike two
+representations of the same images are: compared with the final network, low layers settle
+early in training and high layers late, Fig 4).
 """
 from __future__ import annotations
 
@@ -25,6 +30,8 @@ from .deconvnet import _StopForward, check_eval_mode, check_images, layer_path
 __all__ = [
     "TopK",
     "mine_top_activations",
+    "class_purity",
+    "linear_cka",
     "receptive_field",
     "receptive_field_box",
     "image_patch",
@@ -187,6 +194,45 @@ def mine_top_activations(
         locations = torch.stack([positions // widths[layer], positions % widths[layer]], dim=-1)
         results[layer] = TopK(layer, values, image_indices, locations)
     return results
+
+
+def class_purity(top: TopK, labels: Tensor) -> Tensor:
+    """``(C,)``: per channel, the fraction of its ``k`` top images that share their most common class.
+
+    ``labels`` is ``(N,)`` int64, the classes of the mined images in mining order (e.g. the
+    dataset's ``labels``). A value of 1 means all ``k`` images show one class; ``1 / k`` that
+    no two share one.
+    """
+    if labels.ndim != 1 or labels.dtype != torch.long:
+        raise ValueError(f"labels must be an int64 tensor of shape (N,), got {labels.dtype} {tuple(labels.shape)}")
+    if int(top.image_indices.max()) >= len(labels):
+        raise ValueError(f"the top-k images index up to {int(top.image_indices.max())} but labels has "
+                         f"{len(labels)} entries; pass the labels of the data that was mined")
+    classes = labels[top.image_indices]                                   # (C, k)
+    return classes.mode(dim=1).values[:, None].eq(classes).float().mean(dim=1)
+
+
+def linear_cka(x: Tensor, y: Tensor) -> float:
+    """Linear centered kernel alignment (Kornblith et al. 2019) of two representations of the same images.
+
+    ``x`` ``(N, ...)`` and ``y`` ``(N, ...)`` are the activations of the same ``N`` images (e.g. one
+    layer in two training snapshots); each is flattened to ``(N, D)``, centred over the images,
+    and ``CKA = <K_x, K_y> / (||K_x|| ||K_y||)`` with ``K = X X^T`` the ``(N, N)`` Gram matrices.
+    1 means the two represent the images alike up to a rotation and scaling of the features.
+    """
+    if x.ndim < 2 or y.ndim < 2 or x.shape[0] != y.shape[0] or x.shape[0] < 2:
+        raise ValueError(f"x and y must be activations (N, ...) of the same N >= 2 images, got shapes "
+                         f"{tuple(x.shape)} and {tuple(y.shape)}")
+    grams = []
+    for features in (x, y):
+        features = features.detach().flatten(1).double()
+        features = features - features.mean(dim=0)
+        grams.append(features @ features.T)
+    norms = grams[0].norm() * grams[1].norm()
+    if norms == 0:
+        raise ValueError("a representation is constant over the images (all-zero centred Gram matrix); "
+                         "CKA is undefined for it")
+    return float((grams[0] * grams[1]).sum() / norms)
 
 
 # --------------------------------------------------------------------------------------------

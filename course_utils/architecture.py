@@ -17,8 +17,9 @@ are turned into two numbers here:
   to ``fft_size``) measures how much of what the layer passes on is aliased. The same filter
   aliases four times the band at stride 4 than at stride 2 (Nyquist 0.125 vs 0.25).
 
-:data:`FIRST_LAYER_VARIANTS` holds the two first layers as :class:`~course_utils.models.ZFNetConfig`
-overrides, for :func:`course_utils.ablation.run_ablation` (errors over several seeds).
+:data:`FIRST_LAYER_VARIANTS` holds Fig 6's three first layers (with and without the filter RMS
+clipping) as :class:`~course_utils.models.ZFNetConfig` overrides, for
+:func:`course_utils.ablation.run_ablation` (errors and :func:`first_layer_numbers` over several seeds).
 """
 from __future__ import annotations
 
@@ -36,12 +37,17 @@ __all__ = [
     "dead_filter_fraction",
     "aliased_energy_fraction",
     "first_layer_report",
+    "first_layer_numbers",
 ]
 
-#: The two first layers compared in Fig 6, as ZFNetConfig overrides.
+#: Fig 6's three panels as :class:`~course_utils.models.ZFNetConfig` overrides; the key
+#: ``"train"`` holds :class:`~course_utils.train.TrainConfig` overrides of that variant only.
+#: (a) the ZF first layer trained without the filter RMS clipping (one filter dominates),
+#: (b) an AlexNet-like first layer (11x11, stride 4), (c) the ZF first layer (7x7, stride 2).
 FIRST_LAYER_VARIANTS: dict[str, dict[str, Any]] = {
-    "ZF: 7x7 stride 2": {"conv1_kernel": 7, "conv1_stride": 2},
+    "ZF: 7x7 stride 2, no RMS clipping": {"conv1_kernel": 7, "conv1_stride": 2, "train": {"max_filter_rms": None}},
     "AlexNet-like: 11x11 stride 4": {"conv1_kernel": 11, "conv1_stride": 4},
+    "ZF: 7x7 stride 2": {"conv1_kernel": 7, "conv1_stride": 2},
 }
 
 
@@ -125,3 +131,16 @@ def first_layer_report(model: nn.Module, threshold: float = 0.1, layer: str = "c
         "rms": filter_rms(model, layer),
         "aliased_per_filter": per_filter,
     }
+
+
+def first_layer_numbers(model: nn.Module, threshold: float = 0.1, layer: str = "conv1") -> dict[str, float]:
+    """The numbers of :func:`first_layer_report` that a results table records, as plain floats.
+
+    Returns ``{"dead_fraction", "aliased_energy", "rms_max", "rms_median"}``: the fraction of
+    dead filters, the energy-weighted aliased fraction, and the largest and the median filter
+    RMS (the median of an even count is the mean of the two middle values).
+    """
+    report = first_layer_report(model, threshold, layer)
+    rms = report["rms"]
+    return {"dead_fraction": float(report["dead_fraction"]), "aliased_energy": float(report["aliased_energy"]),
+            "rms_max": rms.max().item(), "rms_median": rms.quantile(0.5).item()}

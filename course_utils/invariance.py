@@ -16,6 +16,11 @@ Distances: ``distance = ||f(T(x)) - f(x)||_2`` with ``f`` the layer's output fla
 vector. The paper plots these raw distances, one axis per layer; since layers differ in size
 and scale we also give ``relative_distance = distance / ||f(x)||_2`` (NaN or inf where the
 original feature vector is zero), which puts layer 1 and layer 7 on one axis.
+
+Images: every transformation acts about the image centre, and an object near the border would
+partly leave the picture. :func:`centred_correct_images` picks, per class, the correctly
+classified images whose object (the centroid of its mask, :func:`mask_centroids`) lies nearest
+the centre, as the paper's photos are centred on their object.
 """
 from __future__ import annotations
 
@@ -28,10 +33,12 @@ import torchvision.transforms.v2.functional as TF
 from torch import nn
 from torchvision.transforms import InterpolationMode
 
-from .data.core import check_float_images
+from .data.core import ImageTensorDataset, check_float_images
 from .models import get_layer
+from .train import predict
 
-__all__ = ["TRANSFORMATIONS", "InvarianceCurves", "transform_images", "invariance_curves"]
+__all__ = ["TRANSFORMATIONS", "InvarianceCurves", "transform_images", "invariance_curves", "mask_centroids",
+           "centred_correct_images"]
 
 #: Kinds of transformation understood by :func:`transform_images`.
 TRANSFORMATIONS = ("translate", "scale", "rotate")
@@ -207,3 +214,44 @@ def invariance_curves(
         target_labels=targets.cpu(),
         original_probabilities=original_softmax[rows, targets].float().cpu(),
     )
+
+
+def mask_centroids(masks: torch.Tensor) -> torch.Tensor:
+    """Centroids ``(N, 2)`` as ``(x, y)`` pixels (pixel ``(row, col)`` at ``x = col, y = row``) of
+    ``(N, H, W)`` bool object masks; NaN for an empty mask."""
+    if masks.ndim != 3 or masks.dtype != torch.bool:
+        raise ValueError(f"masks must be a bool tensor of shape (N, H, W), got {masks.dtype} {tuple(masks.shape)}")
+    weights = masks.double()
+    area = weights.sum(dim=(1, 2))
+    rows = torch.arange(masks.shape[1], dtype=torch.float64)[:, None]
+    cols = torch.arange(masks.shape[2], dtype=torch.float64)[None, :]
+    x = (weights * cols).sum(dim=(1, 2)) / area
+    y = (weights * rows).sum(dim=(1, 2)) / area
+    return torch.stack([x, y], dim=1)  # 0 / 0 = NaN where the mask is empty
+
+
+def centred_correct_images(model: nn.Module, dataset: ImageTensorDataset, per_class: int = 2,
+                           search: int = 500) -> torch.Tensor:
+    """Indices ``(M,)`` int64 into ``dataset`` of the images to transform (Fig 5, notebook 04).
+
+    Among the first ``search`` images, for each class (in ``dataset.class_names`` order) the
+    ``per_class`` ones that ``model`` classifies correctly and whose object mask
+    (``extras["masks"]``) has its centroid nearest the image centre, nearest first. A class with
+    fewer such images contributes what it has; images with an empty mask are never chosen.
+    Deterministic.
+    """
+    if "masks" not in dataset.extras:
+        raise ValueError("the dataset has no object masks (extras['masks']); use the embedded dataset "
+                         "(course_utils.data.load_embedded), which records every object's mask")
+    if per_class < 1 or search < 1:
+        raise ValueError(f"per_class and search must be at least 1, got {per_class} and {search}")
+    candidates = dataset.subset(range(min(search, len(dataset))))
+    correct = predict(model, candidates).argmax(dim=1) == candidates.labels
+    height, width = candidates.images.shape[-2:]
+    x, y = mask_centroids(candidates.extras["masks"].bool()).unbind(dim=1)
+    off_centre = torch.hypot(x - (width - 1) / 2, y - (height - 1) / 2)
+    chosen = []
+    for label in range(candidates.num_classes):
+        rows = torch.nonzero((candidates.labels == label) & correct & ~off_centre.isnan()).flatten()
+        chosen.append(rows[off_centre[rows].argsort(stable=True)[:per_class]])
+    return torch.cat(chosen)

@@ -18,8 +18,8 @@ the paper's names:
   architecture from scratch (:func:`course_utils.train.train`) on the same few images.
 
 Images are normalized by each dataset's own ``mean``/``std``. A pretrained model expects the
-statistics it was trained with, so give a dataset of new classes those (e.g.
-``ImageTensorDataset(new.images, new.labels, new.class_names, old.mean, old.std)``).
+statistics it was trained with, so give a dataset of new classes those
+(:func:`with_statistics`, e.g. with the ``mean``/``std`` of the model's checkpoint metadata).
 """
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ __all__ = [
     "few_shot_subset",
     "finetune_softmax",
     "few_shot_comparison",
+    "with_statistics",
 ]
 
 
@@ -222,6 +223,11 @@ def linear_probe_on_pixels(
         raise ValueError("train_set and val_set must have the same class_names (load both with the same classes=)")
     features = [_pooled(subset.normalize(subset.images), pool_to) for subset in (train_set, val_set)]
     return linear_probe(features[0], train_set.labels, features[1], val_set.labels, **probe_options)
+
+
+def with_statistics(dataset: ImageTensorDataset, mean: Sequence[float], std: Sequence[float]) -> ImageTensorDataset:
+    """The same images, labels and extras, normalized with ``mean``/``std`` (3 values each, [0, 1] units)."""
+    return ImageTensorDataset(dataset.images, dataset.labels, dataset.class_names, mean, std, dataset.extras)
 
 
 def few_shot_subset(dataset: ImageTensorDataset, per_class: int, seed: int = 0) -> ImageTensorDataset:

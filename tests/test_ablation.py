@@ -8,7 +8,8 @@ import pytest
 import course_utils.data
 from course_utils import ablation
 from course_utils.ablation import (ablation_variants, architecture_variants, format_summary, load_results, run_ablation,
-                                   single_run_reversals, summarize)
+                                   single_run_reversals, split_overrides, summarize)
+from course_utils.architecture import FIRST_LAYER_VARIANTS
 from course_utils.models import REMOVABLE_LAYERS, ZFNet, ZFNetConfig
 from course_utils.train import TrainConfig, evaluate, train
 from conftest import colour_dataset
@@ -158,7 +159,7 @@ def test_cli_runs_a_subset_of_variants(tmp_path, monkeypatch, capsys):
         ablation.main(["--variants", "no conv5", "--out", str(out)])
 
 
-def test_cli_architecture_table_trains_both_first_layers(tmp_path, monkeypatch):
+def test_cli_architecture_table_trains_all_three_first_layers(tmp_path, monkeypatch):
     def fake_embedded(split, **options):
         return colour_dataset(60 if split == "train" else 30, seed=0 if split == "train" else 1)
 
@@ -166,8 +167,52 @@ def test_cli_architecture_table_trains_both_first_layers(tmp_path, monkeypatch):
     monkeypatch.setattr(ablation, "TABLES", {**ablation.TABLES, "architecture": (architecture_variants, tmp_path / "arch.json")})
     records = ablation.main(["--table", "architecture", "--epochs", "1", "--seeds", "0", "--train-per-class", "8",
                              "--batch-size", "8", "--threads", "1"])
-    kernels = {r["variant"]: (r["config"]["conv1_kernel"], r["config"]["conv1_stride"]) for r in records}
-    assert kernels == {"ZF: 7x7 stride 2": (7, 2), "AlexNet-like: 11x11 stride 4": (11, 4)}
+    kernels = {r["variant"]: (r["config"]["conv1_kernel"], r["config"]["conv1_stride"], r["recipe"]["max_filter_rms"])
+               for r in records}
+    assert kernels == {"ZF: 7x7 stride 2": (7, 2, 0.1), "AlexNet-like: 11x11 stride 4": (11, 4, 0.1),
+                       "ZF: 7x7 stride 2, no RMS clipping": (7, 2, None)}
+    assert all(set(r["first_layer"]) == {"dead_fraction", "aliased_energy", "rms_max", "rms_median"} for r in records)
     assert json.loads((tmp_path / "arch.json").read_text()) == records  # the table's default results file
     with pytest.raises(SystemExit, match="unknown variants.*of the architecture table"):
         ablation.main(["--table", "architecture", "--variants", "full"])
+
+
+def test_architecture_variants_are_the_one_definition_in_architecture():
+    variants = architecture_variants()
+    assert variants == FIRST_LAYER_VARIANTS
+    variants["ZF: 7x7 stride 2, no RMS clipping"]["train"]["max_filter_rms"] = 0.5  # a copy: the original is safe
+    assert FIRST_LAYER_VARIANTS["ZF: 7x7 stride 2, no RMS clipping"]["train"] == {"max_filter_rms": None}
+
+
+def test_training_overrides_apply_to_their_variant_only_and_are_recorded(tmp_path, monkeypatch):
+    train_set, val_set = colour_dataset(64, seed=0), colour_dataset(32, seed=1)
+    seen: list = []
+
+    def recording_train(config, *args, **kwargs):
+        seen.append(config.max_filter_rms)
+        return train(config, *args, **kwargs)
+
+    monkeypatch.setattr(ablation, "train", recording_train)
+    variants = {"clipped": {}, "free": {"remove": ("fc7",), "train": {"max_filter_rms": None}}}
+    path = tmp_path / "results.json"
+    records = run_ablation(variants, train_set, val_set, ONE_EPOCH, seeds=(0,), base=BASE, progress=False,
+                           results_path=path)
+    assert seen == [0.1, None]
+    assert [r["recipe"]["max_filter_rms"] for r in records] == [0.1, None]
+    assert records[1]["overrides"] == {"remove": ["fc7"], "train": {"max_filter_rms": None}}
+    assert records[1]["config"]["remove"] == ["fc7"] and records[0]["recipe"]["epochs"] == 1
+    assert all(0 <= r["first_layer"]["dead_fraction"] <= 1 and r["first_layer"]["rms_max"] > 0 for r in records)
+    assert run_ablation(variants, train_set, val_set, ONE_EPOCH, seeds=(0,), base=BASE, progress=False,
+                        results_path=path) == records and len(seen) == 2  # resumed, nothing retrained
+    with pytest.raises(ValueError, match="another recipe"):  # the same variant name, now clipped
+        run_ablation({"free": {"remove": ("fc7",)}}, train_set, val_set, ONE_EPOCH, seeds=(0,), base=BASE,
+                     progress=False, results_path=path)
+
+
+def test_split_overrides_refuses_what_a_variant_cannot_change():
+    assert split_overrides("a", {"remove": ("fc7",), "train": {"lr": 0.1}}) == ({"remove": ("fc7",)}, {"lr": 0.1})
+    assert split_overrides("a", {}) == ({}, {})
+    with pytest.raises(ValueError, match="'seed'.*cannot be overridden"):
+        split_overrides("a", {"train": {"seed": 3}})
+    with pytest.raises(ValueError, match="variant 'b'.*'learning_rate'"):
+        split_overrides("b", {"train": {"learning_rate": 0.1}})

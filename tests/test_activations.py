@@ -10,7 +10,9 @@ from torch import nn
 
 from course_utils.activations import (
     TopK,
+    class_purity,
     image_patch,
+    linear_cka,
     mine_top_activations,
     receptive_field,
     receptive_field_box,
@@ -263,3 +265,34 @@ def test_non_square_receptive_field_needs_the_box():
     with pytest.raises(ValueError, match="non-square"):
         receptive_field(net, "conv1")
     assert receptive_field_box(net, "conv1", 2, 3, (10, 20)) == (2, 6, 5, 11)
+
+
+# --------------------------------------------------------------------------------------------
+# Class purity (Fig 2) and linear CKA (Fig 4)
+# --------------------------------------------------------------------------------------------
+
+def test_class_purity_counts_the_most_common_class_by_hand():
+    labels = torch.tensor([0, 0, 1, 2, 1, 1])
+    top = TopK("conv1", torch.zeros(3, 3), torch.tensor([[0, 1, 2], [2, 4, 5], [0, 2, 3]]), torch.zeros(3, 3, 2))
+    torch.testing.assert_close(class_purity(top, labels), torch.tensor([2 / 3, 1.0, 1 / 3]))
+    with pytest.raises(ValueError, match="labels of the data that was mined"):
+        class_purity(top, labels[:4])
+    with pytest.raises(ValueError, match="int64"):
+        class_purity(top, labels.float())
+
+
+def test_linear_cka_by_hand_and_its_invariances():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(20, 4, 3, 3, generator=generator)
+    assert linear_cka(x, x) == pytest.approx(1.0)
+    rotation, _ = torch.linalg.qr(torch.randn(36, 36, generator=generator))
+    assert linear_cka(x, 3.0 * x.flatten(1) @ rotation + 5.0) == pytest.approx(1.0)  # rotation, scale, offset
+    y = torch.randn(20, 7, generator=generator)
+    a, b = x.flatten(1).double() - x.flatten(1).double().mean(0), y.double() - y.double().mean(0)
+    gram_a, gram_b = a @ a.T, b @ b.T
+    expected = (gram_a * gram_b).sum() / (gram_a.norm() * gram_b.norm())
+    assert linear_cka(x, y) == pytest.approx(expected.item()) and 0 < linear_cka(x, y) < 1
+    with pytest.raises(ValueError, match="same N"):
+        linear_cka(x, y[:10])
+    with pytest.raises(ValueError, match="constant"):
+        linear_cka(x, torch.ones(20, 3))

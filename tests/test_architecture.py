@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from course_utils.ablation import split_overrides
 from course_utils.architecture import (FIRST_LAYER_VARIANTS, aliased_energy_fraction, dead_filter_fraction,
-                                       dead_filters, filter_rms, first_layer_report)
+                                       dead_filters, filter_rms, first_layer_numbers, first_layer_report)
 from course_utils.models import ZFNet, ZFNetConfig
 
 
@@ -86,10 +87,11 @@ def test_aliased_energy_fraction_takes_the_layers_stride_and_checks_arguments():
 
 
 @pytest.mark.parametrize("name", list(FIRST_LAYER_VARIANTS))
-def test_first_layer_report_for_both_first_layers(name):
-    overrides = FIRST_LAYER_VARIANTS[name]
+def test_first_layer_report_for_every_first_layer(name):
+    overrides, _ = split_overrides(name, FIRST_LAYER_VARIANTS[name])
     model = ZFNet(ZFNetConfig(conv_widths=(6, 4, 4, 4, 4), fc_widths=(8, 8), **overrides))
     with torch.no_grad():
+        model.conv1.weight[2:] *= 0.1 / filter_rms(model)[2:, None, None, None]  # RMS 0.1 whatever the initialization
         model.conv1.weight[0] = 0.1 * checkerboard(overrides["conv1_kernel"])  # RMS 0.1, like the others
         model.conv1.weight[1] = 0.0
     report = first_layer_report(model)
@@ -103,3 +105,26 @@ def test_first_layer_report_for_both_first_layers(name):
     assert report["aliased_energy"] == pytest.approx((above / power.sum()).item(), rel=1e-5)
     assert report["rms"].shape == report["aliased_per_filter"].shape == (6,)
     assert isinstance(model.conv1, nn.Conv2d) and model.conv1.stride == (overrides["conv1_stride"],) * 2
+
+
+def test_first_layer_numbers_by_hand():
+    model = ZFNet(ZFNetConfig(conv_widths=(4, 4, 4, 4, 4), fc_widths=(8, 8)))
+    with torch.no_grad():
+        for index, value in enumerate([0.0, 0.01, 0.2, 0.4]):  # constant filters: RMS = |value|
+            model.conv1.weight[index] = value
+    numbers = first_layer_numbers(model)
+    assert set(numbers) == {"dead_fraction", "aliased_energy", "rms_max", "rms_median"}
+    assert all(isinstance(value, float) for value in numbers.values())
+    assert numbers["dead_fraction"] == 0.5 and numbers["rms_max"] == pytest.approx(0.4)
+    assert numbers["rms_median"] == pytest.approx((0.01 + 0.2) / 2)  # the mean of the two middle values
+    assert numbers["aliased_energy"] == pytest.approx(first_layer_report(model)["aliased_energy"])
+
+
+def test_fig_6_variants_differ_in_the_first_layer_and_the_clipping_only():
+    assert len(FIRST_LAYER_VARIANTS) == 3
+    trained = {name: split_overrides(name, overrides) for name, overrides in FIRST_LAYER_VARIANTS.items()}
+    assert {name: (m["conv1_kernel"], m["conv1_stride"], t) for name, (m, t) in trained.items()} == {
+        "ZF: 7x7 stride 2, no RMS clipping": (7, 2, {"max_filter_rms": None}),
+        "AlexNet-like: 11x11 stride 4": (11, 4, {}),
+        "ZF: 7x7 stride 2": (7, 2, {}),
+    }

@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_utils.invariance import TRANSFORMATIONS, invariance_curves, transform_images
+from course_utils.data import ImageTensorDataset
+from course_utils.invariance import (TRANSFORMATIONS, centred_correct_images, invariance_curves, mask_centroids,
+                                     transform_images)
 from course_utils.models import NamedSequential, ZFNet, ZFNetConfig
 
 
@@ -188,3 +190,35 @@ def test_hooks_are_removed_when_the_forward_fails():
     with pytest.raises(ValueError):
         invariance_curves(model, random_images(2), "rotate", [0], target_labels=[9, 9])
     assert all(not module._forward_hooks for module in model.modules())
+
+
+def test_mask_centroids_by_hand():
+    masks = torch.zeros(3, 5, 7, dtype=torch.bool)
+    masks[0, 1:3, 4:7] = True          # rows 1-2, columns 4-6
+    masks[1, 4, 0] = True
+    torch.testing.assert_close(mask_centroids(masks)[:2], torch.tensor([[5.0, 1.5], [0.0, 4.0]], dtype=torch.float64))
+    assert mask_centroids(masks)[2].isnan().all()  # empty mask
+    with pytest.raises(ValueError, match="bool"):
+        mask_centroids(masks.float())
+
+
+def test_centred_correct_images_picks_the_most_centred_correct_ones_per_class():
+    # 8 images of 2 classes; the model below predicts class 0 for every image
+    images = torch.zeros(8, 3, 9, 9, dtype=torch.uint8)
+    labels = torch.tensor([0, 0, 0, 1, 0, 1, 0, 0])
+    masks = torch.zeros(8, 9, 9, dtype=torch.bool)
+    for index, (row, col) in enumerate([(0, 0), (4, 4), (3, 4), (4, 4), (4, 6), (4, 4), (4, 4), (8, 8)]):
+        masks[index, row, col] = True
+    masks[6] = False  # no object pixel: never chosen
+    dataset = ImageTensorDataset(images, labels, ["zero", "one"], (0.5,) * 3, (0.25,) * 3, {"masks": masks})
+
+    class AlwaysZero(nn.Module):
+        def forward(self, x):
+            return torch.stack([torch.ones(len(x)), torch.zeros(len(x))], dim=1)
+
+    model = AlwaysZero()
+    assert centred_correct_images(model, dataset, per_class=2).tolist() == [1, 2]   # class 1: none correct
+    assert centred_correct_images(model, dataset, per_class=9).tolist() == [1, 2, 4, 0, 7]
+    assert centred_correct_images(model, dataset, per_class=9, search=3).tolist() == [1, 2, 0]
+    with pytest.raises(ValueError, match="masks"):
+        centred_correct_images(model, ImageTensorDataset(images, labels, ["zero", "one"], (0.5,) * 3, (0.25,) * 3))

@@ -13,7 +13,7 @@ from course_utils.models import NamedSequential, ZFNet, ZFNetConfig
 from course_utils.train import TrainConfig, evaluate
 from course_utils.transfer import (extract_features, few_shot_comparison, few_shot_subset, finetune_softmax,
                                    layer_outputs, linear_probe, linear_probe_on_pixels, probe_layers,
-                                   train_softmax_classifier)
+                                   train_softmax_classifier, with_statistics)
 
 TINY = ZFNetConfig(num_classes=3, image_size=32, conv_widths=(4, 4, 4, 4, 4), fc_widths=(8, 8))
 
@@ -214,3 +214,12 @@ def test_few_shot_comparison_records(colour_data):
     assert all(0 <= r["val_accuracy"] <= 1 and r["seconds"] >= 0 for r in records)
     _, expected = finetune_softmax(model, few_shot_subset(train_set, 4, seed=0), val_set, seed=0)
     assert records[2]["val_accuracy"] == pytest.approx(expected)
+
+
+def test_with_statistics_changes_only_the_normalization(colour_data):
+    dataset = colour_data[0]
+    dataset.extras["masks"] = torch.zeros(len(dataset), 2, dtype=torch.bool)
+    other = with_statistics(dataset, (0.5, 0.5, 0.5), (0.2, 0.2, 0.2))
+    assert other.images is dataset.images and other.labels is dataset.labels and other.extras.keys() == {"masks"}
+    assert other.mean == (0.5, 0.5, 0.5) and dataset.mean == (0.4, 0.4, 0.4)
+    torch.testing.assert_close(other.normalize(dataset.images[:1]), (dataset.images[:1] / 255.0 - 0.5) / 0.2)
