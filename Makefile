@@ -45,10 +45,10 @@ checkpoints: setup
 	cp $(BUILD)/arch_11x11s4/final.pt data/checkpoints/.arch_11x11s4.tmp && mv data/checkpoints/.arch_11x11s4.tmp data/checkpoints/arch_11x11s4.pt
 
 ## Notebook 07's precomputed tables: Table 3 -> data/ablation.json, Fig 6 -> data/arch_selection.json
-## (8 + 3 variants x 3 seeds, about 45 minutes on 2 cores; interrupt and re-run to resume).
+## (3 + 8 variants x 3 seeds; the README gives the time; interrupt and re-run to resume).
 ablation: setup
-	$(BIN)/python -m course_utils.ablation
 	$(BIN)/python -m course_utils.ablation --table architecture
+	$(BIN)/python -m course_utils.ablation
 
 ## The reproduction scoreboard: every finding of the paper on the shipped model and the tables
 ## above, one row each; last line "findings reproduced: N of 8".

@@ -66,8 +66,9 @@ class CourseEntry:
 COURSE_MAP: dict[str, CourseEntry] = {
     "01_training": CourseEntry(
         "Sec. 3, training recipe",
-        "the embedded dataset, the ZFNet-style model, a live training run with loss and accuracy "
-        "curves, the shipped checkpoint's accuracy and confusion matrix"),
+        "the embedded dataset (38 classes in five families, told apart by their parts), a linear "
+        "classifier on pixels as baseline, the ZFNet-style model, a live training run with loss and "
+        "accuracy curves, the shipped checkpoint's accuracy and its confusions by family"),
     "02_switch_unpooling": CourseEntry(
         "Fig. 1, the deconvnet",
         "the reverse pass step by step on a tiny example (switches drawn on the grid, unpool -> "
@@ -75,16 +76,16 @@ COURSE_MAP: dict[str, CourseEntry] = {
     "03_top9_projections": CourseEntry(
         "Fig. 2 (top-9 projections), Fig. 4 (feature evolution)",
         "for layers 1-5, the 9 strongest activations of feature maps projected to pixels beside "
-        "their image patches, their evolution over the training epochs, and the deconvnet beside "
-        "saliency, guided backprop and activation maximization"),
+        "their image patches and their class purity, their evolution over the training epochs "
+        "(linear CKA), and the deconvnet beside saliency, guided backprop and activation maximization"),
     "04_invariance": CourseEntry(
         "Fig. 5, invariance",
         "5 images translated, scaled and rotated: feature distances at layers 1 and 7 and "
-        "P(true class) against the amount"),
+        "P(true class) against the amount; the same over two images per class, by family"),
     "05_occlusion": CourseEntry(
         "Fig. 7, occlusion sensitivity",
         "a grey square slid over images: the strongest layer-5 map's activation and projection, "
-        "P(correct class) and the most probable class per position"),
+        "P(correct class) and the most probable class per position; object vs background over 20 images"),
     "06_correspondence": CourseEntry(
         "Table 1, correspondence",
         "Delta for masking left eye, right eye, nose and random regions of face images at layers "
@@ -93,11 +94,12 @@ COURSE_MAP: dict[str, CourseEntry] = {
         "Table 3 (depth and size ablation), Fig. 6 (architecture selection)",
         "train and validation error of the network with layers removed or resized, over several "
         "seeds (mean +- std) with parameter counts; layer-1 filters of an AlexNet-like first layer "
-        "(11x11, stride 4) beside the ZF choice (7x7, stride 2), dead filters and aliasing measured"),
+        "(11x11, stride 4) beside the ZF choice (7x7, stride 2), dead filters, aliasing and the "
+        "effect of the filter RMS clipping measured"),
     "08_feature_generalization": CourseEntry(
         "Tables 4-7, feature generalization",
-        "frozen features with a new softmax on held-out classes vs training from scratch, with few "
-        "examples per class, and linear probes of every layer"),
+        "frozen features with a new softmax on held-out classes (new combinations of the families' "
+        "parts) vs training from scratch, with few examples per class, and linear probes of every layer"),
     "explore": CourseEntry(
         "Figs. 2, 5 and 7, interactive",
         "explorers: pick a layer, channel and image for top-9 projections; move an occluder; "

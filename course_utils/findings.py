@@ -85,8 +85,7 @@ __all__ = [
 #: The convolutional layers of Fig 2 and Fig 4.
 CONV_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 #: Classes drawn at any rotation angle (all other main classes are drawn upright, within +-30 degrees).
-SYMMETRIC_CLASSES: frozenset[str] = getattr(
-    embedded, "SYMMETRIC_CLASSES", frozenset({"striped_disc", "checkered_disc", "dotted_disc", "star", "cross"}))
+SYMMETRIC_CLASSES: frozenset[str] = embedded.SYMMETRIC_CLASSES
 #: Table 3's variants that the criterion compares (names of :func:`course_utils.ablation.ablation_variants`).
 DEPTH_VARIANTS = ("full", "no conv3,4", "no fc7", "no fc6,7", "no conv3,4 + fc6,7")
 #: Fig 6's panels (a), (b), (c) (names of :data:`course_utils.architecture.FIRST_LAYER_VARIANTS`).

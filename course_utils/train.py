@@ -1,8 +1,10 @@
 """Training with the paper's recipe, as a library and a command line.
 
 Recipe (Zeiler & Fergus, section 3): cross-entropy, SGD with momentum 0.9, a learning rate
-annealed over training (here: one warm-up epoch, then cosine decay to zero), dropout 0.5 in
-fc6/fc7, and after every step any conv filter whose RMS exceeds 0.1 is renormalized to 0.1.
+annealed over training (here: one warm-up epoch, then cosine decay to zero), conv1 initialized
+with standard deviation 0.01, and after every step any conv filter whose RMS exceeds 0.1 is
+renormalized to 0.1. The paper's dropout 0.5 in fc6/fc7 is available (``--dropout 0.5``) but
+off by default: with the course's few epochs it keeps the network from fitting its data.
 Runs are seeded and deterministic; checkpoints are written atomically at chosen epochs (for
 the feature-evolution figure) and at the end.
 

@@ -57,6 +57,7 @@ from .deconvnet import UnitValue, _check_reversible, check_eval_mode, layer_path
 __all__ = [
     "to_display",
     "example_grid",
+    "class_gallery",
     "training_curves",
     "confusion_figure",
     "normalize_projection",
@@ -95,6 +96,54 @@ def example_grid(dataset: ImageTensorDataset, per_class: int = 6, seed: int = 0)
         row[0].set_ylabel(dataset.class_names[label], rotation=0, ha="right", va="center")
     figure.suptitle(f"{per_class} examples per class")
     figure.tight_layout()
+    return figure
+
+
+def class_gallery(
+    dataset: ImageTensorDataset, classes: Sequence[str] | None = None, per_class: int = 1, columns: int = 8,
+    seed: int = 0, title: str | None = None, cell_inches: float = 1.5,
+) -> Figure:
+    """Random examples of many classes in a compact grid, each picture titled with its class.
+
+    Unlike :func:`example_grid` (one row per class) the pictures fill ``columns`` columns row by
+    row, so 38 classes fit on one screen. Titles break the class name after ``:`` and at ``/``
+    (the embedded dataset's part names: ``face:round-eyes/pointy-ears/muzzle`` becomes four
+    short lines).
+
+    Args:
+        dataset: the images; ``classes`` are names of ``dataset.class_names``.
+        classes: the classes to show, in this order (default: all of them).
+        per_class: examples per class (fewer when a class has fewer images).
+        columns: pictures per row.
+        seed: which random examples.
+        title: the figure's title (default: says how many examples per class).
+        cell_inches: width of one picture.
+    """
+    if per_class < 1 or columns < 1:
+        raise ValueError(f"per_class and columns must be at least 1, got {per_class} and {columns}")
+    classes = list(dataset.class_names if classes is None else classes)
+    unknown = [name for name in classes if name not in dataset.class_names]
+    if unknown or not classes:
+        raise ValueError(f"unknown classes {unknown}; choose from {dataset.class_names}" if unknown
+                         else "classes is empty; give at least one class name")
+    generator = torch.Generator().manual_seed(seed)
+    shown = []
+    for name in classes:
+        members = torch.nonzero(dataset.labels == dataset.class_names.index(name)).flatten()
+        chosen = members[torch.randperm(len(members), generator=generator)[:per_class]]
+        shown += [(name, index) for index in chosen.tolist()]
+    if not shown:
+        raise ValueError(f"the dataset has no images of {classes}")
+    rows = -(-len(shown) // columns)
+    figure, axes = plt.subplots(rows, columns, squeeze=False, layout="constrained",
+                                figsize=(cell_inches * columns, (cell_inches + 0.55) * rows + 0.5))
+    for axis in axes.flat:
+        axis.set_axis_off()
+    for axis, (name, index) in zip(axes.flat, shown):
+        axis.imshow(to_display(dataset.images[index]), interpolation="nearest")
+        axis.set_title(name.replace(":", ":\n").replace("/", "\n"), fontsize=8)
+    figure.suptitle(title if title is not None else
+                    f"{per_class} example{'s' if per_class > 1 else ''} of each of {len(classes)} classes", fontsize=13)
     return figure
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 from course_utils.models import ZFNetConfig, load_checkpoint
 from course_utils.train import TrainConfig, augment_batch, confusion_matrix, evaluate, main, renormalize_filters, train
 
-SMALL = ZFNetConfig(conv_widths=(8, 8, 8, 8, 8), fc_widths=(16, 16), dropout=0.0)
+SMALL = ZFNetConfig(conv_widths=(8, 8, 8, 8, 8), fc_widths=(16, 16), conv1_init_std=None)
 
 
 def test_renormalize_filters_caps_rms_at_threshold():

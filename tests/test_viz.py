@@ -17,6 +17,7 @@ from matplotlib.patches import Circle, Rectangle  # noqa: E402
 from torch import nn  # noqa: E402
 
 from conftest import colour_dataset  # noqa: E402
+from course_utils.data import ImageTensorDataset  # noqa: E402
 from course_utils import viz  # noqa: E402
 from course_utils.activations import TopK, image_patch, mine_top_activations, receptive_field  # noqa: E402
 from course_utils.deconvnet import layer_output, project, project_activation, project_top_activations  # noqa: E402
@@ -137,6 +138,30 @@ def test_image_table_has_one_axis_per_cell_and_draws_the_given_pictures():
     assert [a.get_title() for a in figure.axes[:3]] == ["a", "b", "c"]
     assert figure.axes[3].get_ylabel() == "second"
     assert figure._suptitle.get_text() == "A title"
+
+
+def test_class_gallery_titles_each_picture_with_its_class_broken_at_the_part_names():
+    images = torch.arange(6, dtype=torch.uint8).repeat_interleave(3 * 4 * 4).view(6, 3, 4, 4)
+    dataset = ImageTensorDataset(images, torch.tensor([0, 1, 2, 0, 1, 2]),
+                                 ["face:round-eyes/none-ears", "star", "car:two-wheels"], (0.5,) * 3, (0.25,) * 3)
+    figure = viz.class_gallery(dataset, classes=["star", "face:round-eyes/none-ears"], per_class=2, columns=3)
+    titled = [axis for axis in figure.axes if axis.images]
+    assert len(figure.axes) == 6 and len(titled) == 4  # 2 rows of 3, two blank cells
+    assert [axis.get_title() for axis in titled] == ["star", "star", "face:\nround-eyes\nnone-ears",
+                                                     "face:\nround-eyes\nnone-ears"]
+    star_pictures = {int(axis.images[0].get_array()[0, 0, 0] * 255 + 0.5) for axis in titled[:2]}
+    assert star_pictures == {1, 4}  # the two images of class 1, each shown once
+    assert "2 examples of each of 2 classes" in figure._suptitle.get_text()
+    everything = viz.class_gallery(dataset, columns=8)
+    assert sum(bool(axis.images) for axis in everything.axes) == 3
+
+
+def test_class_gallery_refuses_unknown_classes_and_bad_sizes():
+    dataset = colour_dataset(6, size=8, seed=0)
+    with pytest.raises(ValueError, match="unknown classes"):
+        viz.class_gallery(dataset, classes=["no such class"])
+    with pytest.raises(ValueError, match="at least 1"):
+        viz.class_gallery(dataset, per_class=0)
 
 
 def test_image_table_refuses_mismatched_labels():

@@ -1,22 +1,30 @@
-"""The course's embedded dataset: procedurally generated 64x64 RGB objects on clutter.
+"""The course's embedded dataset: procedurally generated 64x64 RGB objects in clutter.
 
 Every image is a function of ``(seed, class set, index)`` only, so generation is
 deterministic whatever the chunking or number of worker processes, and the first ``n``
-images of a longer run equal a shorter run. Each image shows one object built from parts
-(drawn with signed distance functions and a soft one-pixel edge, so it is antialiased) at a
-random position, scale, rotation and colour, in front of a cluttered background of
-low-contrast shapes, lines, a colour gradient and pixel noise.
+images of a longer run equal a shorter run. Objects are built from parts (drawn with signed
+distance functions and a soft one-pixel edge, so they are antialiased).
 
-Main classes (:data:`EMBEDDED_CLASSES`): a face (head, left eye, right eye, nose, mouth),
-house, car, flower and tree (objects with parts), three discs that differ only by their
-texture (stripes, checkerboard, dots), a star and a cross. :data:`HELDOUT_CLASSES` are
-never used for training; they serve the feature-generalization experiment.
+It is made to be hard the way photos are hard. The 38 main classes (:data:`EMBEDDED_CLASSES`)
+come in families that share parts and differ in them, so that parts, not colour, tell classes
+apart: 12 faces (every pairing of round/square/slit eyes with no/pointy/round/long ears, the
+snout - button, triangle or muzzle - decided by both), 8 vehicles (car/truck/bus bodies with
+two or three wheels and round or square windows), 6 houses (gable/flat/dome roofs, round or
+square windows, a chimney or not), 6 plants and 6 rotation-symmetric shapes
+(:data:`SYMMETRIC_CLASSES`: discs that differ only by texture, a star, a cross). Colours are
+random for every part. Each image shows its object at a random position, size, rotation
+(within +-30 degrees for upright classes) and mirror image, over a cluttered background with
+2-4 fragments of other objects (whole objects seen through a window, so their parts appear
+loose in the background), sometimes an occluder over the object's rim, a lighting gradient
+and pixel noise. :data:`HELDOUT_CLASSES` (9 other combinations of the same families) are never
+used for training; they serve the feature-generalization experiment.
 
-Per image the generator records the object's pixels (``masks``) and, for faces, the
-``(x, y)`` image coordinates of the left eye, right eye and nose (``parts``) with the part
-radius in pixels (``part_radius``). Coordinates are in pixels with pixel ``(row, col)``
-centred at ``x = col, y = row``. "Left eye" is the eye on the image's left side: faces are
-never mirrored and turn by at most 30 degrees, so its ``x`` is always the smaller one.
+Per image the generator records the object's visible pixels (``masks``) and, for the faces
+(:data:`FACE_CLASSES`), the ``(x, y)`` image coordinates of the left eye, right eye and nose
+(``parts``) with the part radius in pixels (``part_radius``). Coordinates are in pixels with
+pixel ``(row, col)`` centred at ``x = col, y = row``. "Left eye" is the eye on the image's left
+side: faces are never mirrored and turn by at most 30 degrees, so its ``x`` is always the
+smaller one. Occluders never reach the eyes or the nose.
 """
 from __future__ import annotations
 
@@ -27,6 +35,7 @@ import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -39,6 +48,8 @@ from .core import DATA_DIR, CacheError, ImageTensorDataset, load_array_cache, sa
 __all__ = [
     "EMBEDDED_CLASSES",
     "HELDOUT_CLASSES",
+    "FACE_CLASSES",
+    "SYMMETRIC_CLASSES",
     "CLASS_SETS",
     "SPLITS",
     "DEFAULT_NUM_IMAGES",
@@ -50,28 +61,27 @@ __all__ = [
     "load_embedded",
 ]
 
-EMBEDDED_CLASSES: tuple[str, ...] = (
-    "face", "house", "car", "flower", "tree",
-    "striped_disc", "checkered_disc", "dotted_disc", "star", "cross",
-)
-HELDOUT_CLASSES: tuple[str, ...] = ("fish", "butterfly", "arrow", "crescent", "target")
-#: Class sets by name; ``classes=`` arguments take these keys.
-CLASS_SETS: dict[str, tuple[str, ...]] = {"main": EMBEDDED_CLASSES, "heldout": HELDOUT_CLASSES}
 #: Splits of :func:`load_embedded`; each draws from its own seed (see :func:`split_seed`).
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 #: Images per split when ``num_images`` is not given.
 DEFAULT_NUM_IMAGES: dict[str, dict[str, int]] = {
-    "main": {"train": 10_000, "val": 2_000, "test": 2_000},
-    "heldout": {"train": 2_500, "val": 1_000, "test": 1_000},
+    "main": {"train": 22_800, "val": 2_280, "test": 2_280},  # 600 / 60 / 60 per class
+    "heldout": {"train": 2_250, "val": 900, "test": 900},  # 250 / 100 / 100 per class
 }
 #: Side of the images that :func:`load_embedded` serves.
 IMAGE_SIZE = 64
 #: Bumped whenever the pictures change, so old caches are never reused.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 #: The normalization statistics come from this many first images of the training split.
 STATS_IMAGES = 500
 
 _EDGE_PX = 1.0  # width of the antialiased edge in pixels
+_MAX_TILT_DEG = 30.0  # upright classes turn by at most this
+_OBJECT_SCALE = (0.2, 0.36)  # object size: pixels per local unit, as a fraction of the image side
+_FRAGMENTS = (2, 5)  # fragments of other objects per image: integers in [low, high)
+_FRAGMENT_SCALE = (0.2, 0.33)
+_FRAGMENT_WINDOW = (0.5, 0.9)  # radius (local units) of the window through which a fragment shows
+_FRAGMENT_STRENGTH = (0.75, 1.0)  # opacity
 _PARALLEL_MIN_IMAGES = 2_000  # below this, one process is faster than starting workers
 
 
@@ -220,196 +230,232 @@ def _dots(x: np.ndarray, y: np.ndarray, period: float, edge: float) -> np.ndarra
     return np.clip(0.5 - (np.hypot(dx, dy) - 0.28 * period) / edge, 0.0, 1.0)
 
 
-def _draw_face(pen: _Pen) -> _Drawing:
+def _rings(x: np.ndarray, y: np.ndarray, period: float, edge: float) -> np.ndarray:
+    return _stripes(np.hypot(x, y) - period / 4, y, period, edge)
+
+
+def _star_outline(points: int, inner: float, outer: float = 1.0, turn: float = 0.0) -> np.ndarray:
+    angles = turn - np.pi / 2 + np.pi * np.arange(2 * points) / points
+    radii = np.where(np.arange(2 * points) % 2 == 0, outer, inner)
+    return np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
+
+
+def _draw_symmetric(pen: _Pen, kind: str) -> _Drawing:
+    """Rotation-symmetric classes: textured discs, a star, a cross."""
     u, v, rng, ink = pen.u, pen.v, pen.rng, pen.ink
-    head = _sd_ellipse(u, v, 0.0, 0.0, rng.uniform(0.72, 0.85), rng.uniform(0.92, 1.0))
-    eye_x, eye_y = rng.uniform(0.28, 0.36), rng.uniform(-0.32, -0.2)
-    eye_radius = rng.uniform(0.15, 0.19)
-    nose_y, nose_radius = rng.uniform(0.08, 0.2), eye_radius * rng.uniform(0.8, 1.0)
-    eye_colour = _colour(rng, far_from=ink, contrast=0.4)
-    pupil_colour = _colour(rng, far_from=eye_colour, contrast=0.3)
-    nose_colour = _colour(rng, far_from=ink, contrast=0.3)
-    mouth_colour = _colour(rng, far_from=ink, contrast=0.35)
-    eyes = np.minimum(_sd_circle(u, v, -eye_x, eye_y, eye_radius), _sd_circle(u, v, eye_x, eye_y, eye_radius))
-    pupils = np.minimum(_sd_circle(u, v, -eye_x, eye_y, 0.45 * eye_radius),
-                        _sd_circle(u, v, eye_x, eye_y, 0.45 * eye_radius))
-    nose = _sd_polygon(u, v, np.array([[0.0, nose_y - 1.3 * nose_radius],
-                                       [-nose_radius, nose_y + 0.7 * nose_radius],
-                                       [nose_radius, nose_y + 0.7 * nose_radius]]))
-    nose = np.minimum(nose, _sd_circle(u, v, 0.0, nose_y + 0.2 * nose_radius, 0.75 * nose_radius))
-    smile_radius = rng.uniform(0.3, 0.42)
-    smile_top = nose_y + nose_radius + 0.12
-    arc = np.abs(_sd_circle(u, v, 0.0, smile_top + 0.05, smile_radius)) - 0.055
-    mouth = np.maximum(arc, smile_top + 0.05 + 0.35 * smile_radius - v)  # lower part of the ring only
-    parts = np.array([[-eye_x, eye_y], [eye_x, eye_y], [0.0, nose_y]])
-    layers = [(head, ink), (eyes, eye_colour), (pupils, pupil_colour), (nose, nose_colour), (mouth, mouth_colour)]
-    return _Drawing(layers, parts, max(eye_radius, nose_radius))
+    if kind in ("striped_disc", "checkered_disc", "dotted_disc", "ringed_disc"):
+        texture = {"striped_disc": _stripes, "checkered_disc": _checks, "dotted_disc": _dots,
+                   "ringed_disc": _rings}[kind]
+        return _textured_disc(pen, texture)
+    if kind == "star":
+        return _Drawing([(_sd_polygon(u, v, _star_outline(5, rng.uniform(0.38, 0.5))), ink)])
+    if kind == "cross":
+        arm = rng.uniform(0.25, 0.33)
+        return _Drawing([(np.minimum(_sd_box(u, v, 0.0, 0.0, 0.95, arm, corner=0.05),
+                                     _sd_box(u, v, 0.0, 0.0, arm, 0.95, corner=0.05)), ink)])
+    raise ValueError(kind)
 
 
-def _draw_house(pen: _Pen) -> _Drawing:
+# Faces: a head whose eyes, ears and snout vary; the class is the combination.
+_EYES = ("round", "square", "slit")
+_EARS = ("none", "pointy", "round", "long")
+_SNOUTS = ("button", "triangle", "muzzle")
+
+
+def _eye(u: np.ndarray, v: np.ndarray, kind: str, x: float, y: float, size: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(eye, pupil)`` SDFs of one eye centred at ``(x, y)``."""
+    if kind == "round":
+        return _sd_circle(u, v, x, y, size), _sd_circle(u, v, x, y, 0.45 * size)
+    if kind == "square":
+        return _sd_box(u, v, x, y, 0.9 * size, 0.9 * size), _sd_box(u, v, x, y, 0.35 * size, 0.35 * size)
+    return _sd_ellipse(u, v, x, y, 1.35 * size, 0.42 * size), _sd_circle(u, v, x, y, 0.3 * size)
+
+
+def _draw_face(pen: _Pen, eyes: str, ears: str, snout: str) -> _Drawing:
     u, v, rng, ink = pen.u, pen.v, pen.rng, pen.ink
-    width = rng.uniform(0.55, 0.7)
-    wall_top = rng.uniform(-0.3, -0.15)
-    walls = _sd_box(u, v, 0.0, (wall_top + 0.85) / 2, width, (0.85 - wall_top) / 2)
-    roof = _sd_polygon(u, v, np.array([[-width - 0.2, wall_top + 0.05], [width + 0.2, wall_top + 0.05],
-                                       [0.0, rng.uniform(-1.0, -0.8)]]))
-    door_x = rng.choice([-1.0, 1.0]) * width * 0.45
-    door = _sd_box(u, v, door_x, 0.6, 0.14, 0.25)
-    window = _sd_box(u, v, -door_x, 0.25, 0.15, 0.14)
-    roof_colour = _colour(rng, far_from=ink, contrast=0.25)
-    door_colour = _colour(rng, far_from=ink, contrast=0.35)
-    window_colour = _colour(rng, saturation=(0.0, 0.4), far_from=ink, contrast=0.4)
-    return _Drawing([(walls, ink), (roof, roof_colour), (door, door_colour), (window, window_colour)])
-
-
-def _draw_car(pen: _Pen) -> _Drawing:
-    u, v, rng, ink = pen.u, pen.v, pen.rng, pen.ink
-    body = _sd_box(u, v, 0.0, 0.12, 1.0, rng.uniform(0.2, 0.27), corner=0.1)
-    roof_y = rng.uniform(-0.55, -0.42)
-    cabin_outline = np.array([[-0.6, -0.1], [0.45, -0.1], [0.25, roof_y], [-0.45, roof_y]])
-    cabin = _sd_polygon(u, v, cabin_outline)
-    glass = _sd_polygon(u, v, cabin_outline * 0.78 + np.array([0.0, -0.04]))
-    wheel_radius = rng.uniform(0.2, 0.25)
-    wheels = np.minimum(_sd_circle(u, v, -0.58, 0.4, wheel_radius), _sd_circle(u, v, 0.58, 0.4, wheel_radius))
-    hubs = np.minimum(_sd_circle(u, v, -0.58, 0.4, 0.4 * wheel_radius), _sd_circle(u, v, 0.58, 0.4, 0.4 * wheel_radius))
-    glass_colour = _colour(rng, saturation=(0.0, 0.4), far_from=ink, contrast=0.35)
-    tyre_colour = _colour(rng, saturation=(0.0, 0.3), value=(0.0, 0.25), far_from=ink, contrast=0.3)
-    hub_colour = _colour(rng, saturation=(0.0, 0.2), far_from=tyre_colour, contrast=0.4)
-    return _Drawing([(np.minimum(body, cabin), ink), (glass, glass_colour), (wheels, tyre_colour), (hubs, hub_colour)])
-
-
-def _draw_flower(pen: _Pen) -> _Drawing:
-    u, v, rng, ink = pen.u, pen.v, pen.rng, pen.ink
-    count = int(rng.integers(5, 9))
-    head_y, ring = -0.3, rng.uniform(0.33, 0.4)
-    turn = rng.uniform(0.0, 2 * np.pi)
-    petals = np.full(u.shape, np.inf)
-    for angle in turn + 2 * np.pi * np.arange(count) / count:
-        petals = np.minimum(petals, _sd_ellipse(u, v, ring * np.cos(angle), head_y + ring * np.sin(angle),
-                                                0.3, 0.15, angle))
-    centre = _sd_circle(u, v, 0.0, head_y, rng.uniform(0.17, 0.22))
-    stem_colour = _colour(rng, hue=(0.22, 0.42), far_from=pen.ground, contrast=0.25)
-    stem = _sd_segment(u, v, (0.0, head_y), (0.0, 1.0), 0.06)
-    side = rng.choice([-1.0, 1.0])
-    leaf = _sd_ellipse(u, v, side * 0.2, 0.55, 0.22, 0.09, side * -0.5)
-    centre_colour = _colour(rng, far_from=ink, contrast=0.35)
-    return _Drawing([(np.minimum(stem, leaf), stem_colour), (petals, ink), (centre, centre_colour)])
-
-
-def _draw_tree(pen: _Pen) -> _Drawing:
-    u, v, rng, ink = pen.u, pen.v, pen.rng, pen.ink
-    trunk_colour = _colour(rng, hue=(0.03, 0.11), saturation=(0.4, 0.8), value=(0.2, 0.65), far_from=pen.ground,
-                           contrast=0.2)
-    crown_colour = _colour(rng, hue=(0.2, 0.45), saturation=(0.4, 0.9), far_from=pen.ground, contrast=0.3)
-    trunk = _sd_box(u, v, 0.0, 0.6, rng.uniform(0.1, 0.15), 0.4)
-    if rng.random() < 0.5:  # broadleaf: a cluster of discs
-        crown = np.minimum.reduce([
-            _sd_circle(u, v, -0.32, -0.15, 0.4), _sd_circle(u, v, 0.32, -0.15, 0.4),
-            _sd_circle(u, v, 0.0, -0.5, 0.45), _sd_circle(u, v, 0.0, -0.1, 0.4),
-        ])
-    else:  # conifer: stacked triangles
-        crown = np.minimum.reduce([
-            _sd_polygon(u, v, np.array([[-w, y], [w, y], [0.0, y - 0.65]]))
-            for w, y in ((0.75, 0.25), (0.6, -0.15), (0.45, -0.5))
-        ])
-    return _Drawing([(trunk, trunk_colour), (crown, crown_colour)])
-
-
-def _draw_star(pen: _Pen) -> _Drawing:
-    u, v, rng, ink = pen.u, pen.v, pen.rng, pen.ink
-    angles = -np.pi / 2 + np.pi * np.arange(10) / 5
-    radii = np.where(np.arange(10) % 2 == 0, 1.0, rng.uniform(0.38, 0.5))
-    star = _sd_polygon(u, v, np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1))
-    return _Drawing([(star, ink)])
-
-
-def _draw_cross(pen: _Pen) -> _Drawing:
-    u, v, rng, ink = pen.u, pen.v, pen.rng, pen.ink
-    arm = rng.uniform(0.25, 0.33)
-    cross = np.minimum(_sd_box(u, v, 0.0, 0.0, 0.95, arm, corner=0.05), _sd_box(u, v, 0.0, 0.0, arm, 0.95, corner=0.05))
-    return _Drawing([(cross, ink)])
-
-
-def _draw_striped_disc(pen: _Pen) -> _Drawing:
-    u, v, rng, ink = pen.u, pen.v, pen.rng, pen.ink
-    return _textured_disc(pen, _stripes)
-
-
-def _draw_checkered_disc(pen: _Pen) -> _Drawing:
-    u, v, rng, ink = pen.u, pen.v, pen.rng, pen.ink
-    return _textured_disc(pen, _checks)
-
-
-def _draw_dotted_disc(pen: _Pen) -> _Drawing:
-    u, v, rng, ink = pen.u, pen.v, pen.rng, pen.ink
-    return _textured_disc(pen, _dots)
-
-
-def _draw_fish(pen: _Pen) -> _Drawing:
-    u, v, rng, ink = pen.u, pen.v, pen.rng, pen.ink
-    body = _sd_ellipse(u, v, -0.15, 0.0, 0.75, rng.uniform(0.35, 0.45))
-    tail = _sd_polygon(u, v, np.array([[0.45, 0.0], [1.0, -0.45], [1.0, 0.45]]))
-    fin = _sd_polygon(u, v, np.array([[-0.35, -0.3], [0.15, -0.32], [-0.1, -0.62]]))
-    eye_colour = _colour(rng, far_from=ink, contrast=0.4)
-    fin_colour = _colour(rng, far_from=ink, contrast=0.2)
-    return _Drawing([(np.minimum(body, tail), ink), (fin, fin_colour),
-                     (_sd_circle(u, v, -0.6, -0.08, 0.09), eye_colour)])
-
-
-def _draw_butterfly(pen: _Pen) -> _Drawing:
-    u, v, rng, ink = pen.u, pen.v, pen.rng, pen.ink
-    wings = np.full(u.shape, np.inf)
-    spots = np.full(u.shape, np.inf)
+    head_a, head_b = rng.uniform(0.6, 0.7), rng.uniform(0.66, 0.76)
+    head_y = 0.15
+    head = _sd_ellipse(u, v, 0.0, head_y, head_a, head_b)
+    ear_colour = ink if rng.random() < 0.5 else _colour(rng, far_from=pen.ground, contrast=0.25)
+    ear = np.full(u.shape, np.inf)
     for side in (-1.0, 1.0):
-        wings = np.minimum(wings, _sd_ellipse(u, v, side * 0.48, -0.3, 0.48, 0.36, side * 0.5))
-        wings = np.minimum(wings, _sd_ellipse(u, v, side * 0.35, 0.38, 0.34, 0.26, side * -0.5))
-        spots = np.minimum(spots, _sd_circle(u, v, side * 0.55, -0.35, 0.13))
-    body = _sd_segment(u, v, (0.0, -0.6), (0.0, 0.65), 0.08)
-    body_colour = _colour(rng, value=(0.0, 0.35), far_from=ink, contrast=0.3)
-    spot_colour = _colour(rng, far_from=ink, contrast=0.35)
-    return _Drawing([(wings, ink), (spots, spot_colour), (body, body_colour)])
+        if ears == "pointy":
+            ear = np.minimum(ear, _sd_polygon(u, v, np.array(
+                [[side * 0.18, -0.38], [side * 0.62, -0.2], [side * rng.uniform(0.45, 0.6), -0.95]])))
+        elif ears == "round":
+            ear = np.minimum(ear, _sd_circle(u, v, side * 0.5, -0.42, rng.uniform(0.2, 0.26)))
+        elif ears == "long":
+            ear = np.minimum(ear, _sd_ellipse(u, v, side * 0.28, -0.72, 0.13, rng.uniform(0.36, 0.42), side * 0.15))
+    eye_x, eye_y = rng.uniform(0.24, 0.3), head_y + rng.uniform(-0.3, -0.2)
+    eye_size = rng.uniform(0.12, 0.15)
+    eye_colour = _colour(rng, far_from=ink, contrast=0.4)
+    pupil_colour = _colour(rng, far_from=eye_colour, contrast=0.35)
+    left, left_pupil = _eye(u, v, eyes, -eye_x, eye_y, eye_size)
+    right, right_pupil = _eye(u, v, eyes, eye_x, eye_y, eye_size)
+    nose_y = head_y + rng.uniform(0.05, 0.15)
+    nose_size = rng.uniform(0.1, 0.13)
+    nose_colour = _colour(rng, far_from=ink, contrast=0.35)
+    layers = [(ear, ear_colour), (head, ink), (np.minimum(left, right), eye_colour),
+              (np.minimum(left_pupil, right_pupil), pupil_colour)]
+    if snout == "muzzle":
+        muzzle_colour = _colour(rng, far_from=ink, contrast=0.3)
+        layers.append((_sd_ellipse(u, v, 0.0, nose_y + 0.12, 0.3, 0.2), muzzle_colour))
+        nose_colour = _colour(rng, far_from=muzzle_colour, contrast=0.35)
+        layers.append((_sd_ellipse(u, v, 0.0, nose_y + 0.02, 0.12, 0.07), nose_colour))
+    elif snout == "triangle":
+        layers.append((_sd_polygon(u, v, np.array([[0.0, nose_y + 1.1 * nose_size], [nose_size * 1.2, nose_y - 0.7 * nose_size],
+                                                   [-nose_size * 1.2, nose_y - 0.7 * nose_size]])), nose_colour))
+    else:
+        layers.append((_sd_circle(u, v, 0.0, nose_y, nose_size), nose_colour))
+    parts = np.array([[-eye_x, eye_y], [eye_x, eye_y], [0.0, nose_y]])
+    return _Drawing(layers, parts, max(1.35 * eye_size if eyes == "slit" else eye_size, nose_size * 1.2))
 
 
-def _draw_arrow(pen: _Pen) -> _Drawing:
+# Vehicles: a body (car, truck, bus) with wheels and windows that vary.
+def _draw_vehicle(pen: _Pen, body: str, wheels: str, windows: str) -> _Drawing:
     u, v, rng, ink = pen.u, pen.v, pen.rng, pen.ink
-    shaft = _sd_box(u, v, -0.3, 0.0, 0.65, rng.uniform(0.1, 0.16))
-    head = _sd_polygon(u, v, np.array([[0.25, -0.5], [1.0, 0.0], [0.25, 0.5]]))
-    return _Drawing([(np.minimum(shaft, head), ink)])
+    bottom = 0.3
+    if body == "car":
+        hull = np.minimum(_sd_box(u, v, 0.0, 0.12, 0.95, 0.2, corner=0.08),
+                          _sd_polygon(u, v, np.array([[-0.55, -0.05], [0.45, -0.05], [0.25, -0.42], [-0.4, -0.42]])))
+        slots = [(-0.3, -0.22), (0.15, -0.22)]
+    elif body == "truck":
+        hull = np.minimum(_sd_box(u, v, 0.62, 0.0, 0.3, 0.32, corner=0.06), _sd_box(u, v, -0.3, -0.12, 0.62, 0.45))
+        slots = [(0.66, -0.12)]
+    else:  # bus
+        hull = _sd_box(u, v, 0.0, -0.05, 0.98, 0.38, corner=0.1)
+        slots = [(-0.66, -0.18), (-0.22, -0.18), (0.22, -0.18), (0.66, -0.18)]
+    window_colour = _colour(rng, saturation=(0.0, 0.4), far_from=ink, contrast=0.35)
+    size = rng.uniform(0.11, 0.14)
+    glass = np.full(u.shape, np.inf)
+    for x, y in slots:
+        glass = np.minimum(glass, _sd_circle(u, v, x, y, size) if windows == "round" else
+                           _sd_box(u, v, x, y, 1.1 * size, 0.9 * size))
+    radius = rng.uniform(0.17, 0.21)
+    axles = (-0.6, 0.6) if wheels == "two" else (-0.68, -0.25, 0.62)
+    tyre = np.minimum.reduce([_sd_circle(u, v, x, bottom + 0.05, radius) for x in axles])
+    hub = np.minimum.reduce([_sd_circle(u, v, x, bottom + 0.05, 0.4 * radius) for x in axles])
+    tyre_colour = _colour(rng, saturation=(0.0, 0.3), value=(0.0, 0.3), far_from=ink, contrast=0.3)
+    hub_colour = _colour(rng, saturation=(0.0, 0.3), far_from=tyre_colour, contrast=0.4)
+    return _Drawing([(hull, ink), (glass, window_colour), (tyre, tyre_colour), (hub, hub_colour)])
 
 
-def _draw_crescent(pen: _Pen) -> _Drawing:
+# Buildings: walls with a roof, windows and an optional chimney.
+def _draw_building(pen: _Pen, roof: str, windows: str, chimney: bool) -> _Drawing:
     u, v, rng, ink = pen.u, pen.v, pen.rng, pen.ink
-    bite = _sd_circle(u, v, rng.uniform(0.3, 0.45), -0.1, 0.78)
-    return _Drawing([(np.maximum(_sd_circle(u, v, 0.0, 0.0, 0.95), -bite), ink)])
+    width, top = rng.uniform(0.55, 0.68), rng.uniform(-0.2, -0.1)
+    walls = _sd_box(u, v, 0.0, (top + 0.85) / 2, width, (0.85 - top) / 2)
+    roof_colour = _colour(rng, far_from=ink, contrast=0.25)
+    if roof == "gable":
+        cover = _sd_polygon(u, v, np.array([[-width - 0.15, top + 0.02], [width + 0.15, top + 0.02],
+                                            [0.0, rng.uniform(-0.95, -0.8)]]))
+    elif roof == "dome":
+        cover = np.maximum(_sd_circle(u, v, 0.0, top, width * 0.95), v - top)
+    else:  # flat roof with a parapet
+        cover = _sd_box(u, v, 0.0, top - 0.06, width + 0.08, 0.08)
+    layers = [(walls, ink), (cover, roof_colour)]
+    if chimney:
+        layers.insert(0, (_sd_box(u, v, -0.35 * width, top - 0.35, 0.09, 0.3), roof_colour))
+    window_colour = _colour(rng, saturation=(0.0, 0.4), far_from=ink, contrast=0.4)
+    size = rng.uniform(0.1, 0.13)
+    glass = np.full(u.shape, np.inf)
+    for x in (-0.45 * width, 0.45 * width):
+        for y in (top + 0.25, top + 0.6):
+            glass = np.minimum(glass, _sd_circle(u, v, x, y, size) if windows == "round" else
+                               _sd_box(u, v, x, y, size, size))
+    door = _sd_box(u, v, 0.0, 0.67, 0.13, 0.18)
+    layers += [(glass, window_colour), (door, _colour(rng, far_from=ink, contrast=0.35))]
+    return _Drawing(layers)
 
 
-def _draw_target(pen: _Pen) -> _Drawing:
+# Plants: flowers and trees.
+def _draw_plant(pen: _Pen, kind: str) -> _Drawing:
     u, v, rng, ink = pen.u, pen.v, pen.rng, pen.ink
-    second = _colour(rng, far_from=ink, contrast=0.35)
-    band = 1.0 / rng.integers(3, 5)  # 3 or 4 rings of each colour
-    radius = np.hypot(u, v)
-    # Bands counted inwards from the rim, so the outermost band is always ``ink``.
-    rings = _stripes(1.0 - radius - band / 2, radius, 2 * band, _EDGE_PX / pen.pixels_per_unit)[..., None]
-    return _Drawing([(radius - 1.0, ink + rings * (second - ink))])
+    stem_colour = _colour(rng, hue=(0.05, 0.42), far_from=pen.ground, contrast=0.25)
+    if kind in ("daisy", "aster"):
+        count, ring, head_y = int(rng.integers(6, 9)), rng.uniform(0.33, 0.4), -0.3
+        turn = rng.uniform(0.0, 2 * np.pi)
+        if kind == "daisy":
+            petals = np.minimum.reduce([_sd_circle(u, v, ring * np.cos(a), head_y + ring * np.sin(a), 0.2)
+                                        for a in turn + 2 * np.pi * np.arange(count) / count])
+        else:
+            petals = _sd_polygon(u, v, _star_outline(count, 0.3, 0.62, turn) + np.array([0.0, head_y]))
+        centre = _sd_circle(u, v, 0.0, head_y, rng.uniform(0.15, 0.2))
+        stem = np.minimum(_sd_segment(u, v, (0.0, head_y), (0.0, 1.0), 0.06),
+                          _sd_ellipse(u, v, 0.2, 0.55, 0.22, 0.09, -0.5))
+        return _Drawing([(stem, stem_colour), (petals, ink), (centre, _colour(rng, far_from=ink, contrast=0.35))])
+    if kind == "tulip":
+        cup = np.maximum(_sd_circle(u, v, 0.0, -0.35, 0.42),
+                         -_sd_polygon(u, v, np.array([[-0.45, -0.9], [-0.22, -0.45], [0.0, -0.9], [0.22, -0.45],
+                                                      [0.45, -0.9]])))
+        stem = np.minimum(_sd_segment(u, v, (0.0, -0.2), (0.0, 1.0), 0.06),
+                          _sd_ellipse(u, v, -0.2, 0.5, 0.3, 0.1, 0.7))
+        return _Drawing([(stem, stem_colour), (cup, ink)])
+    trunk = _sd_box(u, v, 0.0, 0.6, rng.uniform(0.1, 0.14), 0.4)
+    if kind == "broadleaf":
+        crown = np.minimum.reduce([_sd_circle(u, v, -0.32, -0.15, 0.4), _sd_circle(u, v, 0.32, -0.15, 0.4),
+                                   _sd_circle(u, v, 0.0, -0.5, 0.45), _sd_circle(u, v, 0.0, -0.1, 0.4)])
+    elif kind == "conifer":
+        crown = np.minimum.reduce([_sd_polygon(u, v, np.array([[-w, y], [w, y], [0.0, y - 0.65]]))
+                                   for w, y in ((0.75, 0.25), (0.6, -0.15), (0.45, -0.5))])
+    elif kind == "cactus":
+        trunk = _sd_box(u, v, 0.0, 0.05, 0.17, 0.9, corner=0.15)
+        crown = np.minimum(_sd_segment(u, v, (-0.55, -0.45), (-0.55, 0.1), 0.12),
+                           _sd_segment(u, v, (0.55, -0.6), (0.55, -0.05), 0.12))
+        crown = np.minimum(crown, np.minimum(_sd_segment(u, v, (-0.55, 0.1), (0.0, 0.1), 0.12),
+                                             _sd_segment(u, v, (0.55, -0.05), (0.0, -0.05), 0.12)))
+        return _Drawing([(np.minimum(trunk, crown), ink)])
+    else:  # mushroom
+        trunk = _sd_box(u, v, 0.0, 0.4, 0.18, 0.5, corner=0.08)
+        crown = np.maximum(_sd_ellipse(u, v, 0.0, -0.05, 0.95, 0.7), v + 0.05)
+        spots = np.minimum.reduce([_sd_circle(u, v, x, y, 0.1) for x, y in ((-0.45, -0.25), (0.0, -0.5), (0.4, -0.2))])
+        return _Drawing([(trunk, stem_colour), (crown, ink), (spots, _colour(rng, far_from=ink, contrast=0.35))])
+    return _Drawing([(trunk, stem_colour), (crown, ink)])
 
 
+def _faces(combinations: list[tuple[int, int, int]]) -> dict[str, tuple[Callable[..., _Drawing], _Style]]:
+    return {f"face:{_EYES[e]}-eyes/{_EARS[r]}-ears/{_SNOUTS[s]}": (
+        partial(_draw_face, eyes=_EYES[e], ears=_EARS[r], snout=_SNOUTS[s]), _Style(_MAX_TILT_DEG, False, 1.0))
+        for e, r, s in combinations}
+
+
+_UPRIGHT = _Style(_MAX_TILT_DEG, True, 1.0)
+_ANY_ANGLE = _Style(180.0, False, 1.0)
 _RENDERERS: dict[str, tuple[Callable[..., _Drawing], _Style]] = {
-    "face": (_draw_face, _Style(30.0, False, 1.0)),
-    "house": (_draw_house, _Style(20.0, True, 1.05)),
-    "car": (_draw_car, _Style(20.0, True, 1.0)),
-    "flower": (_draw_flower, _Style(35.0, True, 1.0)),
-    "tree": (_draw_tree, _Style(15.0, True, 1.0)),
-    "striped_disc": (_draw_striped_disc, _Style(180.0, False, 1.0)),
-    "checkered_disc": (_draw_checkered_disc, _Style(180.0, False, 1.0)),
-    "dotted_disc": (_draw_dotted_disc, _Style(180.0, False, 1.0)),
-    "star": (_draw_star, _Style(180.0, False, 1.0)),
-    "cross": (_draw_cross, _Style(180.0, False, 1.0)),
-    "fish": (_draw_fish, _Style(30.0, True, 1.0)),
-    "butterfly": (_draw_butterfly, _Style(35.0, False, 1.0)),
-    "arrow": (_draw_arrow, _Style(180.0, False, 1.0)),
-    "crescent": (_draw_crescent, _Style(180.0, False, 1.0)),
-    "target": (_draw_target, _Style(180.0, False, 1.0)),
+    # 12 faces: every (eyes, ears) pair once, the snout decided by both
+    **_faces([(e, r, (e + r) % 3) for e in range(3) for r in range(4)]),
+    **{f"{body}:{wheels}-wheels/{windows}-windows": (
+        partial(_draw_vehicle, body=body, wheels=wheels, windows=windows), _UPRIGHT)
+       for body, wheels, windows in (("car", "two", "square"), ("car", "three", "round"), ("truck", "two", "round"),
+                                     ("truck", "three", "square"), ("bus", "two", "round"), ("bus", "three", "square"),
+                                     ("car", "two", "round"), ("bus", "three", "round"))},
+    **{f"house:{roof}-roof/{windows}-windows" + ("/chimney" if chimney else ""): (
+        partial(_draw_building, roof=roof, windows=windows, chimney=chimney), _UPRIGHT)
+       for roof, windows, chimney in (("gable", "square", True), ("gable", "round", False), ("flat", "square", False),
+                                      ("flat", "round", True), ("dome", "square", False), ("dome", "round", True))},
+    **{kind: (partial(_draw_plant, kind=kind), _UPRIGHT) for kind in ("daisy", "aster", "tulip", "broadleaf", "conifer", "cactus")},
+    **{kind: (partial(_draw_symmetric, kind=kind), _ANY_ANGLE)
+       for kind in ("striped_disc", "checkered_disc", "dotted_disc", "ringed_disc", "star", "cross")},
 }
+_HELDOUT_RENDERERS: dict[str, tuple[Callable[..., _Drawing], _Style]] = {
+    **_faces([(0, 0, 1), (1, 1, 0), (2, 2, 2), (2, 3, 0)]),
+    "truck:three-wheels/round-windows": (partial(_draw_vehicle, body="truck", wheels="three", windows="round"), _UPRIGHT),
+    "car:three-wheels/square-windows": (partial(_draw_vehicle, body="car", wheels="three", windows="square"), _UPRIGHT),
+    "house:gable-roof/round-windows/chimney": (partial(_draw_building, roof="gable", windows="round", chimney=True), _UPRIGHT),
+    "house:dome-roof/square-windows/chimney": (partial(_draw_building, roof="dome", windows="square", chimney=True), _UPRIGHT),
+    "mushroom": (partial(_draw_plant, kind="mushroom"), _UPRIGHT),
+}
+_RENDERERS.update(_HELDOUT_RENDERERS)
+
+EMBEDDED_CLASSES: tuple[str, ...] = tuple(name for name in _RENDERERS if name not in _HELDOUT_RENDERERS)
+HELDOUT_CLASSES: tuple[str, ...] = tuple(_HELDOUT_RENDERERS)
+#: Classes drawn at any angle (rotation-symmetric); all others are drawn upright (within +-30 degrees).
+SYMMETRIC_CLASSES: frozenset[str] = frozenset(name for name, (_, style) in _RENDERERS.items()
+                                              if style.max_rotation_deg >= 180)
+#: The face family: heads whose eyes, ears and snout differ; their images record eye and nose positions.
+FACE_CLASSES: tuple[str, ...] = tuple(name for name in EMBEDDED_CLASSES if name.startswith("face:"))
+#: Class sets by name; ``classes=`` arguments take these keys.
+CLASS_SETS: dict[str, tuple[str, ...]] = {"main": EMBEDDED_CLASSES, "heldout": HELDOUT_CLASSES}
 
 
 # --------------------------------------------------------------------------------------
@@ -444,25 +490,62 @@ def _background(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, size: in
     return canvas
 
 
-def _render_image(rng: np.random.Generator, class_name: str, size: int
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """One picture: ``(image (3, H, W) uint8, mask (H, W) bool, parts (3, 2), part_radius)``."""
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
-    canvas = _background(rng, x, y, size)
-    draw, style = _RENDERERS[class_name]
-    scale = rng.uniform(0.21, 0.31) * size  # pixels per local unit
-    margin = 0.85 * style.extent * scale
-    centre = rng.uniform(margin, size - 1 - margin, size=2)
+def _place(rng: np.random.Generator, style: _Style, size: int, scale: float, x: np.ndarray, y: np.ndarray,
+           centre: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """Local coordinates ``(u, v)`` of an object of ``style`` at ``centre`` (random inside the image if None)."""
+    if centre is None:
+        margin = 0.85 * style.extent * scale
+        centre = rng.uniform(margin, size - 1 - margin, size=2)
     angle = np.deg2rad(rng.uniform(-style.max_rotation_deg, style.max_rotation_deg))
     mirror = -1.0 if style.mirror and rng.random() < 0.5 else 1.0
     u, v = _rotate((x - centre[0]) / scale, (y - centre[1]) / scale, angle)
-    u = mirror * u
+    return mirror * u, v, centre, angle, mirror
+
+
+def _draw(rng: np.random.Generator, class_name: str, u: np.ndarray, v: np.ndarray, ground: np.ndarray,
+          scale: float) -> _Drawing:
+    draw, _ = _RENDERERS[class_name]
+    return draw(_Pen(u, v, rng, _colour(rng, far_from=ground, contrast=0.3), ground, scale))
+
+
+def _render_image(rng: np.random.Generator, class_name: str, size: int, names: tuple[str, ...]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """One picture: ``(image (3, H, W) uint8, mask (H, W) bool, parts (3, 2), part_radius)``.
+
+    Background clutter, then 2-4 fragments of other objects of the class set ``names`` (each a
+    whole object seen through a random window), the object, sometimes an occluder in front
+    of it, and a lighting gradient with pixel noise over everything.
+    """
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    canvas = _background(rng, x, y, size)
+    for _ in range(int(rng.integers(*_FRAGMENTS))):
+        other = names[int(rng.integers(len(names)))]
+        scale = rng.uniform(*_FRAGMENT_SCALE) * size
+        u, v, centre, _, _ = _place(rng, _RENDERERS[other][1], size, scale, x, y,
+                                    rng.uniform(-0.1, 1.1, size=2) * size)
+        ground = canvas[int(np.clip(centre[1], 0, size - 1)), int(np.clip(centre[0], 0, size - 1))].copy()
+        window = _sd_circle(u, v, *rng.uniform(-0.6, 0.6, size=2), rng.uniform(*_FRAGMENT_WINDOW))
+        strength = rng.uniform(*_FRAGMENT_STRENGTH)
+        for sdf, paint in _draw(rng, other, u, v, ground, scale).layers:
+            alpha = np.clip(0.5 - np.maximum(sdf, window) * scale / _EDGE_PX, 0.0, 1.0) * strength
+            canvas += alpha[..., None] * (paint - canvas)
+    style = _RENDERERS[class_name][1]
+    scale = rng.uniform(*_OBJECT_SCALE) * size  # pixels per local unit
+    u, v, centre, angle, mirror = _place(rng, style, size, scale, x, y)
     ground = canvas[int(centre[1]), int(centre[0])].copy()
-    drawing = draw(_Pen(u, v, rng, _colour(rng, far_from=ground, contrast=0.35), ground, scale))
+    drawing = _draw(rng, class_name, u, v, ground, scale)
     coverage = np.zeros((size, size), dtype=np.float32)
     for sdf, paint in drawing.layers:
         coverage = np.maximum(coverage, _paint(canvas, sdf * scale, paint))
-    canvas += rng.normal(0.0, rng.uniform(0.01, 0.03), size=canvas.shape)
+    if rng.random() < 0.35:  # an occluder over the object's rim
+        direction = rng.uniform(0.0, 2 * np.pi)
+        where = centre + 0.95 * scale * np.array([np.cos(direction), np.sin(direction)])
+        shade = _colour(rng, saturation=(0.05, 0.5), value=(0.2, 0.8))
+        blocked = _paint(canvas, _sd_circle(x, y, *where, rng.uniform(0.3, 0.45) * scale), shade)
+        coverage *= 1.0 - blocked
+    gain = 1.0 + (x - size / 2) * rng.uniform(-0.5, 0.5) / size + (y - size / 2) * rng.uniform(-0.5, 0.5) / size
+    canvas = canvas * (gain * rng.uniform(0.75, 1.2))[..., None] + rng.uniform(-0.08, 0.08)
+    canvas += rng.normal(0.0, rng.uniform(0.01, 0.04), size=canvas.shape)
     image = np.clip(canvas * 255.0 + 0.5, 0, 255).astype(np.uint8).transpose(2, 0, 1)
     parts = np.full((3, 2), np.nan, dtype=np.float32)
     if drawing.parts is not None:  # local (u, v) -> image (x, y); faces are never mirrored
@@ -505,7 +588,7 @@ def _render_range(start: int, stop: int, seed: int, classes: str, size: int) -> 
     for row, (index, label) in enumerate(zip(range(start, stop), labels)):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(set_index, 1, index)))
         out["images"][row], out["masks"][row], out["parts"][row], out["part_radius"][row] = _render_image(
-            rng, names[label], size)
+            rng, names[label], size, names)
     return out
 
 
