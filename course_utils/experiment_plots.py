@@ -242,8 +242,8 @@ def invariance_figure(curves: InvarianceCurves, images: torch.Tensor, dataset: I
     Left, over the full height: (a) the images (rows) transformed by ``example_amounts``
     (columns). Right, a grid of curves against the amount: per layer of ``curves`` the
     relative distance ``||f(T(x)) - f(x)|| / ||f(x)||`` (these panels share their y axis), then
-    P(true class) and the most probable class (lines of different images are offset a little
-    vertically so that they do not hide each other).
+    P(true class) and the most probable class (only the classes that occur get a row; lines of
+    different images are offset a little vertically so that they do not hide each other).
 
     Args:
         curves: :func:`course_utils.invariance.invariance_curves` measured on ``images``.
@@ -297,12 +297,17 @@ def invariance_figure(curves: InvarianceCurves, images: torch.Tensor, dataset: I
             probability_axis.plot(amounts, curves.probabilities[row].numpy(), "-o", ms=3, color=colour, label=name)
         probability_axis.set(title="P(true class)", ylabel="probability", ylim=(-0.02, 1.02))
 
+        # Only the classes that occur (true classes of the shown images and their most probable
+        # classes), in class order, one row each: with many classes the axis stays readable.
+        present = sorted({int(label) for row in shown for label in curves.top_classes[row].tolist()}
+                         | {int(curves.target_labels[row]) for row in shown})
+        position = {label: index for index, label in enumerate(present)}
         offsets = (np.arange(len(shown)) - (len(shown) - 1) / 2) * min(0.12, 0.6 / len(shown))
         for colour, offset, row in zip(colours, offsets, shown):
-            top_axis.plot(amounts, curves.top_classes[row].numpy() + offset, "-o", ms=3, drawstyle="steps-mid",
-                          color=colour)
-        top_axis.set_yticks(range(len(dataset.class_names)), dataset.class_names)
-        top_axis.set(title="most probable class", ylim=(-0.6, len(dataset.class_names) - 0.4))
+            rows_of_classes = np.array([position[int(label)] for label in curves.top_classes[row].tolist()])
+            top_axis.plot(amounts, rows_of_classes + offset, "-o", ms=3, drawstyle="steps-mid", color=colour)
+        top_axis.set_yticks(range(len(present)), [dataset.class_names[label] for label in present])
+        top_axis.set(title="most probable class", ylim=(-0.6, len(present) - 0.4))
 
         for axis in axes:
             axis.set_xlabel(_AMOUNT_AXIS_LABELS[curves.kind])

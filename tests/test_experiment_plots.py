@@ -187,11 +187,33 @@ def test_invariance_figure_draws_the_examples_and_every_curve():
     for line, expected in zip(probability.get_lines(), curves.probabilities):
         np.testing.assert_allclose(line.get_ydata(), expected.numpy())
     top_lines = top.get_lines()
-    offsets = [line.get_ydata()[0] - curves.top_classes[row, 0].item() for row, line in enumerate(top_lines)]
+    present = sorted(set(curves.top_classes.flatten().tolist()) | set(curves.target_labels.tolist()))
+    assert [label.get_text() for label in top.get_yticklabels()] == [CLASS_NAMES[label] for label in present]
+    rows_of_classes = torch.tensor([[present.index(label) for label in row] for row in curves.top_classes.tolist()])
+    offsets = [line.get_ydata()[0] - rows_of_classes[row, 0].item() for row, line in enumerate(top_lines)]
     assert len(set(offsets)) == 3 and max(abs(offset) for offset in offsets) < 0.5  # separated, on their class
     for row, line in enumerate(top_lines):
-        np.testing.assert_allclose(line.get_ydata() - offsets[row], curves.top_classes[row].numpy(), atol=1e-12)
+        np.testing.assert_allclose(line.get_ydata() - offsets[row], rows_of_classes[row].numpy(), atol=1e-12)
     assert [text.get_text() for text in figure.legends[0].get_texts()] == CLASS_NAMES[:3]
+
+
+def test_invariance_figure_gives_only_the_classes_that_occur_a_row_of_the_top_class_panel():
+    from course_utils.experiment_plots import invariance_figure
+    from course_utils.invariance import InvarianceCurves
+
+    model, dataset, images = _tiny_model_and_data()
+    amounts = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)
+    distances = {"relu1": torch.ones(3, 3, dtype=torch.float64), "relu7": torch.ones(3, 3, dtype=torch.float64)}
+    curves = InvarianceCurves(kind="translate", amounts=amounts, layers=("relu1", "relu7"), distances=distances,
+                              relative_distances=distances, probabilities=torch.full((3, 3), 0.5),
+                              top_classes=torch.tensor([[0, 7, 7], [1, 1, 9], [2, 2, 2]]),
+                              target_labels=torch.tensor([0, 1, 2]), original_probabilities=torch.full((3,), 0.5))
+    top = invariance_figure(curves, images, dataset, example_amounts=[0]).axes[-1]
+    assert [label.get_text() for label in top.get_yticklabels()] == ["class 0", "class 1", "class 2", "class 7",
+                                                                   "class 9"]
+    first = top.get_lines()[0].get_ydata()
+    assert np.round(first).tolist() == [0, 3, 3]  # class 0, then class 7 on the fourth row
+    assert top.get_ylim() == (-0.6, 4.6)
 
 
 def test_invariance_figure_rejects_images_of_other_curves_and_no_examples():

@@ -521,14 +521,22 @@ def _render_image(rng: np.random.Generator, class_name: str, size: int, names: t
     for _ in range(int(rng.integers(*_FRAGMENTS))):
         other = names[int(rng.integers(len(names)))]
         scale = rng.uniform(*_FRAGMENT_SCALE) * size
-        u, v, centre, _, _ = _place(rng, _RENDERERS[other][1], size, scale, x, y,
-                                    rng.uniform(-0.1, 1.1, size=2) * size)
+        u, v, centre, angle, mirror = _place(rng, _RENDERERS[other][1], size, scale, x, y,
+                                             rng.uniform(-0.1, 1.1, size=2) * size)
         ground = canvas[int(np.clip(centre[1], 0, size - 1)), int(np.clip(centre[0], 0, size - 1))].copy()
-        window = _sd_circle(u, v, *rng.uniform(-0.6, 0.6, size=2), rng.uniform(*_FRAGMENT_WINDOW))
+        window_u, window_v = rng.uniform(-0.6, 0.6, size=2)
+        window_radius = rng.uniform(*_FRAGMENT_WINDOW)
         strength = rng.uniform(*_FRAGMENT_STRENGTH)
+        # Only the window's bounding box can change: draw the fragment there (at least one pixel).
+        offset = np.array(_rotate(mirror * window_u, window_v, -angle)) * scale
+        low = np.clip(np.floor(centre + offset - window_radius * scale) - 2, 0, size - 1).astype(int)
+        high = np.clip(np.ceil(centre + offset + window_radius * scale) + 3, low + 1, size).astype(int)
+        box = (slice(low[1], high[1]), slice(low[0], high[0]))
+        u, v, region = u[box], v[box], canvas[box]
+        window = _sd_circle(u, v, window_u, window_v, window_radius)
         for sdf, paint in _draw(rng, other, u, v, ground, scale).layers:
             alpha = np.clip(0.5 - np.maximum(sdf, window) * scale / _EDGE_PX, 0.0, 1.0) * strength
-            canvas += alpha[..., None] * (paint - canvas)
+            region += alpha[..., None] * (paint - region)
     style = _RENDERERS[class_name][1]
     scale = rng.uniform(*_OBJECT_SCALE) * size  # pixels per local unit
     u, v, centre, angle, mirror = _place(rng, style, size, scale, x, y)
