@@ -36,7 +36,7 @@ test-fast: setup
 lab: setup
 	$(BIN)/jupyter lab notebooks/
 
-## Retrain the shipped checkpoints in data/checkpoints/ (about 3 + 2 minutes on 2 idle cores):
+## Retrain the shipped checkpoints in data/checkpoints/ (about 8 + 4 minutes on 2 cores):
 ## the course's model with its epoch snapshots, then notebook 07's AlexNet-like first layer.
 checkpoints: setup
 	$(BIN)/python -m course_utils.train --dataset embedded --epochs 12 --snapshots 1,2,3,5,8 --out data/checkpoints
