@@ -47,7 +47,7 @@ from .models import ZFNetConfig, count_parameters
 from .train import TrainConfig, evaluate, train
 from .transfer import few_shot_subset
 
-__all__ = ["ablation_variants", "architecture_variants", "TABLES", "TRAIN_OVERRIDABLE", "split_overrides", "dataset_fingerprint",
+__all__ = ["ablation_variants", "architecture_variants", "TABLES", "TRAIN_OVERRIDABLE", "split_overrides", "dataset_fingerprint", "records_validated_on",
            "run_ablation", "load_results", "summarize", "format_summary", "single_run_reversals", "main"]
 
 
@@ -113,6 +113,12 @@ def dataset_fingerprint(dataset: ImageTensorDataset) -> str:
     digest = hashlib.sha256(dataset.images.numpy().tobytes())
     digest.update(dataset.labels.numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def records_validated_on(records: Sequence[dict[str, Any]], val_set: ImageTensorDataset) -> list[dict[str, Any]]:
+    """The records whose validation images are ``val_set`` (those of an older dataset are left out)."""
+    fingerprint = dataset_fingerprint(val_set)
+    return [record for record in records if record.get("recipe", {}).get("val_data") == fingerprint]
 
 
 def _recipe(train_config: TrainConfig, train_set: ImageTensorDataset, val_set: ImageTensorDataset) -> dict[str, Any]:

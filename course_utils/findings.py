@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .ablation import dataset_fingerprint, load_results, summarize
+from .ablation import load_results, records_validated_on, summarize
 from .activations import class_purity, linear_cka, mine_top_activations
 from .architecture import first_layer_report
 from .correspondence import PART_NAMES, correspondence_table
@@ -680,8 +680,7 @@ def _table(path: Path, val: ImageTensorDataset) -> tuple[list[dict[str, Any]], s
         records = load_results(path)
     except ValueError as error:
         return [], f"{source} ({error})"
-    fingerprint = dataset_fingerprint(val)
-    current = [record for record in records if record.get("recipe", {}).get("val_data") == fingerprint]
+    current = records_validated_on(records, val)
     if len(current) < len(records):
         source += (f" ({len(records) - len(current)} of its {len(records)} records were validated on other images "
                    "than the current embedded dataset's and do not count: delete the file to regenerate it)")

@@ -216,3 +216,10 @@ def test_split_overrides_refuses_what_a_variant_cannot_change():
         split_overrides("a", {"train": {"seed": 3}})
     with pytest.raises(ValueError, match="variant 'b'.*'learning_rate'"):
         split_overrides("b", {"train": {"learning_rate": 0.1}})
+
+
+def test_records_validated_on_keeps_only_records_made_on_these_validation_images():
+    val_set, other = colour_dataset(12, seed=0), colour_dataset(12, seed=1)
+    mine = {"variant": "full", "recipe": {"val_data": ablation.dataset_fingerprint(val_set)}}
+    stale = {"variant": "full", "recipe": {"val_data": ablation.dataset_fingerprint(other)}}
+    assert ablation.records_validated_on([mine, stale, {"variant": "no recipe"}], val_set) == [mine]
