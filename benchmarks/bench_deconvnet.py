@@ -14,13 +14,15 @@ the embedded validation images (else synthetic ones), then measures
 Times are the best of a few repeats after a warm-up (the Captum loop, slow, runs once) (``time.perf_counter``). The last line is
 the headline; the exit status is 1 when a target is missed.
 """
+
 from __future__ import annotations
 
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -97,8 +99,10 @@ def main() -> int:
     selections = top.selections()
     needed, selections[:, 0] = torch.unique(selections[:, 0], return_inverse=True)
     images = normalized(data, needed)
-    print(f"(a) {len(selections)} selections ({top.values.shape[0]} channels x top-{top.k}) "
-          f"from {len(needed)} distinct images")
+    print(
+        f"(a) {len(selections)} selections ({top.values.shape[0]} channels x top-{top.k}) "
+        f"from {len(needed)} distinct images"
+    )
 
     def ours() -> torch.Tensor:
         return project(model, images, LAYER, selections, unit_value="one")
@@ -106,23 +110,27 @@ def main() -> int:
     deconvolution = NeuronDeconvolution(model, dict(model.named_children())[LAYER])
 
     def captum() -> torch.Tensor:
-        return torch.cat([
-            deconvolution.attribute(images[i: i + 1], neuron_selector=(c, y, x))
-            for i, c, y, x in selections.tolist()
-        ])
+        return torch.cat(
+            [
+                deconvolution.attribute(images[i : i + 1], neuron_selector=(c, y, x))
+                for i, c, y, x in selections.tolist()
+            ]
+        )
 
     warm_up = slice(0, 8)  # a few selections initialize both code paths (thread pools, kernels)
     project(model, images, LAYER, selections[warm_up], unit_value="one")
     for i, c, y, x in selections[warm_up].tolist():
-        deconvolution.attribute(images[i: i + 1], neuron_selector=(c, y, x))
+        deconvolution.attribute(images[i : i + 1], neuron_selector=(c, y, x))
     ours_time, ours_result = best_time(ours, repeats=3)
     captum_time, captum_result = best_time(captum, repeats=1)  # slow: one run
     max_diff = float((ours_result - captum_result).abs().max())
     speedup = captum_time / ours_time
     print(f"    course_utils.deconvnet.project (batched): {ours_time:.3f} s")
     print(f"    captum NeuronDeconvolution loop:          {captum_time:.3f} s")
-    print(f"    speedup {speedup:.1f}x, max abs diff {max_diff:.1e} "
-          f"(largest value {float(captum_result.abs().max()):.1e})")
+    print(
+        f"    speedup {speedup:.1f}x, max abs diff {max_diff:.1e} "
+        f"(largest value {float(captum_result.abs().max()):.1e})"
+    )
 
     # (b) top-9 mining vs a plain forward pass over the same data
     def forward() -> None:
@@ -139,13 +147,17 @@ def main() -> int:
         mining_times.append(timed(mining)[0])
     forward_time, mining_time = min(forward_times), min(mining_times)
     ratio = mining_time / forward_time
-    print(f"(b) plain forward pass (all layers): {forward_time:.3f} s; top-9 mining of "
-          f"{', '.join(MINED_LAYERS)} (stops after {MINED_LAYERS[-1]}): {mining_time:.3f} s; ratio {ratio:.2f}x")
+    print(
+        f"(b) plain forward pass (all layers): {forward_time:.3f} s; top-9 mining of "
+        f"{', '.join(MINED_LAYERS)} (stops after {MINED_LAYERS[-1]}): {mining_time:.3f} s; ratio {ratio:.2f}x"
+    )
 
     passed = speedup >= SPEEDUP_TARGET and max_diff <= MAX_DIFF and ratio <= MINING_TARGET
-    print(f"deconvnet: {speedup:.1f}x faster than captum (target >= {SPEEDUP_TARGET:g}x), max diff "
-          f"{max_diff:.0e} (target <= {MAX_DIFF:g}); mining: {ratio:.2f}x forward "
-          f"(target <= {MINING_TARGET:g}x){'' if passed else ' -- TARGET MISSED'}")
+    print(
+        f"deconvnet: {speedup:.1f}x faster than captum (target >= {SPEEDUP_TARGET:g}x), max diff "
+        f"{max_diff:.0e} (target <= {MAX_DIFF:g}); mining: {ratio:.2f}x forward "
+        f"(target <= {MINING_TARGET:g}x){'' if passed else ' -- TARGET MISSED'}"
+    )
     return 0 if passed else 1
 
 

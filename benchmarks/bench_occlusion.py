@@ -19,13 +19,14 @@ shared cores, and one thread gives steady timings); times are the best of ``REPE
 interleaved rounds after a warm-up (``time.perf_counter``). The numbers must agree within
 ``MAX_DIFF``. The last line is the headline; the exit status is 1 when a target is missed.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -115,12 +116,19 @@ def main(argv: list[str] | None = None) -> int:
             attributions.append(clean - result.to_pixels(result.probability))
         return attributions
 
-    def captum_run(forward: Callable[[torch.Tensor], torch.Tensor], per_eval: int,
-                   count: int | None = None) -> list[torch.Tensor]:
+    def captum_run(
+        forward: Callable[[torch.Tensor], torch.Tensor], per_eval: int, count: int | None = None
+    ) -> list[torch.Tensor]:
         occlusion = Occlusion(forward)
         return [
-            occlusion.attribute(image[None], sliding_window_shapes=(3, window, window), strides=(3, stride, stride),
-                                baselines=0.0, target=int(label), perturbations_per_eval=per_eval)[0, 0]
+            occlusion.attribute(
+                image[None],
+                sliding_window_shapes=(3, window, window),
+                strides=(3, stride, stride),
+                baselines=0.0,
+                target=int(label),
+                perturbations_per_eval=per_eval,
+            )[0, 0]
             for image, label in zip(images[:count], labels[:count])
         ]
 
@@ -146,10 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         }
         forwards = {"captum": softmax_forward, "captum channels-last": channels_last_forward}
         contenders = {"ours": ours}
-        contenders.update({
-            f"{kind} ppe={per_eval}": (lambda f=forwards[kind], p=per_eval: captum_run(f, p))
-            for kind, per_eval in fastest.items()
-        })
+        contenders.update(
+            {
+                f"{kind} ppe={per_eval}": (lambda f=forwards[kind], p=per_eval: captum_run(f, p))
+                for kind, per_eval in fastest.items()
+            }
+        )
         times = best_of(contenders, args.repeats)
         ours_maps = ours()
         captum_maps = captum_run(softmax_forward, fastest["captum"])
@@ -161,11 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     captum_name = f"captum ppe={fastest['captum']}"
     channels_last_name = f"captum channels-last ppe={fastest['captum channels-last']}"
     speedup = times[captum_name] / times["ours"]
-    print(f"  speed-up over captum with a channels-last forward (information): "
-          f"{times[channels_last_name] / times['ours']:.2f}x")
+    print(
+        f"  speed-up over captum with a channels-last forward (information): "
+        f"{times[channels_last_name] / times['ours']:.2f}x"
+    )
     passed = speedup >= SPEEDUP_TARGET and max_diff <= MAX_DIFF
-    print(f"occlusion: {speedup:.1f}x faster than captum (target >= {SPEEDUP_TARGET:g}x), "
-          f"max diff {max_diff:.1g} (target <= {MAX_DIFF:g}){'' if passed else ' -- TARGET MISSED'}")
+    print(
+        f"occlusion: {speedup:.1f}x faster than captum (target >= {SPEEDUP_TARGET:g}x), "
+        f"max diff {max_diff:.1g} (target <= {MAX_DIFF:g}){'' if passed else ' -- TARGET MISSED'}"
+    )
     return 0 if passed else 1
 
 

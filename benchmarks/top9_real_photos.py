@@ -13,6 +13,7 @@ few strong, varied feature maps per layer (``viz.select_feature_maps``) and writ
 grid per layer as a PNG under ``build/real_photos/`` (git-ignored: figures of a photo dataset
 are never committed). It prints what it wrote.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,10 +43,19 @@ LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", nargs="?", type=Path, default=DEFAULT_FOLDER,
-                        help=f"ImageFolder with a val split (default: {DEFAULT_FOLDER})")
-    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
-                        help=f"a course ZFNet checkpoint trained on this folder (default: {DEFAULT_CHECKPOINT})")
+    parser.add_argument(
+        "folder",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_FOLDER,
+        help=f"ImageFolder with a val split (default: {DEFAULT_FOLDER})",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=DEFAULT_CHECKPOINT,
+        help=f"a course ZFNet checkpoint trained on this folder (default: {DEFAULT_CHECKPOINT})",
+    )
     parser.add_argument("--split", default="val", help="the split to mine (default: val)")
     parser.add_argument("--channels", type=int, default=8, help="feature maps shown per layer (default: 8)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where the PNGs go (default: {DEFAULT_OUT})")
@@ -55,8 +65,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.folder.is_dir():
-        print(f"no image folder at {args.folder}: pass the path of an ImageFolder "
-              "(<folder>/val/<class>/*.jpg) as the first argument", file=sys.stderr)
+        print(
+            f"no image folder at {args.folder}: pass the path of an ImageFolder "
+            "(<folder>/val/<class>/*.jpg) as the first argument",
+            file=sys.stderr,
+        )
         return 2
     if args.channels < 1:
         print(f"--channels must be at least 1, got {args.channels}", file=sys.stderr)
@@ -64,18 +77,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, metadata = load_checkpoint(args.checkpoint)
     except CheckpointError as error:
-        print(f"cannot load the checkpoint: {error}\nTrain one on the photos first, e.g. with "
-              "benchmarks/train_real_photos.py, or pass --checkpoint", file=sys.stderr)
+        print(
+            f"cannot load the checkpoint: {error}\nTrain one on the photos first, e.g. with "
+            "benchmarks/train_real_photos.py, or pass --checkpoint",
+            file=sys.stderr,
+        )
         return 2
     if "mean" not in metadata or "std" not in metadata:
-        print(f"{args.checkpoint} records no normalization (mean/std); train it with course_utils.train",
-              file=sys.stderr)
+        print(
+            f"{args.checkpoint} records no normalization (mean/std); train it with course_utils.train", file=sys.stderr
+        )
         return 2
-    data = load_dataset(str(args.folder), args.split, image_size=model.config.image_size,
-                        mean=metadata["mean"], std=metadata["std"])
+    data = load_dataset(
+        str(args.folder), args.split, image_size=model.config.image_size, mean=metadata["mean"], std=metadata["std"]
+    )
     if data.num_classes != model.config.num_classes:
-        print(f"the folder has {data.num_classes} classes but the model was trained on "
-              f"{model.config.num_classes}; give the checkpoint trained on this folder", file=sys.stderr)
+        print(
+            f"the folder has {data.num_classes} classes but the model was trained on "
+            f"{model.config.num_classes}; give the checkpoint trained on this folder",
+            file=sys.stderr,
+        )
         return 2
     start = time.perf_counter()
     tops = mine_top_activations(model, data, LAYERS, k=9)
@@ -85,9 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         top = tops[layer]
         # the strongest maps; above conv1 at most one per class their top-9 images mostly show
         channels = select_feature_maps(top, None if layer == "conv1" else data.labels, args.channels)
-        figure = top9_figure(model, data, top, channels,
-                             title=f"{layer} on {args.folder.name} ({args.split}, {len(data)} photos): "
-                                   "top-9 projections beside their image patches")
+        figure = top9_figure(
+            model,
+            data,
+            top,
+            channels,
+            title=f"{layer} on {args.folder.name} ({args.split}, {len(data)} photos): "
+            "top-9 projections beside their image patches",
+        )
         path = args.out / f"top9_{layer}.png"
         figure.savefig(path, dpi=80)
         plt.close(figure)

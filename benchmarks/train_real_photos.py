@@ -13,6 +13,7 @@ last line, the headline, e.g. ``real photos: 61.2% val accuracy in 9.8 min, conv
 14.0% (targets >= 55% within 20 min, <= 30%)``; exits 1 when a target is missed and 2 when the
 folder is absent.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,10 +49,18 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     train_set = load_image_folder(args.folder, "train", image_size=64)
     val_set = load_image_folder(args.folder, "val", image_size=64)
-    print(f"{len(train_set)} train / {len(val_set)} val photos, {train_set.num_classes} classes: "
-          f"{', '.join(train_set.class_names)}")
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment="crop_flip",
-                         snapshot_epochs=(), out_dir=str(args.out))
+    print(
+        f"{len(train_set)} train / {len(val_set)} val photos, {train_set.num_classes} classes: "
+        f"{', '.join(train_set.class_names)}"
+    )
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        augment="crop_flip",
+        snapshot_epochs=(),
+        out_dir=str(args.out),
+    )
     model, history = train(config, train_set, val_set)
     minutes = (time.perf_counter() - start) / 60
     accuracy = history[-1]["val_acc"]
@@ -59,9 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"checkpoint: {args.out / 'final.pt'}")
     print(f"conv1 aliased energy: {aliased:.1%} of the filters' spectral energy above the stride's Nyquist frequency")
     ok = accuracy >= args.target and minutes <= args.minutes and aliased <= args.max_aliased
-    print(f"real photos: {accuracy:.1%} val accuracy in {minutes:.1f} min, conv1 aliased energy {aliased:.1%} "
-          f"(targets >= {args.target:.0%} within {args.minutes:.0f} min, <= {args.max_aliased:.0%})"
-          f"{'' if ok else ' MISSED'}")
+    print(
+        f"real photos: {accuracy:.1%} val accuracy in {minutes:.1f} min, conv1 aliased energy {aliased:.1%} "
+        f"(targets >= {args.target:.0%} within {args.minutes:.0f} min, <= {args.max_aliased:.0%})"
+        f"{'' if ok else ' MISSED'}"
+    )
     return 0 if ok else 1
 
 

@@ -26,6 +26,7 @@ at will: the next call resumes::
     python -m course_utils.ablation --table architecture       # Fig 6 -> data/arch_selection.json
     python -m course_utils.ablation --variants full "no conv3,4 + fc6,7" --out build/mine.json   # a subset
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,9 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -47,8 +49,21 @@ from .models import ZFNetConfig, count_parameters
 from .train import TrainConfig, evaluate, train
 from .transfer import few_shot_subset
 
-__all__ = ["ablation_variants", "architecture_variants", "TABLES", "TRAIN_OVERRIDABLE", "split_overrides", "dataset_fingerprint", "records_validated_on",
-           "run_ablation", "load_results", "summarize", "format_summary", "single_run_reversals", "main"]
+__all__ = [
+    "ablation_variants",
+    "architecture_variants",
+    "TABLES",
+    "TRAIN_OVERRIDABLE",
+    "split_overrides",
+    "dataset_fingerprint",
+    "records_validated_on",
+    "run_ablation",
+    "load_results",
+    "summarize",
+    "format_summary",
+    "single_run_reversals",
+    "main",
+]
 
 
 def ablation_variants(base: ZFNetConfig | None = None) -> dict[str, dict[str, Any]]:
@@ -82,8 +97,11 @@ def architecture_variants() -> dict[str, dict[str, Any]]:
 
 #: :class:`TrainConfig` fields that a variant's ``"train"`` overrides may change (not the seed,
 #: which the ablation sets, nor where and how checkpoints are written).
-TRAIN_OVERRIDABLE = tuple(f.name for f in dataclasses.fields(TrainConfig)
-                          if f.name not in ("seed", "out_dir", "snapshot_epochs", "snapshot_half"))
+TRAIN_OVERRIDABLE = tuple(
+    f.name
+    for f in dataclasses.fields(TrainConfig)
+    if f.name not in ("seed", "out_dir", "snapshot_epochs", "snapshot_half")
+)
 
 
 def split_overrides(name: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -96,8 +114,10 @@ def split_overrides(name: str, overrides: dict[str, Any]) -> tuple[dict[str, Any
     train_overrides = dict(overrides.get("train") or {})
     unknown = sorted(set(train_overrides) - set(TRAIN_OVERRIDABLE))
     if unknown:
-        raise ValueError(f"variant {name!r}: {unknown} cannot be overridden per variant under 'train'; "
-                         f"choose from {list(TRAIN_OVERRIDABLE)}")
+        raise ValueError(
+            f"variant {name!r}: {unknown} cannot be overridden per variant under 'train'; "
+            f"choose from {list(TRAIN_OVERRIDABLE)}"
+        )
     return model_overrides, train_overrides
 
 
@@ -126,8 +146,13 @@ def _recipe(train_config: TrainConfig, train_set: ImageTensorDataset, val_set: I
     config = dataclasses.asdict(train_config)
     for key in ("seed", "out_dir", "snapshot_epochs", "snapshot_half"):
         config.pop(key)
-    return {**config, "train_images": len(train_set), "val_images": len(val_set),
-            "train_data": dataset_fingerprint(train_set), "val_data": dataset_fingerprint(val_set)}
+    return {
+        **config,
+        "train_images": len(train_set),
+        "val_images": len(val_set),
+        "train_data": dataset_fingerprint(train_set),
+        "val_data": dataset_fingerprint(val_set),
+    }
 
 
 def load_results(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -145,9 +170,14 @@ def load_results(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def run_ablation(
-    variants: dict[str, dict[str, Any]], train_set: ImageTensorDataset, val_set: ImageTensorDataset,
-    train_config: TrainConfig, seeds: Sequence[int] = (0, 1, 2), base: ZFNetConfig | None = None,
-    progress: bool = True, results_path: str | os.PathLike | None = None,
+    variants: dict[str, dict[str, Any]],
+    train_set: ImageTensorDataset,
+    val_set: ImageTensorDataset,
+    train_config: TrainConfig,
+    seeds: Sequence[int] = (0, 1, 2),
+    base: ZFNetConfig | None = None,
+    progress: bool = True,
+    results_path: str | os.PathLike | None = None,
 ) -> list[dict[str, Any]]:
     """Train every variant once per seed with the same recipe; return all records.
 
@@ -177,8 +207,9 @@ def run_ablation(
     runs = tqdm([(name, seed) for name in variants for seed in seeds], desc="ablation runs", disable=not progress)
     for name, seed in runs:
         model_overrides, train_overrides = split[name]
-        model_config = dataclasses.replace(base, **model_overrides, num_classes=train_set.num_classes,
-                                           image_size=train_set.images.shape[-1])
+        model_config = dataclasses.replace(
+            base, **model_overrides, num_classes=train_set.num_classes, image_size=train_set.images.shape[-1]
+        )
         variant_recipe = {**recipe, **json.loads(json.dumps(train_overrides))}
         if (name, seed) in done:
             previous = done[(name, seed)]
@@ -192,15 +223,28 @@ def run_ablation(
             continue
         runs.set_postfix_str(f"{name}, seed {seed}")
         start = time.perf_counter()
-        model, history = train(dataclasses.replace(train_config, **train_overrides, seed=seed, out_dir=None),
-                               train_set, val_set, model_config, progress=progress)
+        model, history = train(
+            dataclasses.replace(train_config, **train_overrides, seed=seed, out_dir=None),
+            train_set,
+            val_set,
+            model_config,
+            progress=progress,
+        )
         seconds = time.perf_counter() - start
         train_loss, train_accuracy = evaluate(model, train_set)
         record = {
-            "variant": name, "seed": seed, "overrides": variants[name], "config": model_config.to_dict(),
-            "parameters": count_parameters(model), "train_error": 1.0 - train_accuracy, "train_loss": train_loss,
-            "val_error": 1.0 - history[-1]["val_acc"], "val_loss": history[-1]["val_loss"], "seconds": seconds,
-            "first_layer": first_layer_numbers(model), "recipe": variant_recipe,
+            "variant": name,
+            "seed": seed,
+            "overrides": variants[name],
+            "config": model_config.to_dict(),
+            "parameters": count_parameters(model),
+            "train_error": 1.0 - train_accuracy,
+            "train_loss": train_loss,
+            "val_error": 1.0 - history[-1]["val_acc"],
+            "val_loss": history[-1]["val_loss"],
+            "seconds": seconds,
+            "first_layer": first_layer_numbers(model),
+            "recipe": variant_recipe,
         }
         records.append(json.loads(json.dumps(record)))  # tuples -> lists, as when reloaded
         done[(name, seed)] = records[-1]
@@ -228,31 +272,44 @@ def summarize(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for name, group in groups.items():
         counts = {record["parameters"] for record in group}
         if len(counts) != 1:
-            raise ValueError(f"variant {name!r} has records with different parameter counts {sorted(counts)}; "
-                             "they come from different architectures and cannot be averaged")
+            raise ValueError(
+                f"variant {name!r} has records with different parameter counts {sorted(counts)}; "
+                "they come from different architectures and cannot be averaged"
+            )
         train_mean, train_std = _mean_std([record["train_error"] for record in group])
         val_mean, val_std = _mean_std([record["val_error"] for record in group])
-        rows.append({
-            "variant": name, "parameters": counts.pop(), "seeds": [record["seed"] for record in group],
-            "train_error_mean": train_mean, "train_error_std": train_std,
-            "val_error_mean": val_mean, "val_error_std": val_std,
-            "seconds_mean": _mean_std([record["seconds"] for record in group])[0],
-        })
+        rows.append(
+            {
+                "variant": name,
+                "parameters": counts.pop(),
+                "seeds": [record["seed"] for record in group],
+                "train_error_mean": train_mean,
+                "train_error_std": train_std,
+                "val_error_mean": val_mean,
+                "val_error_std": val_std,
+                "seconds_mean": _mean_std([record["seconds"] for record in group])[0],
+            }
+        )
     return rows
 
 
 def format_summary(rows: Sequence[dict[str, Any]]) -> str:
     """:func:`summarize`'s rows as a text table (errors in percent, mean +- std over seeds)."""
+
     def percent(mean: float, std: float | None) -> str:
         return f"{100 * mean:5.1f}" + ("" if std is None else f" +- {100 * std:4.1f}")
 
     width = max([len(row["variant"]) for row in rows] + [len("variant")])
-    lines = [f"{'variant'.ljust(width)}  {'parameters':>10}  {'seeds':>5}  {'train error %':>14}  "
-             f"{'val error %':>14}  {'s/run':>6}"]
+    lines = [
+        f"{'variant'.ljust(width)}  {'parameters':>10}  {'seeds':>5}  {'train error %':>14}  "
+        f"{'val error %':>14}  {'s/run':>6}"
+    ]
     for row in rows:
-        lines.append(f"{row['variant'].ljust(width)}  {row['parameters']:>10,}  {len(row['seeds']):>5}  "
-                     f"{percent(row['train_error_mean'], row['train_error_std']):>14}  "
-                     f"{percent(row['val_error_mean'], row['val_error_std']):>14}  {row['seconds_mean']:>6.1f}")
+        lines.append(
+            f"{row['variant'].ljust(width)}  {row['parameters']:>10,}  {len(row['seeds']):>5}  "
+            f"{percent(row['train_error_mean'], row['train_error_std']):>14}  "
+            f"{percent(row['val_error_mean'], row['val_error_std']):>14}  {row['seconds_mean']:>6.1f}"
+        )
     return "\n".join(lines)
 
 
@@ -271,31 +328,56 @@ def single_run_reversals(results: Sequence[dict[str, Any]]) -> list[dict[str, An
     names = sorted(errors, key=means.__getitem__)
     rows = []
     for position, better in enumerate(names):
-        for worse in names[position + 1:]:
+        for worse in names[position + 1 :]:
             combinations = [(a, b) for a in errors[better] for b in errors[worse]]
-            rows.append({"better": better, "worse": worse, "gap": means[worse] - means[better],
-                         "reversed": sum(a > b for a, b in combinations) / len(combinations)})
+            rows.append(
+                {
+                    "better": better,
+                    "worse": worse,
+                    "gap": means[worse] - means[better],
+                    "reversed": sum(a > b for a, b in combinations) / len(combinations),
+                }
+            )
     return sorted(rows, key=lambda row: (-row["reversed"], row["gap"]))
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.ablation", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table", choices=sorted(TABLES), default="depth",
-                        help="depth: Table 3's variants; architecture: Fig 6's first layers (default: depth)")
+    parser = argparse.ArgumentParser(
+        prog="python -m course_utils.ablation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--table",
+        choices=sorted(TABLES),
+        default="depth",
+        help="depth: Table 3's variants; architecture: Fig 6's first layers (default: depth)",
+    )
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
-    parser.add_argument("--variants", nargs="+", default=None, metavar="NAME",
-                        help="variants of the table to run (quote names with spaces); default all: "
-                             + "; ".join(f"{table}: {list(make())}" for table, (make, _) in TABLES.items()))
-    parser.add_argument("--train-per-class", type=int, default=300,
-                        help="class-balanced training subset, images per class (0: the whole training set)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="variants of the table to run (quote names with spaces); default all: "
+        + "; ".join(f"{table}: {list(make())}" for table, (make, _) in TABLES.items()),
+    )
+    parser.add_argument(
+        "--train-per-class",
+        type=int,
+        default=300,
+        help="class-balanced training subset, images per class (0: the whole training set)",
+    )
     parser.add_argument("--subset-seed", type=int, default=0, help="seed of the training subset")
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     parser.add_argument("--augment", default=TrainConfig.augment, choices=("none", "flip", "crop_flip"))
-    parser.add_argument("--out", default=None,
-                        help="results JSON, resumed if present (default: data/ablation.json or data/arch_selection.json)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="results JSON, resumed if present (default: data/ablation.json or data/arch_selection.json)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     return parser.parse_args(argv)
 
@@ -317,8 +399,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     if args.train_per_class:
         train_set = few_shot_subset(train_set, args.train_per_class, args.subset_seed)
     val_set = load_embedded("val")
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment=args.augment,
-                         validate_every_epoch=False)
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment=args.augment, validate_every_epoch=False
+    )
     seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
     records = run_ablation(variants, train_set, val_set, config, seeds, results_path=args.out or default_out)
     print(format_summary(summarize([r for r in records if r["variant"] in variants and r["seed"] in seeds])))

@@ -16,16 +16,19 @@ top-k images share one class: it rises with depth in Fig 2) and :func:`linear_ck
 representations of the same images are: compared with the final network, low layers settle
 early in training and high layers late, Fig 4).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .deconvnet import _StopForward, check_eval_mode, check_images, layer_path
+from .checks import check_eval_mode, check_images
+from .layers import layer_path, pair, record_forward
 
 __all__ = [
     "TopK",
@@ -63,7 +66,9 @@ class TopK:
         """``(len(channels) * k, 4)`` rows ``(image_index, channel, y, x)`` for
         :func:`course_utils.deconvnet.project`, channel by channel, strongest first."""
         num_channels = self.values.shape[0]
-        channels = torch.arange(num_channels) if channels is None else torch.as_tensor(channels, dtype=torch.long).reshape(-1)
+        channels = (
+            torch.arange(num_channels) if channels is None else torch.as_tensor(channels, dtype=torch.long).reshape(-1)
+        )
         bad = (channels < 0) | (channels >= num_channels)
         if bad.any():
             raise ValueError(
@@ -127,31 +132,26 @@ def mine_top_activations(
         raise ValueError(f"k must be at least 1, got {k}")
     check_eval_mode(model)
     paths = {layer: layer_path(model, layer) for layer in layers}
-    modules = {layer: path[-1][1] for layer, path in paths.items()}
     deepest = max(layers, key=lambda layer: len(paths[layer]))  # the forward stops after it
-    batch_maxima: dict[str, tuple[Tensor, Tensor]] = {}
     top: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
     widths: dict[str, int] = {}
 
-    def record(layer: str, output: Tensor) -> None:
-        if layer in batch_maxima:
-            raise ValueError(f"layer {layer!r} ran twice in one forward pass; each layer must run once")
-        activations = output.detach()
-        if activations.ndim == 4:
-            widths[layer] = activations.shape[-1]
-            batch_maxima[layer] = activations.flatten(2).max(dim=2)  # (B, C) values, flat positions
-        elif activations.ndim == 2:
+    def batch_maxima(layer: str, output: Tensor) -> tuple[Tensor, Tensor]:
+        """``(C, B)`` per-image maxima of each channel and their flat positions."""
+        if output.ndim == 4:
+            widths[layer] = output.shape[-1]
+            values, positions = output.flatten(2).max(dim=2)
+        elif output.ndim == 2:
             widths[layer] = 1
-            batch_maxima[layer] = (activations, torch.zeros_like(activations, dtype=torch.long))
+            values, positions = output, torch.zeros_like(output, dtype=torch.long)
         else:
-            raise ValueError(f"layer {layer!r} outputs shape {tuple(activations.shape)}; expected (B, C, H, W) or (B, F)")
-        if not torch.isfinite(batch_maxima[layer][0]).all():
+            raise ValueError(f"layer {layer!r} outputs shape {tuple(output.shape)}; expected (B, C, H, W) or (B, F)")
+        if not torch.isfinite(values).all():
             raise ValueError(f"layer {layer!r} has NaN or infinite activations; check the images for NaN/inf values")
-        if layer == deepest:
-            raise _StopForward  # nothing above the deepest mined layer is needed
+        return values.T, positions.T
 
-    def merge(layer: str, first_index: int) -> None:
-        values, positions = (t.T for t in batch_maxima.pop(layer))  # (C, B)
+    def merge(layer: str, output: Tensor, first_index: int) -> None:
+        values, positions = batch_maxima(layer, output)
         image_indices = torch.arange(first_index, first_index + values.shape[1], device=values.device)
         image_indices = image_indices.expand_as(values)
         if layer in top:
@@ -164,28 +164,15 @@ def mine_top_activations(
         top[layer] = (values[:, :k], image_indices.gather(1, keep), positions.gather(1, keep))
 
     batches, total = _image_batches(data, batch_size)
-    handles = []
     seen = 0
-    try:
-        for layer, module in modules.items():
-            handles.append(module.register_forward_hook(lambda m, a, out, n=layer: record(n, out)))
-        with torch.no_grad():
-            for batch in tqdm(batches, total=total, desc="mining top activations", disable=not progress):
-                images = _batch_images(batch)
-                check_images(model, images, check_finite=False)  # the maxima are checked instead
-                try:
-                    model(images)
-                except _StopForward:
-                    pass
-                for layer in layers:
-                    if layer not in batch_maxima:
-                        raise ValueError(f"model.forward() never ran layer {layer!r}")
-                    merge(layer, seen)
-                seen += images.shape[0]
-    finally:
-        for handle in handles:
-            handle.remove()
-        batch_maxima.clear()
+    with torch.no_grad():
+        for batch in tqdm(batches, total=total, desc="mining top activations", disable=not progress):
+            images = _batch_images(batch)
+            check_images(model, images, check_finite=False)  # the maxima are checked instead
+            recording = record_forward(model, images, paths[deepest], keep=layers)
+            for layer in layers:
+                merge(layer, recording.outputs[layer], seen)
+            seen += images.shape[0]
     if seen < k:
         raise ValueError(f"k={k} but the data holds only {seen} images; use k <= {seen}")
     results = {}
@@ -206,9 +193,11 @@ def class_purity(top: TopK, labels: Tensor) -> Tensor:
     if labels.ndim != 1 or labels.dtype != torch.long:
         raise ValueError(f"labels must be an int64 tensor of shape (N,), got {labels.dtype} {tuple(labels.shape)}")
     if int(top.image_indices.max()) >= len(labels):
-        raise ValueError(f"the top-k images index up to {int(top.image_indices.max())} but labels has "
-                         f"{len(labels)} entries; pass the labels of the data that was mined")
-    classes = labels[top.image_indices]                                   # (C, k)
+        raise ValueError(
+            f"the top-k images index up to {int(top.image_indices.max())} but labels has "
+            f"{len(labels)} entries; pass the labels of the data that was mined"
+        )
+    classes = labels[top.image_indices]  # (C, k)
     return classes.mode(dim=1).values[:, None].eq(classes).float().mean(dim=1)
 
 
@@ -221,8 +210,10 @@ def linear_cka(x: Tensor, y: Tensor) -> float:
     1 means the two represent the images alike up to a rotation and scaling of the features.
     """
     if x.ndim < 2 or y.ndim < 2 or x.shape[0] != y.shape[0] or x.shape[0] < 2:
-        raise ValueError(f"x and y must be activations (N, ...) of the same N >= 2 images, got shapes "
-                         f"{tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"x and y must be activations (N, ...) of the same N >= 2 images, got shapes "
+            f"{tuple(x.shape)} and {tuple(y.shape)}"
+        )
     grams = []
     for features in (x, y):
         features = features.detach().flatten(1).double()
@@ -230,8 +221,9 @@ def linear_cka(x: Tensor, y: Tensor) -> float:
         grams.append(features @ features.T)
     norms = grams[0].norm() * grams[1].norm()
     if norms == 0:
-        raise ValueError("a representation is constant over the images (all-zero centred Gram matrix); "
-                         "CKA is undefined for it")
+        raise ValueError(
+            "a representation is constant over the images (all-zero centred Gram matrix); CKA is undefined for it"
+        )
     return float((grams[0] * grams[1]).sum() / norms)
 
 
@@ -240,13 +232,17 @@ def linear_cka(x: Tensor, y: Tensor) -> float:
 # --------------------------------------------------------------------------------------------
 
 _POINTWISE = (
-    nn.ReLU, nn.LocalResponseNorm, nn.Dropout, nn.Identity, nn.BatchNorm2d,
-    nn.LeakyReLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.GELU,
+    nn.ReLU,
+    nn.LocalResponseNorm,
+    nn.Dropout,
+    nn.Identity,
+    nn.BatchNorm2d,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.GELU,
 )
-
-
-def _pair(value: int | Sequence[int]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
 def _receptive_field_axes(model: nn.Module, layer: str) -> tuple[list[int], list[int], list[int]]:
@@ -254,13 +250,13 @@ def _receptive_field_axes(model: nn.Module, layer: str) -> tuple[list[int], list
     size, stride, offset = [1, 1], [1, 1], [0, 0]
     for name, module in layer_path(model, layer):
         if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-            kernel = _pair(module.kernel_size)
-            step = _pair(module.stride if module.stride is not None else module.kernel_size)
+            kernel = pair(module.kernel_size)
+            step = pair(module.stride if module.stride is not None else module.kernel_size)
             padding = module.padding
             if isinstance(padding, str):
                 raise ValueError(f"layer {name!r}: receptive_field needs numeric padding, got {padding!r}")
-            padding = _pair(padding)
-            dilation = _pair(getattr(module, "dilation", 1))
+            padding = pair(padding)
+            dilation = pair(getattr(module, "dilation", 1))
             for axis in range(2):
                 effective_kernel = dilation[axis] * (kernel[axis] - 1) + 1
                 size[axis] += (effective_kernel - 1) * stride[axis]
@@ -302,7 +298,7 @@ def receptive_field_box(
     """``(top, left, bottom, right)`` pixel box (bottom/right exclusive) that unit ``(y, x)`` of
     ``layer`` sees, clipped to an image of ``image_size`` (``H`` or ``(H, W)``)."""
     size, stride, offset = _receptive_field_axes(model, layer)
-    height, width = _pair(image_size)
+    height, width = pair(image_size)
     top, left = y * stride[0] + offset[0], x * stride[1] + offset[1]
     box = (max(top, 0), max(left, 0), min(top + size[0], height), min(left + size[1], width))
     if box[0] >= box[2] or box[1] >= box[3]:

@@ -21,6 +21,7 @@ are turned into two numbers here:
 clipping) as :class:`~course_utils.models.ZFNetConfig` overrides, for
 :func:`course_utils.ablation.run_ablation` (errors and :func:`first_layer_numbers` over several seeds).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .models import get_layer
+from .layers import get_layer
 
 __all__ = [
     "FIRST_LAYER_VARIANTS",
@@ -88,7 +89,10 @@ def dead_filter_fraction(source: nn.Module | torch.Tensor, threshold: float = 0.
 
 
 def aliased_energy_fraction(
-    source: nn.Module | torch.Tensor, stride: int | None = None, fft_size: int = 64, layer: str = "conv1",
+    source: nn.Module | torch.Tensor,
+    stride: int | None = None,
+    fft_size: int = 64,
+    layer: str = "conv1",
 ) -> torch.Tensor:
     """``(C_out,)``: each filter's fraction of spectral energy above the Nyquist frequency of ``stride``.
 
@@ -142,5 +146,9 @@ def first_layer_numbers(model: nn.Module, threshold: float = 0.1, layer: str = "
     """
     report = first_layer_report(model, threshold, layer)
     rms = report["rms"]
-    return {"dead_fraction": float(report["dead_fraction"]), "aliased_energy": float(report["aliased_energy"]),
-            "rms_max": rms.max().item(), "rms_median": rms.quantile(0.5).item()}
+    return {
+        "dead_fraction": float(report["dead_fraction"]),
+        "aliased_energy": float(report["aliased_energy"]),
+        "rms_max": rms.max().item(),
+        "rms_median": rms.quantile(0.5).item(),
+    }

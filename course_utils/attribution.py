@@ -23,10 +23,18 @@ as the identity, backpropagation differentiates it).
 :func:`maximize_activation` is the other classic picture of a feature (Chollet's "filter
 patterns"): gradient ascent on the input image, regularized by L2 decay, random jitter and
 occasional blurring.
+
+:func:`project_mean_unpooling` is the deconvnet with the max-pool switches replaced by *mean
+unpooling* (every pooled value spread evenly over its whole pooling window, :func:`mean_unpool`):
+the blurred alternative the paper contrasts with (notebook 02). Without switches nothing in the
+reverse pass depends on the image any more, so one unit gives the same picture in every image.
 """
+
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -35,18 +43,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .deconvnet import (
-    UnitValue,
-    _check_selections,
-    _check_units,
-    _record_forward,
-    _unit_values,
-    check_eval_mode,
-    check_images,
-    layer_path,
-)
+from .checks import check_eval_mode, check_images, check_selections, check_units
+from .deconvnet import UnitValue, check_reversible
+from .layers import layer_path, record_forward, unit_values
 
-__all__ = ["RULES", "attribute", "MaximizedActivation", "maximize_activation"]
+__all__ = ["RULES", "MaximizedActivation", "attribute", "maximize_activation", "mean_unpool", "project_mean_unpooling"]
 
 Rule = Literal["gradient", "guided", "deconvnet"]
 #: The ReLU backward rules of :func:`attribute`.
@@ -106,29 +107,30 @@ def attribute(
     check_eval_mode(model)
     check_images(model, images)
     path = layer_path(model, layer)
-    selections = _check_selections(selections, images.shape[0])
+    selections = check_selections(selections, images.shape[0])
     attributions = images.new_zeros(len(selections), *images.shape[1:])
 
     def rule_relu(x: Tensor) -> Tensor:
         return _RuleReLU.apply(x, rule)
 
     for start in range(0, len(selections), batch_size):
-        chosen = selections[start: start + batch_size].to(images.device)
+        chosen = selections[start : start + batch_size].to(images.device)
         inputs = images.detach()[chosen[:, 0]].requires_grad_(True)
         with torch.enable_grad():
-            output = _record_forward(model, inputs, path, relu_replacement=rule_relu).output
+            output = record_forward(model, inputs, path, relu_replacement=rule_relu).output
             if start == 0:
-                _check_units(layer, output.shape, selections)
-            values = _unit_values(output, torch.arange(len(chosen), device=output.device), chosen)
+                check_units(layer, output.shape, selections)
+            values = unit_values(output, torch.arange(len(chosen), device=output.device), chosen)
             seed = values.detach() if unit_value == "activation" else torch.ones_like(values)
             (gradient,) = torch.autograd.grad(values, inputs, grad_outputs=seed)
-        attributions[start: start + len(chosen)] = gradient
+        attributions[start : start + len(chosen)] = gradient
     return attributions
 
 
 # --------------------------------------------------------------------------------------------
 # Activation maximization
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class MaximizedActivation:
@@ -200,8 +202,8 @@ def maximize_activation(
     image = image.to(device=parameter.device, dtype=parameter.dtype)
 
     def objective(inputs: Tensor) -> Tensor:
-        output = _record_forward(model, inputs, path).output
-        _check_units(layer, output.shape, torch.tensor([[0, channel, 0, 0]]))
+        output = record_forward(model, inputs, path).output
+        check_units(layer, output.shape, torch.tensor([[0, channel, 0, 0]]))
         return output[0, channel].mean()
 
     with torch.no_grad():
@@ -223,3 +225,89 @@ def maximize_activation(
     with torch.no_grad():
         final_activation = float(objective(image))
     return MaximizedActivation(image[0], start_activation, final_activation, torch.tensor(history))
+
+
+# --------------------------------------------------------------------------------------------
+# Mean unpooling: the blurred alternative to switches
+# --------------------------------------------------------------------------------------------
+
+
+def mean_unpool(signal: Tensor, pool: nn.MaxPool2d, output_size: Sequence[int]) -> Tensor:
+    """Spread every value of ``signal`` evenly over its whole pooling window.
+
+    Args:
+        signal: ``(N, C, h, w)`` values at the pooled positions.
+        pool: the forward max-pool (kernel size, stride, padding, ceil mode are used).
+        output_size: ``(H, W)`` of the pooling layer's input.
+
+    Returns:
+        ``(N, C, H, W)``: each input position receives ``value / (kernel_h * kernel_w)`` from every
+        window that contains it (summed where windows overlap), the transpose of average pooling.
+        Unlike :func:`~course_utils.deconvnet.unpool` it needs no switches, and it blurs.
+    """
+    dilation = pool.dilation if isinstance(pool.dilation, int) else max(pool.dilation)
+    if dilation != 1:
+        raise ValueError(f"mean unpooling supports max-pools without dilation, got dilation={pool.dilation}")
+    if signal.ndim != 4:
+        raise ValueError(f"signal must be (N, C, h, w), got {tuple(signal.shape)}")
+    with torch.enable_grad():
+        canvas = signal.new_zeros(*signal.shape[:2], *(int(s) for s in output_size)).requires_grad_(True)
+        pooled = F.avg_pool2d(
+            canvas, pool.kernel_size, pool.stride, pool.padding, ceil_mode=pool.ceil_mode, count_include_pad=True
+        )
+        if pooled.shape != signal.shape:
+            raise ValueError(
+                f"a {tuple(output_size)} input pools to {tuple(pooled.shape[-2:])}, but signal is "
+                f"{tuple(signal.shape[-2:])}; give the pooling layer's input size"
+            )
+        (spread,) = torch.autograd.grad(pooled, canvas, signal.detach())
+    return spread
+
+
+class _MaxForwardMeanBackward(torch.autograd.Function):
+    """Max-pooling forward; backward by :func:`mean_unpool` instead of the switches."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, pool: nn.MaxPool2d) -> Tensor:
+        ctx.pool, ctx.input_size = pool, x.shape[-2:]
+        return F.max_pool2d(x, pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return mean_unpool(grad, ctx.pool, ctx.input_size), None
+
+
+class _MeanUnpoolingMaxPool(nn.MaxPool2d):
+    """A copy of a max-pool's settings whose backward is :func:`mean_unpool`."""
+
+    def __init__(self, pool: nn.MaxPool2d) -> None:
+        super().__init__(pool.kernel_size, pool.stride, pool.padding, pool.dilation, ceil_mode=pool.ceil_mode)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _MaxForwardMeanBackward.apply(x, self)
+
+
+def project_mean_unpooling(
+    model: nn.Module, images: Tensor, layer: str, selections: Tensor, *, unit_value: UnitValue = "activation"
+) -> Tensor:
+    """The deconvnet with *mean unpooling* instead of switches: ``(S, 3, H, W)``.
+
+    Same arguments as :func:`course_utils.deconvnet.project`. The reverse pass is the
+    deconvnet rule of :func:`course_utils.attribution.attribute` (rectify, transposed filters)
+    on a view of the model's layers up to ``layer`` in which every max-pool's backward is
+    :func:`mean_unpool`; the forward pass (and so the selected activation) is unchanged. The
+    model itself is not modified. On models without ``LocalResponseNorm`` this differs from
+    ``project`` only in the unpooling.
+    """
+    check_eval_mode(model)
+    path = layer_path(model, layer)
+    check_reversible(path)
+    view = nn.Sequential(
+        OrderedDict(
+            (name, _MeanUnpoolingMaxPool(module) if isinstance(module, nn.MaxPool2d) else module)
+            for name, module in path
+        )
+    )
+    for module in (view, *(m for m in view.children() if isinstance(m, _MeanUnpoolingMaxPool))):
+        module.training = False  # the model's own layers keep their flags
+    return attribute(view, images, layer, selections, rule="deconvnet", unit_value=unit_value)

@@ -21,6 +21,7 @@ reveal.js from a CDN (``--reveal-prefix``, default nbconvert's unpkg.com URL), s
 needs a network; offline, unpack reveal.js 4.x beside the decks and pass
 ``--reveal-prefix reveal.js``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,10 @@ import html
 import json
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 #: Where slides load reveal.js from (nbconvert's default CDN).
@@ -68,42 +70,51 @@ COURSE_MAP: dict[str, CourseEntry] = {
         "Sec. 3, training recipe",
         "the embedded dataset (38 classes in five families, told apart by their parts), a linear "
         "classifier on pixels as baseline, the ZFNet-style model, a live training run with loss and "
-        "accuracy curves, the shipped checkpoint's accuracy and its confusions by family"),
+        "accuracy curves, the shipped checkpoint's accuracy and its confusions by family",
+    ),
     "02_switch_unpooling": CourseEntry(
         "Fig. 1, the deconvnet",
         "the reverse pass step by step on a tiny example (switches drawn on the grid, unpool -> "
-        "rectify -> filter), switch vs mean unpooling, one projection through the trained net"),
+        "rectify -> filter), switch vs mean unpooling, one projection through the trained net",
+    ),
     "03_top9_projections": CourseEntry(
         "Fig. 2 (top-9 projections), Fig. 4 (feature evolution)",
         "for layers 1-5, the 9 strongest activations of feature maps projected to pixels beside "
         "their image patches and their class purity, their evolution over the training epochs "
-        "(linear CKA), and the deconvnet beside saliency, guided backprop and activation maximization"),
+        "(linear CKA), and the deconvnet beside saliency, guided backprop and activation maximization",
+    ),
     "04_invariance": CourseEntry(
         "Fig. 5, invariance",
         "5 images translated, scaled and rotated: feature distances at layers 1 and 7 and "
-        "P(true class) against the amount; the same over two images per class, by family"),
+        "P(true class) against the amount; the same over two images per class, by family",
+    ),
     "05_occlusion": CourseEntry(
         "Fig. 7, occlusion sensitivity",
         "a grey square slid over images: the strongest layer-5 map's activation and projection, "
-        "P(correct class) and the most probable class per position; object vs background over 20 images"),
+        "P(correct class) and the most probable class per position; object vs background over 20 images",
+    ),
     "06_correspondence": CourseEntry(
         "Table 1, correspondence",
         "Delta for masking left eye, right eye, nose and random regions of face images at layers "
-        "5 and 7, beside the paper's numbers"),
+        "5 and 7, beside the paper's numbers",
+    ),
     "07_depth_ablation": CourseEntry(
         "Table 3 (depth and size ablation), Fig. 6 (architecture selection)",
         "train and validation error of the network with layers removed or resized, over several "
         "seeds (mean +- std) with parameter counts; layer-1 filters of an AlexNet-like first layer "
         "(11x11, stride 4) beside the ZF choice (7x7, stride 2), dead filters, aliasing and the "
-        "effect of the filter RMS clipping measured"),
+        "effect of the filter RMS clipping measured",
+    ),
     "08_feature_generalization": CourseEntry(
         "Tables 4-7, feature generalization",
         "frozen features with a new softmax on held-out classes (new combinations of the families' "
-        "parts) vs training from scratch, with few examples per class, and linear probes of every layer"),
+        "parts) vs training from scratch, with few examples per class, and linear probes of every layer",
+    ),
     "explore": CourseEntry(
         "Figs. 2, 5 and 7, interactive",
         "explorers: pick a layer, channel and image for top-9 projections; move an occluder; "
-        "slide a transformation along the invariance curves"),
+        "slide a transformation along the invariance curves",
+    ),
 }
 
 
@@ -121,8 +132,9 @@ def run_notebook(path: Path, timeout: int = 600) -> tuple[Any, float]:
 
     notebook = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
     return notebook, time.perf_counter() - start
 
 
@@ -152,12 +164,13 @@ def _index_page(rows: Sequence[tuple[Path, Path, float]], course_map: Mapping[st
         entry = course_map.get(notebook.stem)
         paper, sees = (entry.paper, entry.learner_sees) if entry else ("-", "(not in the course map yet)")
         cells.append(
-            f"<tr><td>{number}</td><td><a href=\"{html.escape(page.name)}\">{html.escape(notebook.name)}</a></td>"
+            f'<tr><td>{number}</td><td><a href="{html.escape(page.name)}">{html.escape(notebook.name)}</a></td>'
             f"<td>{html.escape(paper)}</td><td>{html.escape(sees)}</td>"
-            f"<td class=\"time\">{_format_seconds(seconds)}</td></tr>")
+            f'<td class="time">{_format_seconds(seconds)}</td></tr>'
+        )
     total = sum(seconds for _, _, seconds in rows)
     return (
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         "<title>Visualizing and Understanding Convolutional Networks: the course</title>\n"
         "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto;line-height:1.4}"
         "table{border-collapse:collapse}td,th{border-bottom:1px solid #ccc;padding:.4em .6em;"
@@ -174,8 +187,9 @@ def _index_page(rows: Sequence[tuple[Path, Path, float]], course_map: Mapping[st
     )
 
 
-def build_course(out_dir: Path, notebooks: Sequence[Path] | None = None,
-                 course_map: Mapping[str, CourseEntry] = COURSE_MAP) -> Path:
+def build_course(
+    out_dir: Path, notebooks: Sequence[Path] | None = None, course_map: Mapping[str, CourseEntry] = COURSE_MAP
+) -> Path:
     """Execute ``notebooks`` (default: all of the course) into ``out_dir``; write
     ``timings.json`` and ``index.html`` (see the module docstring). Returns the index."""
     from tqdm.auto import tqdm
@@ -207,7 +221,7 @@ def _heading_level(markdown: str) -> int:
     """Level of the heading that opens ``markdown`` (``# `` -> 1), 0 when it opens with none."""
     first = next((line.strip() for line in markdown.splitlines() if line.strip()), "")
     level = len(first) - len(first.lstrip("#"))
-    return level if 0 < level <= 6 and first[level:level + 1] == " " else 0
+    return level if 0 < level <= 6 and first[level : level + 1] == " " else 0
 
 
 def _default_slide_type(cell: Any) -> str:
@@ -244,8 +258,12 @@ def assign_slide_types(notebook: Any) -> Any:
     return slides
 
 
-def build_slides(out_dir: Path, notebooks: Sequence[Path] | None = None, executed: Path | None = None,
-                 reveal_prefix: str = REVEAL_CDN) -> list[Path]:
+def build_slides(
+    out_dir: Path,
+    notebooks: Sequence[Path] | None = None,
+    executed: Path | None = None,
+    reveal_prefix: str = REVEAL_CDN,
+) -> list[Path]:
     """Write ``out_dir/<name>.slides.html`` for each notebook (default: all of the course).
 
     Args:
@@ -268,7 +286,8 @@ def build_slides(out_dir: Path, notebooks: Sequence[Path] | None = None, execute
             if not copy_path.exists():
                 raise FileNotFoundError(
                     f"no executed copy of {path.name} in {executed}; build the site first "
-                    f"(python -m course_utils.build --out {executed}) or leave out --executed")
+                    f"(python -m course_utils.build --out {executed}) or leave out --executed"
+                )
             notebook = nbformat.read(copy_path, as_version=4)
         body, _ = exporter.from_notebook_node(assign_slide_types(notebook))
         slides = out_dir / f"{path.stem}.slides.html"
@@ -282,8 +301,10 @@ def build_slides(out_dir: Path, notebooks: Sequence[Path] | None = None, execute
 # The course map as Markdown, and the command line
 # --------------------------------------------------------------------------------------------
 
-def course_map_markdown(timings: Mapping[str, float] | None = None,
-                        course_map: Mapping[str, CourseEntry] = COURSE_MAP) -> str:
+
+def course_map_markdown(
+    timings: Mapping[str, float] | None = None, course_map: Mapping[str, CourseEntry] = COURSE_MAP
+) -> str:
     """The course map as a Markdown table (for the README), with a run-time column when
     ``timings`` (``{notebook: seconds}``, e.g. a site build's ``timings.json``) is given."""
     header = "| notebook | paper | what you will see |" + (" run time |" if timings else "")
@@ -300,16 +321,20 @@ def course_map_markdown(timings: Mapping[str, float] | None = None,
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv.pop(0) if argv and argv[0] in ("slides", "map") else "site"
-    parser = argparse.ArgumentParser(prog=f"python -m course_utils.build{'' if command == 'site' else ' ' + command}",
-                                     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m course_utils.build{'' if command == 'site' else ' ' + command}",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     if command == "map":
         parser.add_argument("--timings", help="timings.json of a site build, for the run-time column")
         args = parser.parse_args(argv)
         timings = json.loads(Path(args.timings).read_text()) if args.timings else None
         print(course_map_markdown(timings), end="")
         return
-    parser.add_argument("--out", default="build/slides" if command == "slides" else "build/course",
-                        help="output folder (git-ignored)")
+    parser.add_argument(
+        "--out", default="build/slides" if command == "slides" else "build/course", help="output folder (git-ignored)"
+    )
     parser.add_argument("notebooks", nargs="*", help="notebooks (default: all of notebooks/)")
     if command == "slides":
         parser.add_argument("--executed", help="folder of executed copies to reuse (e.g. build/course)")

@@ -22,17 +22,19 @@ below the 0.5 of independent random signs.
 Controls: squares of the same size at random positions (:func:`random_centres`), by default
 inside the face, so that the control differs from the parts only in *which* region is hidden.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from .data.core import ImageTensorDataset
-from .transfer import layer_outputs
+from .layers import layer_outputs
 
 __all__ = [
     "PART_NAMES",
@@ -63,18 +65,22 @@ def mask_square(image: torch.Tensor, centre: Sequence[float], size: int, fill: f
     normalized image is the dataset's mean colour, the grey of the paper's masks.
     """
     if image.ndim != 3:
-        raise ValueError(f"image must have shape (C, H, W), got {tuple(image.shape)}; "
-                         "mask a batch one image at a time or index it with images[i]")
+        raise ValueError(
+            f"image must have shape (C, H, W), got {tuple(image.shape)}; "
+            "mask a batch one image at a time or index it with images[i]"
+        )
     if size < 1:
         raise ValueError(f"size must be at least 1 pixel, got {size}")
     x, y = (float(value) for value in centre)
     height, width = image.shape[-2:]
     if not (0 <= x <= width - 1 and 0 <= y <= height - 1):
-        raise ValueError(f"centre (x={x}, y={y}) lies outside the {width}x{height} image "
-                         f"(need 0 <= x <= {width - 1}, 0 <= y <= {height - 1}); is it (x, y) and not NaN?")
+        raise ValueError(
+            f"centre (x={x}, y={y}) lies outside the {width}x{height} image "
+            f"(need 0 <= x <= {width - 1}, 0 <= y <= {height - 1}); is it (x, y) and not NaN?"
+        )
     left, top = _square_start(x, size), _square_start(y, size)
     masked = image.clone()
-    masked[:, max(top, 0):top + size, max(left, 0):left + size] = fill
+    masked[:, max(top, 0) : top + size, max(left, 0) : left + size] = fill
     return masked
 
 
@@ -86,8 +92,10 @@ def hamming_consistency(eps: torch.Tensor) -> float:
     same direction everywhere; it is unchanged when ``eps`` is scaled by a positive factor.
     """
     if eps.ndim != 2 or eps.shape[0] < 2 or eps.shape[1] < 1:
-        raise ValueError(f"eps must have shape (N, D) with N >= 2 images and D >= 1 features, "
-                         f"got {tuple(eps.shape)}; flatten each difference with .flatten(1)")
+        raise ValueError(
+            f"eps must have shape (N, D) with N >= 2 images and D >= 1 features, "
+            f"got {tuple(eps.shape)}; flatten each difference with .flatten(1)"
+        )
     signs = torch.sign(eps)
     first, second = torch.triu_indices(len(signs), len(signs), offset=1)
     return (signs[first] != signs[second]).float().mean().item()
@@ -102,8 +110,12 @@ def _per_image_sizes(size: int | Sequence[int] | torch.Tensor, count: int) -> li
 
 
 def correspondence_delta(
-    model: nn.Module, images: torch.Tensor, centres: torch.Tensor, size: int | Sequence[int] | torch.Tensor,
-    layers: Sequence[str] = ("pool5", "relu7"), fill: float = 0.0,
+    model: nn.Module,
+    images: torch.Tensor,
+    centres: torch.Tensor,
+    size: int | Sequence[int] | torch.Tensor,
+    layers: Sequence[str] = ("pool5", "relu7"),
+    fill: float = 0.0,
 ) -> dict[str, float]:
     """``{layer: Delta}`` for masking a square around ``centres[i]`` in each of ``images``.
 
@@ -120,19 +132,24 @@ def correspondence_delta(
         raise ValueError(f"images must have shape (N, 3, H, W) with N >= 2, got {tuple(images.shape)}")
     centres = torch.as_tensor(centres, dtype=torch.float64)
     if centres.shape != (images.shape[0], 2):
-        raise ValueError(f"centres must have shape ({images.shape[0]}, 2): one (x, y) per image, "
-                         f"got {tuple(centres.shape)}")
+        raise ValueError(
+            f"centres must have shape ({images.shape[0]}, 2): one (x, y) per image, got {tuple(centres.shape)}"
+        )
     sizes = _per_image_sizes(size, len(images))
-    masked = torch.stack([mask_square(image, centre.tolist(), side, fill)
-                          for image, centre, side in zip(images, centres, sizes)])
+    masked = torch.stack(
+        [mask_square(image, centre.tolist(), side, fill) for image, centre, side in zip(images, centres, sizes)]
+    )
     features = layer_outputs(model, torch.cat([images, masked]), layers)  # one forward pass for both
     count = len(images)
-    return {layer: hamming_consistency((features[layer][:count] - features[layer][count:]).flatten(1))
-            for layer in layers}
+    return {
+        layer: hamming_consistency((features[layer][:count] - features[layer][count:]).flatten(1)) for layer in layers
+    }
 
 
 def random_centres(
-    region: torch.Tensor, size: int | Sequence[int] | torch.Tensor, generator: torch.Generator,
+    region: torch.Tensor,
+    size: int | Sequence[int] | torch.Tensor,
+    generator: torch.Generator,
 ) -> torch.Tensor:
     """Random square centres ``(N, 2)`` as ``(x, y)``: one per image, inside ``region``, square fully in the image.
 
@@ -142,19 +159,20 @@ def random_centres(
     inside the image.
     """
     if region.ndim != 3 or region.dtype != torch.bool:
-        raise ValueError(f"region must be a bool tensor of shape (N, H, W), got {region.dtype} "
-                         f"{tuple(region.shape)}")
+        raise ValueError(f"region must be a bool tensor of shape (N, H, W), got {region.dtype} {tuple(region.shape)}")
     count, height, width = region.shape
     sizes = _per_image_sizes(size, count)
     centres = torch.empty(count, 2)
     for index, (allowed, side) in enumerate(zip(region, sizes)):
         low = -_square_start(0.0, side)  # the first centre whose square starts at pixel 0
         inside = torch.zeros_like(allowed)
-        inside[low:height - side + 1 + low, low:width - side + 1 + low] = True
+        inside[low : height - side + 1 + low, low : width - side + 1 + low] = True
         rows, columns = (allowed & inside).nonzero(as_tuple=True)
         if len(rows) == 0:
-            raise ValueError(f"image {index}: no pixel of the region can centre a {side}x{side} square "
-                             "inside the image; use a smaller size or a larger region")
+            raise ValueError(
+                f"image {index}: no pixel of the region can centre a {side}x{side} square "
+                "inside the image; use a smaller size or a larger region"
+            )
         pick = int(torch.randint(len(rows), (1,), generator=generator))
         centres[index] = torch.tensor([float(columns[pick]), float(rows[pick])])
     return centres
@@ -168,21 +186,32 @@ def part_sizes(part_radius: torch.Tensor) -> torch.Tensor:
 def _face_indices(dataset: ImageTensorDataset) -> torch.Tensor:
     missing = [name for name in ("parts", "part_radius", "masks") if name not in dataset.extras]
     if missing:
-        raise ValueError(f"the dataset has no {missing} annotations; use the embedded dataset "
-                         "(course_utils.data.load_embedded), whose face images record their parts")
+        raise ValueError(
+            f"the dataset has no {missing} annotations; use the embedded dataset "
+            "(course_utils.data.load_embedded), whose face images record their parts"
+        )
     parts = dataset.extras["parts"]
     if parts.ndim != 3 or parts.shape[1:] != (len(PART_NAMES), 2):
         raise ValueError(f"extras['parts'] must have shape (N, {len(PART_NAMES)}, 2), got {tuple(parts.shape)}")
     height, width = dataset.images.shape[-2:]
-    inside = ((parts[..., 0] >= 0) & (parts[..., 0] <= width - 1)
-              & (parts[..., 1] >= 0) & (parts[..., 1] <= height - 1)).all(dim=1)  # False for NaN
+    inside = (
+        (parts[..., 0] >= 0) & (parts[..., 0] <= width - 1) & (parts[..., 1] >= 0) & (parts[..., 1] <= height - 1)
+    ).all(dim=1)  # False for NaN
     return inside.nonzero().flatten()
 
 
 def correspondence_table(
-    model: nn.Module, dataset: ImageTensorDataset, parts: Sequence[str] = PART_NAMES, draws: int = 10,
-    seed: int = 0, num_images: int = 5, layers: Sequence[str] = ("pool5", "relu7"),
-    size: int | None = None, fill: float = 0.0, random_within: str = "object", progress: bool = True,
+    model: nn.Module,
+    dataset: ImageTensorDataset,
+    parts: Sequence[str] = PART_NAMES,
+    draws: int = 10,
+    seed: int = 0,
+    num_images: int = 5,
+    layers: Sequence[str] = ("pool5", "relu7"),
+    size: int | None = None,
+    fill: float = 0.0,
+    random_within: str = "object",
+    progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Table 1: ``Delta`` per masked part and layer, mean +- std over ``draws`` random draws.
 
@@ -206,8 +235,10 @@ def correspondence_table(
         raise ValueError(f"draws must be at least 1, got {draws}")
     faces = _face_indices(dataset)
     if len(faces) < max(num_images, 2):
-        raise ValueError(f"the dataset has {len(faces)} face images; num_images={num_images} needs at least "
-                         f"max(num_images, 2) of them")
+        raise ValueError(
+            f"the dataset has {len(faces)} face images; num_images={num_images} needs at least "
+            f"max(num_images, 2) of them"
+        )
     generator = torch.Generator().manual_seed(seed)
     occlusions = [*parts, "random"]
     values: dict[tuple[str, str], list[float]] = {(o, layer): [] for o in occlusions for layer in layers}
@@ -227,8 +258,15 @@ def correspondence_table(
     rows = []
     for (occlusion, layer), samples in values.items():
         tensor = torch.tensor(samples, dtype=torch.float64)
-        rows.append({"occlusion": occlusion, "layer": layer, "mean": tensor.mean().item(),
-                     "std": tensor.std().item() if len(samples) > 1 else None, "values": samples})
+        rows.append(
+            {
+                "occlusion": occlusion,
+                "layer": layer,
+                "mean": tensor.mean().item(),
+                "std": tensor.std().item() if len(samples) > 1 else None,
+                "values": samples,
+            }
+        )
     return rows
 
 

@@ -36,18 +36,20 @@ model's modules and flags are never changed.
 Batched use: :func:`project` takes many ``(image_index, channel, y, x)`` selections at once,
 runs one forward pass per distinct image and one reverse pass per chunk of selections.
 """
+
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .data.core import check_float_images
+from .checks import check_eval_mode, check_images, check_selections, check_units
+from .layers import Recording, layer_outputs, layer_path, record_forward, unit_values
 
 __all__ = [
     "REVERSIBLE_LAYERS",
@@ -55,20 +57,24 @@ __all__ = [
     "project",
     "project_activation",
     "project_top_activations",
-    "layer_output",
     "unpool",
     "filter_transposed",
-    "layer_path",
-    "check_images",
-    "check_eval_mode",
 ]
 
 UnitValue = Literal["activation", "one"]
 
 #: Layer types the deconvnet can walk back through.
 REVERSIBLE_LAYERS: tuple[type[nn.Module], ...] = (
-    nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Linear, nn.Flatten, nn.Dropout, nn.Identity,
-    nn.LocalResponseNorm, nn.AdaptiveAvgPool2d, nn.BatchNorm2d,
+    nn.Conv2d,
+    nn.ReLU,
+    nn.MaxPool2d,
+    nn.Linear,
+    nn.Flatten,
+    nn.Dropout,
+    nn.Identity,
+    nn.LocalResponseNorm,
+    nn.AdaptiveAvgPool2d,
+    nn.BatchNorm2d,
 )
 
 
@@ -76,13 +82,10 @@ REVERSIBLE_LAYERS: tuple[type[nn.Module], ...] = (
 REVERSE_PASS_BYTES = 256 * 2**20
 
 
-class _StopForward(Exception):
-    """Raised by the hook of the selected layer: nothing above it is needed."""
-
-
 # --------------------------------------------------------------------------------------------
 # The three reverse operations
 # --------------------------------------------------------------------------------------------
+
 
 def unpool(signal: Tensor, switches: Tensor, output_size: Sequence[int]) -> Tensor:
     """Put every value of ``signal`` back at the input position its pooling window chose.
@@ -138,8 +141,14 @@ def filter_transposed(signal: Tensor, conv: nn.Conv2d, output_size: Sequence[int
             )
         output_padding.append(extra)
     return F.conv_transpose2d(
-        signal, conv.weight, None, conv.stride, conv.padding, tuple(output_padding),
-        conv.groups, conv.dilation,
+        signal,
+        conv.weight,
+        None,
+        conv.stride,
+        conv.padding,
+        tuple(output_padding),
+        conv.groups,
+        conv.dilation,
     )
 
 
@@ -152,197 +161,12 @@ def _check_conv_reversible(name: str, conv: nn.Conv2d) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Model structure, input checks and the observed forward pass (shared with activations and
-# attribution)
-# --------------------------------------------------------------------------------------------
-
-def layer_path(model: nn.Module, layer: str) -> list[tuple[str, nn.Module]]:
-    """The model's children from the first one up to and including ``layer``, in forward order.
-
-    Raises ``ValueError`` for an unknown layer (listing the valid names), a child module used
-    at two places (hooks could not tell the places apart), or a container child on the path
-    (the model is not flat).
-    """
-    children = list(model._modules.items())  # unlike named_children(), keeps reused modules
-    names = [name for name, _ in children]
-    seen: dict[int, str] = {}
-    for name, module in children:
-        if module is None:
-            continue
-        if id(module) in seen:
-            raise ValueError(
-                f"the same {type(module).__name__} module is used as layer {seen[id(module)]!r} "
-                f"and as layer {name!r}; hooks cannot tell the two places apart. Give each "
-                f"place its own module (e.g. nn.ReLU() per layer)."
-            )
-        seen[id(module)] = name
-    if layer not in names:
-        containers = [name for name, module in children if module is not None and len(module._modules)]
-        hint = (
-            f" Layers {containers} are containers: wrap torchvision models with "
-            "course_utils.models.alexnet()/vgg16(), which name their layers flat."
-            if containers else ""
-        )
-        raise ValueError(
-            f"unknown layer {layer!r}; this model's layers are: {', '.join(names) or '(none)'}."
-            + hint
-        )
-    path = children[: names.index(layer) + 1]
-    for name, module in path:
-        if module is None or len(module._modules):
-            raise ValueError(
-                f"layer {name!r} is a {type(module).__name__} container, not a single layer: the "
-                "model must be flat (a NamedSequential of conv/relu/pool/... layers)."
-            )
-    return path
-
-
-def check_images(model: nn.Module, images: Tensor, check_finite: bool = True) -> None:
-    """Raise a ``ValueError`` naming the fix unless ``images`` is a ``(N, C, H, W)`` float batch
-    (:func:`~course_utils.data.core.check_float_images`) with the model's input channels, dtype
-    and device, and (``check_finite``) finite values."""
-    first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    check_float_images(images, channels=None if first_conv is None else first_conv.in_channels)
-    parameter = next(model.parameters(), None)
-    if parameter is not None and images.dtype != parameter.dtype:
-        raise ValueError(f"images are {images.dtype} but the model is {parameter.dtype}; use images.to({parameter.dtype})")
-    if parameter is not None and images.device != parameter.device:
-        raise ValueError(f"images are on {images.device} but the model is on {parameter.device}; use images.to({str(parameter.device)!r})")
-    if check_finite and not torch.isfinite(images.sum()):  # one reduction: NaN or inf anywhere makes the sum non-finite
-        raise ValueError("images contain NaN or infinite values")
-
-
-def check_eval_mode(model: nn.Module) -> None:
-    """Refuse a model in training mode (dropout and batch norm would change the pass)."""
-    if model.training:
-        raise ValueError(
-            "the model is in training mode (dropout and batch norm behave differently); call "
-            "model.eval() first"
-        )
-
-
-@dataclass
-class _Recording:
-    """What one observed forward pass left behind.
-
-    ``input_shapes[name]`` is the input shape of each layer on the path, ``switches[name]``
-    the ``(N, C, h, w)`` argmax indices of each max-pool, ``output`` the selected layer's output.
-    """
-
-    input_shapes: dict[str, torch.Size] = field(default_factory=dict)
-    switches: dict[str, Tensor] = field(default_factory=dict)
-    output: Tensor | None = None
-
-
-def _version(tensor: Tensor) -> int | None:
-    """The tensor's in-place modification counter (``None`` for inference-mode tensors, which have none)."""
-    return None if tensor.is_inference() else tensor._version
-
-
-def _record_forward(
-    model: nn.Module,
-    images: Tensor,
-    path: list[tuple[str, nn.Module]],
-    *,
-    record_switches: bool = False,
-    relu_replacement: Callable[[Tensor], Tensor] | None = None,
-) -> _Recording:
-    """Run ``model(images)`` with hooks on the path's layers and stop after its last layer.
-
-    The hooks check that every layer receives exactly the tensor the previous layer returned
-    (the same object, not modified in place since: its version counter is unchanged), record input shapes, max-pool switches (``record_switches``)
-    and the last layer's output. ``relu_replacement(x)``, when given, replaces the output of
-    every ``nn.ReLU`` on the path (attribution uses it to change the ReLU's backward rule);
-    in-place ReLUs then run on a copy so ``x`` is intact. Hooks are removed in ``finally``.
-    """
-    recording = _Recording()
-    names = [name for name, _ in path]
-    previous: dict[str, Any] = {"name": "the input", "tensor": images, "version": _version(images)}
-    relu_inputs: dict[str, Tensor] = {}
-    running: list[str] = []  # the path layer whose forward is under way, if any
-
-    def pre_hook(name: str, module: nn.Module, args: tuple[Any, ...]) -> tuple[Tensor] | None:
-        position = len(recording.input_shapes)
-        if position >= len(names) or names[position] != name:
-            expected = names[position] if position < len(names) else "nothing more"
-            raise ValueError(
-                f"model.forward() ran layer {name!r} where {expected!r} was expected: the deconvnet "
-                "needs a flat model whose forward() runs its named children in order."
-            )
-        received = args[0] if args else None
-        if received is not previous["tensor"] or _version(received) != previous["version"]:
-            raise ValueError(
-                f"layer {name!r} does not receive the unchanged output of {previous['name']!r}: "
-                "model.forward() does something between its layers (a functional ReLU such as "
-                "F.relu, a reshape, a skip connection?). Make every operation a named child module "
-                "(nn.ReLU(), nn.Flatten(), ...) of a flat NamedSequential."
-            )
-        recording.input_shapes[name] = received.shape
-        running.append(name)
-        if relu_replacement is not None and isinstance(module, nn.ReLU):
-            relu_inputs[name] = received
-            if module.inplace:
-                return (received.clone(),)
-        return None
-
-    def post_hook(name: str, module: nn.Module, args: tuple[Any, ...], output: Any) -> Tensor | None:
-        running.clear()
-        replaced = None
-        if relu_replacement is not None and isinstance(module, nn.ReLU):
-            output = replaced = relu_replacement(relu_inputs.pop(name))
-        if not isinstance(output, Tensor):
-            raise ValueError(f"layer {name!r} returned {type(output).__name__}, not a tensor")
-        if record_switches and isinstance(module, nn.MaxPool2d):
-            _, recording.switches[name] = F.max_pool2d(
-                args[0], module.kernel_size, module.stride, module.padding, module.dilation,
-                ceil_mode=module.ceil_mode, return_indices=True,
-            )
-        if name == names[-1]:
-            recording.output = output
-            raise _StopForward
-        previous.update(name=name, tensor=output, version=_version(output))
-        return replaced
-
-    handles = []
-    try:
-        for name, module in path:
-            handles.append(module.register_forward_pre_hook(lambda m, a, n=name: pre_hook(n, m, a)))
-            handles.append(module.register_forward_hook(lambda m, a, o, n=name: post_hook(n, m, a, o)))
-        try:
-            model(images)
-        except _StopForward:
-            return recording
-        except RuntimeError as error:
-            if running:  # raised by the layer itself, e.g. an input smaller than its kernel
-                shape = tuple(recording.input_shapes[running[0]])
-                raise ValueError(f"layer {running[0]!r} failed on its input of shape {shape}: {error}") from error
-            raise
-        raise ValueError(
-            f"model.forward() never ran layer {names[-1]!r}; the deconvnet needs a flat model "
-            "whose forward() runs its named children in order."
-        )
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def layer_output(model: nn.Module, images: Tensor, layer: str) -> Tensor:
-    """Output of ``layer`` for ``images`` ``(N, 3, H, W)``: ``(N, C, h, w)`` or ``(N, F)``.
-
-    Runs the model's forward only up to ``layer`` (no gradients), with the same structure
-    checks as :func:`project`.
-    """
-    check_eval_mode(model)
-    check_images(model, images)
-    with torch.no_grad():
-        return _record_forward(model, images, layer_path(model, layer)).output
-
-
-# --------------------------------------------------------------------------------------------
 # The reverse pass
 # --------------------------------------------------------------------------------------------
 
-def _check_reversible(path: list[tuple[str, nn.Module]]) -> None:
+
+def check_reversible(path: list[tuple[str, nn.Module]]) -> None:
+    """Refuse a path with a layer the deconvnet cannot walk back through, naming it."""
     for name, module in path:
         if not isinstance(module, REVERSIBLE_LAYERS):
             supported = ", ".join(t.__name__ for t in REVERSIBLE_LAYERS)
@@ -353,7 +177,9 @@ def _check_reversible(path: list[tuple[str, nn.Module]]) -> None:
         if isinstance(module, nn.Conv2d):
             _check_conv_reversible(name, module)
         if isinstance(module, nn.MaxPool2d) and module.return_indices:
-            raise ValueError(f"layer {name!r}: MaxPool2d(return_indices=True) returns a tuple; use return_indices=False")
+            raise ValueError(
+                f"layer {name!r}: MaxPool2d(return_indices=True) returns a tuple; use return_indices=False"
+            )
         if isinstance(module, nn.BatchNorm2d) and module.running_var is None:
             raise ValueError(
                 f"layer {name!r}: BatchNorm2d without running statistics normalizes with batch "
@@ -361,9 +187,7 @@ def _check_reversible(path: list[tuple[str, nn.Module]]) -> None:
             )
 
 
-def _reverse(
-    path: list[tuple[str, nn.Module]], recording: _Recording, signal: Tensor, image_index: Tensor
-) -> Tensor:
+def _reverse(path: list[tuple[str, nn.Module]], recording: Recording, signal: Tensor, image_index: Tensor) -> Tensor:
     """Walk ``signal`` ``(S, ...)`` at the last layer's output down to the input ``(S, 3, H, W)``.
 
     ``image_index`` ``(S,)`` says which recorded image each row belongs to (for the switches).
@@ -397,48 +221,6 @@ def _reverse(
     return signal
 
 
-def _check_selections(selections: Tensor, num_images: int) -> Tensor:
-    selections = torch.as_tensor(selections)
-    if selections.ndim != 2 or selections.shape[1] != 4:
-        raise ValueError(
-            f"selections must be an (S, 4) integer tensor of (image_index, channel, y, x) rows, "
-            f"got shape {tuple(selections.shape)}"
-        )
-    if selections.is_floating_point() or selections.dtype == torch.bool:
-        raise ValueError(f"selections must be integers (a LongTensor), got {selections.dtype}")
-    selections = selections.long().cpu()
-    bad = (selections[:, 0] < 0) | (selections[:, 0] >= num_images)
-    if bad.any():
-        raise ValueError(
-            f"image index {int(selections[bad][0, 0])} is out of range for {num_images} images"
-        )
-    return selections
-
-
-def _check_units(layer: str, output_shape: torch.Size, selections: Tensor) -> None:
-    """Check channels and locations of ``selections`` against the layer output shape."""
-    channels = output_shape[1]
-    bad = (selections[:, 1] < 0) | (selections[:, 1] >= channels)
-    if bad.any():
-        raise ValueError(
-            f"channel {int(selections[bad][0, 1])} is out of range: layer {layer!r} has "
-            f"{channels} channels (0..{channels - 1})"
-        )
-    height, width = (output_shape[2], output_shape[3]) if len(output_shape) == 4 else (1, 1)
-    bad = (selections[:, 2] < 0) | (selections[:, 2] >= height) | (selections[:, 3] < 0) | (selections[:, 3] >= width)
-    if bad.any():
-        y, x = (int(v) for v in selections[bad][0, 2:])
-        where = f"a {height}x{width} map" if len(output_shape) == 4 else "a vector (use y = x = 0)"
-        raise ValueError(f"location (y={y}, x={x}) is outside layer {layer!r}'s output, {where}")
-
-
-def _unit_values(output: Tensor, rows: Tensor, selections: Tensor) -> Tensor:
-    """``output[rows, channel, y, x]`` for each selection (``output[rows, channel]`` for vectors)."""
-    if output.ndim == 4:
-        return output[rows, selections[:, 1], selections[:, 2], selections[:, 3]]
-    return output[rows, selections[:, 1]]
-
-
 def _chunks_by_image(selections: Tensor, batch_size: int):
     """Yield ``(selection rows, distinct image indices, local image index per row)`` with at
     most ``batch_size`` distinct images per chunk; rows are sorted by image."""
@@ -448,7 +230,7 @@ def _chunks_by_image(selections: Tensor, batch_size: int):
     for start in range(0, len(distinct), batch_size):
         stop = min(start + batch_size, len(distinct))
         row_start = int(ends[start - 1]) if start else 0
-        rows = order[row_start: int(ends[stop - 1])]
+        rows = order[row_start : int(ends[stop - 1])]
         local = torch.repeat_interleave(torch.arange(stop - start), counts[start:stop])
         yield rows, distinct[start:stop], local
 
@@ -487,18 +269,16 @@ def project(
     check_eval_mode(model)
     check_images(model, images)
     path = layer_path(model, layer)
-    _check_reversible(path)
-    selections = _check_selections(selections, images.shape[0])
+    check_reversible(path)
+    selections = check_selections(selections, images.shape[0])
     projections = images.new_zeros(len(selections), *images.shape[1:])
     chunks = list(_chunks_by_image(selections, batch_size))
     with torch.no_grad():
-        for number, (rows, distinct, local) in enumerate(
-            tqdm(chunks, desc=f"deconvnet {layer}", disable=not progress)
-        ):
-            recording = _record_forward(model, images[distinct.to(images.device)], path, record_switches=True)
+        for number, (rows, distinct, local) in enumerate(tqdm(chunks, desc=f"deconvnet {layer}", disable=not progress)):
+            recording = record_forward(model, images[distinct.to(images.device)], path, record_switches=True)
             output = recording.output
             if number == 0:
-                _check_units(layer, output.shape, selections)
+                check_units(layer, output.shape, selections)
             largest_map = max(math.prod(shape[1:]) for shape in recording.input_shapes.values())
             rows_per_pass = max(1, min(batch_size, REVERSE_PASS_BYTES // (largest_map * output.element_size())))
             device_local = local.to(output.device)
@@ -506,7 +286,7 @@ def project(
                 part = slice(start, start + rows_per_pass)
                 chosen, image_index = selections[rows[part]].to(output.device), device_local[part]
                 signal = torch.zeros((len(chosen), *output.shape[1:]), dtype=output.dtype, device=output.device)
-                values = _unit_values(output, image_index, chosen) if unit_value == "activation" else 1.0
+                values = unit_values(output, image_index, chosen) if unit_value == "activation" else 1.0
                 position = (torch.arange(len(chosen), device=output.device), *chosen[:, 1:].T)
                 signal[position[: output.ndim]] = values
                 projections[rows[part].to(images.device)] = _reverse(path, recording, signal, image_index)
@@ -531,8 +311,8 @@ def project_activation(
     if isinstance(images, Tensor) and images.ndim == 4 and images.shape[0] != 1:
         raise ValueError(f"project_activation takes one image, got a batch of {images.shape[0]}; use project()")
     if location is None:
-        output = layer_output(model, images, layer)
-        _check_units(layer, output.shape, torch.tensor([[0, channel, 0, 0]]))
+        output = layer_outputs(model, images, [layer])[layer]
+        check_units(layer, output.shape, torch.tensor([[0, channel, 0, 0]]))
         if output.ndim == 4:
             flat_index = int(output[0, channel].argmax())
             location = divmod(flat_index, output.shape[-1])
@@ -579,6 +359,7 @@ def project_top_activations(
         raise TypeError(
             f"images must be a normalized (N, 3, H, W) tensor or an ImageTensorDataset, got {type(images).__name__}"
         )
-    projections = project(model, chosen_images, top.layer, selections, unit_value=unit_value,
-                          batch_size=batch_size, progress=progress)
+    projections = project(
+        model, chosen_images, top.layer, selections, unit_value=unit_value, batch_size=batch_size, progress=progress
+    )
     return projections.view(-1, top.values.shape[1], *projections.shape[1:])

@@ -13,11 +13,13 @@ and axis labels, like :mod:`course_utils.viz`.
   layers 1 and 7, P(true class), most probable class), notebook 04.
 * :func:`occlusion_figure`: Fig 7's five panels for one image, notebook 05.
 """
+
 from __future__ import annotations
 
 import math
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -29,17 +31,27 @@ from torch import nn
 from .architecture import first_layer_report
 from .data import ImageTensorDataset
 from .invariance import InvarianceCurves, transform_images
-from .models import get_layer
+from .layers import get_layer
 from .occlusion import OcclusionResult
 from .viz import normalize_projection, to_display
 
-__all__ = ["grouped_bars", "mean_std_table", "mean_std_lines", "filter_mosaic", "first_layer_figure",
-           "invariance_figure", "occlusion_figure"]
+__all__ = [
+    "grouped_bars",
+    "mean_std_table",
+    "mean_std_lines",
+    "filter_mosaic",
+    "first_layer_figure",
+    "invariance_figure",
+    "occlusion_figure",
+]
 
 
 def grouped_bars(
-    categories: Sequence[str], series: dict[str, tuple[Sequence[float], Sequence[float | None] | None]],
-    ylabel: str, title: str, reference: dict[str, Sequence[float | None]] | None = None,
+    categories: Sequence[str],
+    series: dict[str, tuple[Sequence[float], Sequence[float | None] | None]],
+    ylabel: str,
+    title: str,
+    reference: dict[str, Sequence[float | None]] | None = None,
 ) -> Figure:
     """Grouped bar chart: one group per category, one bar per series, error bars of one std.
 
@@ -56,8 +68,10 @@ def grouped_bars(
     count = len(categories)
     for label, (means, stds) in series.items():
         if len(means) != count or (stds is not None and len(stds) != count):
-            raise ValueError(f"series {label!r} must have {count} means and stds (one per category), "
-                             f"got {len(means)} and {None if stds is None else len(stds)}")
+            raise ValueError(
+                f"series {label!r} must have {count} means and stds (one per category), "
+                f"got {len(means)} and {None if stds is None else len(stds)}"
+            )
     for label, values in (reference or {}).items():
         if len(values) != count:
             raise ValueError(f"reference {label!r} must have {count} values (one per category), got {len(values)}")
@@ -66,13 +80,19 @@ def grouped_bars(
     positions = np.arange(count)
     for index, (label, (means, stds)) in enumerate(series.items()):
         errors = None if stds is None else [0.0 if s is None else s for s in stds]
-        axis.bar(positions + (index - (len(series) - 1) / 2) * width, means, width, yerr=errors, capsize=3,
-                 label=label)
+        axis.bar(positions + (index - (len(series) - 1) / 2) * width, means, width, yerr=errors, capsize=3, label=label)
     markers = ("_", "x", "+", "1")
     for index, (label, values) in enumerate((reference or {}).items()):
         shown = [(position, value) for position, value in zip(positions, values) if value is not None]
-        axis.scatter([p for p, _ in shown], [v for _, v in shown], marker=markers[index % len(markers)],
-                     s=400 if markers[index % len(markers)] == "_" else 60, color="black", zorder=3, label=label)
+        axis.scatter(
+            [p for p, _ in shown],
+            [v for _, v in shown],
+            marker=markers[index % len(markers)],
+            s=400 if markers[index % len(markers)] == "_" else 60,
+            color="black",
+            zorder=3,
+            label=label,
+        )
     axis.set_xticks(positions, list(categories), rotation=20 if count > 4 else 0, ha="right" if count > 4 else "center")
     axis.set_ylabel(ylabel)
     axis.set_title(title)
@@ -83,7 +103,9 @@ def grouped_bars(
 
 
 def mean_std_table(
-    records: Sequence[dict[str, Any]], by: Sequence[str], value: str,
+    records: Sequence[dict[str, Any]],
+    by: Sequence[str],
+    value: str,
 ) -> dict[tuple[Any, ...], tuple[float, float | None, int]]:
     """``{key: (mean, sample std, count)}`` of ``record[value]`` grouped by ``key = tuple(record[k] for k in by)``.
 
@@ -103,7 +125,13 @@ def mean_std_table(
 
 
 def mean_std_lines(
-    records: Sequence[dict[str, Any]], x: str, y: str, group: str, xlabel: str, ylabel: str, title: str,
+    records: Sequence[dict[str, Any]],
+    x: str,
+    y: str,
+    group: str,
+    xlabel: str,
+    ylabel: str,
+    title: str,
     log_x: bool = False,
 ) -> Figure:
     """One line per ``record[group]``: the mean of ``record[y]`` at each ``record[x]``, shaded +- one std."""
@@ -136,8 +164,10 @@ def filter_mosaic(weight: torch.Tensor, columns: int | None = None, pad: int = 1
     white pixels: ``H = rows * (k + pad) + pad``, ``W = columns * (k + pad) + pad``.
     """
     if weight.ndim != 4 or weight.shape[1] not in (1, 3):
-        raise ValueError(f"weight must have shape (C_out, C_in, k, k) with C_in 1 (grey) or 3 (RGB), got "
-                         f"{tuple(weight.shape)}; pass the first conv layer's weight, e.g. model.conv1.weight")
+        raise ValueError(
+            f"weight must have shape (C_out, C_in, k, k) with C_in 1 (grey) or 3 (RGB), got "
+            f"{tuple(weight.shape)}; pass the first conv layer's weight, e.g. model.conv1.weight"
+        )
     if pad < 0:
         raise ValueError(f"pad must be >= 0 pixels, got {pad}")
     count, _, height, width = weight.shape
@@ -152,12 +182,15 @@ def filter_mosaic(weight: torch.Tensor, columns: int | None = None, pad: int = 1
     for index, tile in enumerate(scaled.permute(0, 2, 3, 1).numpy()):
         top = pad + (index // columns) * (height + pad)
         left = pad + (index % columns) * (width + pad)
-        mosaic[top:top + height, left:left + width] = tile
+        mosaic[top : top + height, left : left + width] = tile
     return mosaic
 
 
 def first_layer_figure(
-    models: dict[str, nn.Module], threshold: float = 0.1, layer: str = "conv1", fft_size: int = 64,
+    models: dict[str, nn.Module],
+    threshold: float = 0.1,
+    layer: str = "conv1",
+    fft_size: int = 64,
 ) -> Figure:
     """Fig 6 for several models: their ``layer`` filters (top) and mean power spectrum (bottom).
 
@@ -177,22 +210,41 @@ def first_layer_figure(
         report = first_layer_report(model, threshold, layer)
         mosaic_axis, spectrum_axis = axes[0, column], axes[1, column]
         mosaic_axis.imshow(filter_mosaic(conv.weight), interpolation="nearest")
-        mosaic_axis.set_title(f"{name}\n{report['filters']} filters {report['kernel']}x{report['kernel']}, "
-                              f"stride {report['stride']}\ndead: {report['dead_fraction']:.0%}, "
-                              f"aliased energy: {report['aliased_energy']:.0%}", fontsize=10)
+        mosaic_axis.set_title(
+            f"{name}\n{report['filters']} filters {report['kernel']}x{report['kernel']}, "
+            f"stride {report['stride']}\ndead: {report['dead_fraction']:.0%}, "
+            f"aliased energy: {report['aliased_energy']:.0%}",
+            fontsize=10,
+        )
         mosaic_axis.set_xticks([]), mosaic_axis.set_yticks([])
         weight = conv.weight.detach().float()
         power = torch.fft.fft2(weight, s=(fft_size, fft_size)).abs().pow(2).sum(dim=1).mean(dim=0)
         frequencies = torch.fft.fftshift(torch.fft.fftfreq(fft_size)).numpy()
         step = frequencies[1] - frequencies[0]
         low, high = frequencies[0] - step / 2, frequencies[-1] + step / 2
-        spectrum_axis.imshow(torch.fft.fftshift(power).clamp_min(1e-12).log10().numpy(), cmap="magma",
-                             origin="lower", extent=(low, high, low, high))
+        spectrum_axis.imshow(
+            torch.fft.fftshift(power).clamp_min(1e-12).log10().numpy(),
+            cmap="magma",
+            origin="lower",
+            extent=(low, high, low, high),
+        )
         nyquist = 1.0 / (2 * report["stride"])
-        spectrum_axis.add_patch(Rectangle((-nyquist, -nyquist), 2 * nyquist, 2 * nyquist, fill=False,
-                                          edgecolor="cyan", linewidth=2, label=f"Nyquist of stride {report['stride']}"))
-        spectrum_axis.set(xlabel="horizontal frequency (cycles/pixel)", ylabel="vertical frequency (cycles/pixel)",
-                          title="log10 mean power spectrum of the filters")
+        spectrum_axis.add_patch(
+            Rectangle(
+                (-nyquist, -nyquist),
+                2 * nyquist,
+                2 * nyquist,
+                fill=False,
+                edgecolor="cyan",
+                linewidth=2,
+                label=f"Nyquist of stride {report['stride']}",
+            )
+        )
+        spectrum_axis.set(
+            xlabel="horizontal frequency (cycles/pixel)",
+            ylabel="vertical frequency (cycles/pixel)",
+            title="log10 mean power spectrum of the filters",
+        )
         spectrum_axis.legend(loc="upper right", fontsize=8)
     figure.tight_layout()
     return figure
@@ -221,8 +273,9 @@ def _layer_title(name: str) -> str:
     return f"layer {number.group()} ({name})" if number else name
 
 
-def _transformed_mosaic(images: torch.Tensor, kind: str, amounts: Sequence[float],
-                        dataset: ImageTensorDataset, gap: int) -> np.ndarray:
+def _transformed_mosaic(
+    images: torch.Tensor, kind: str, amounts: Sequence[float], dataset: ImageTensorDataset, gap: int
+) -> np.ndarray:
     """``(N, 3, H, W)`` normalized images, each transformed by each amount, tiled into one
     ``(N * (H + gap) - gap, A * (W + gap) - gap, 3)`` picture in [0, 1], white gutters."""
     count, _, height, width = images.shape
@@ -231,12 +284,18 @@ def _transformed_mosaic(images: torch.Tensor, kind: str, amounts: Sequence[float
         shown = dataset.denormalize(transform_images(images, kind, amount)).permute(0, 2, 3, 1).cpu().numpy()
         for row, picture in enumerate(shown):
             top, left = row * (height + gap), column * (width + gap)
-            mosaic[top:top + height, left:left + width] = picture
+            mosaic[top : top + height, left : left + width] = picture
     return mosaic
 
 
-def invariance_figure(curves: InvarianceCurves, images: torch.Tensor, dataset: ImageTensorDataset,
-                      example_amounts: Sequence[float], rows: Sequence[int] | None = None, gap: int = 2) -> Figure:
+def invariance_figure(
+    curves: InvarianceCurves,
+    images: torch.Tensor,
+    dataset: ImageTensorDataset,
+    example_amounts: Sequence[float],
+    rows: Sequence[int] | None = None,
+    gap: int = 2,
+) -> Figure:
     """Fig 5 for one transformation; one colour per image throughout.
 
     Left, over the full height: (a) the images (rows) transformed by ``example_amounts``
@@ -255,8 +314,7 @@ def invariance_figure(curves: InvarianceCurves, images: torch.Tensor, dataset: I
     """
     count = curves.probabilities.shape[0]
     if images.ndim != 4 or images.shape[0] != count:
-        raise ValueError(f"images must be the (N, 3, H, W) batch of the curves, N = {count}; got "
-                         f"{tuple(images.shape)}")
+        raise ValueError(f"images must be the (N, 3, H, W) batch of the curves, N = {count}; got {tuple(images.shape)}")
     if len(example_amounts) == 0:
         raise ValueError(f"give at least one example amount, e.g. {curves.amounts[[0, -1]].tolist()}")
     shown = list(range(count)) if rows is None else [int(row) for row in rows]
@@ -275,10 +333,11 @@ def invariance_figure(curves: InvarianceCurves, images: torch.Tensor, dataset: I
         example_axis = figure.add_subplot(grid[:, 0])
         height, width = images.shape[-2:]
         example_axis.imshow(_transformed_mosaic(images[shown], curves.kind, example_amounts, dataset, gap))
-        example_axis.set_xticks([column * (width + gap) + (width - 1) / 2 for column in range(len(example_amounts))],
-                                [_amount_text(curves.kind, amount) for amount in example_amounts])
-        example_axis.set_yticks([position * (height + gap) + (height - 1) / 2 for position in range(len(shown))],
-                                names)
+        example_axis.set_xticks(
+            [column * (width + gap) + (width - 1) / 2 for column in range(len(example_amounts))],
+            [_amount_text(curves.kind, amount) for amount in example_amounts],
+        )
+        example_axis.set_yticks([position * (height + gap) + (height - 1) / 2 for position in range(len(shown))], names)
         for label, colour in zip(example_axis.get_yticklabels(), colours):
             label.set_color(colour)
         example_axis.set_title(f"(a) {_TRANSFORMATION_NAMES[curves.kind]}: examples")
@@ -299,8 +358,10 @@ def invariance_figure(curves: InvarianceCurves, images: torch.Tensor, dataset: I
 
         # Only the classes that occur (true classes of the shown images and their most probable
         # classes), in class order, one row each: with many classes the axis stays readable.
-        present = sorted({int(label) for row in shown for label in curves.top_classes[row].tolist()}
-                         | {int(curves.target_labels[row]) for row in shown})
+        present = sorted(
+            {int(label) for row in shown for label in curves.top_classes[row].tolist()}
+            | {int(curves.target_labels[row]) for row in shown}
+        )
         position = {label: index for index, label in enumerate(present)}
         offsets = (np.arange(len(shown)) - (len(shown) - 1) / 2) * min(0.12, 0.6 / len(shown))
         for colour, offset, row in zip(colours, offsets, shown):
@@ -315,8 +376,7 @@ def invariance_figure(curves: InvarianceCurves, images: torch.Tensor, dataset: I
             if curves.kind == "rotate":
                 axis.set_xticks(np.arange(0, amounts.max() + 1, 90))
         figure.legend(loc="outside lower center", ncols=min(len(shown), 6), title="image (true class)")
-        figure.suptitle(f"Invariance to {_TRANSFORMATION_NAMES[curves.kind]} (Zeiler & Fergus, Fig. 5)",
-                        fontsize=16)
+        figure.suptitle(f"Invariance to {_TRANSFORMATION_NAMES[curves.kind]} (Zeiler & Fergus, Fig. 5)", fontsize=16)
     return figure
 
 
@@ -333,8 +393,13 @@ def _class_colours(classes_by_frequency: Sequence[int], num_classes: int) -> dic
     return {int(index): plt.get_cmap("tab20")(rank) for rank, index in enumerate(classes_by_frequency[:19])}
 
 
-def occlusion_figure(result: OcclusionResult, image: torch.Tensor, projection: torch.Tensor,
-                     dataset: ImageTensorDataset, object_mask: torch.Tensor | None = None) -> Figure:
+def occlusion_figure(
+    result: OcclusionResult,
+    image: torch.Tensor,
+    projection: torch.Tensor,
+    dataset: ImageTensorDataset,
+    object_mask: torch.Tensor | None = None,
+) -> Figure:
     """Fig 7 for one image: five panels (two rows), maps drawn at the occluder centres.
 
     (a) the image, with the occluder position that lowers P(target class) most; (b) change,
@@ -358,15 +423,20 @@ def occlusion_figure(result: OcclusionResult, image: torch.Tensor, projection: t
     if projection.shape != image.shape:
         raise ValueError(f"projection must have the image's shape {tuple(image.shape)}, got {tuple(projection.shape)}")
     if result.activation is None:
-        raise ValueError("result has no feature-map activation (panel b); run occlusion_map with a layer, "
-                         "e.g. layer='relu5'")
+        raise ValueError(
+            "result has no feature-map activation (panel b); run occlusion_map with a layer, e.g. layer='relu5'"
+        )
     if object_mask is not None and tuple(object_mask.shape) != (height, width):
         raise ValueError(f"object_mask must have shape ({height}, {width}), got {tuple(object_mask.shape)}")
     names = dataset.class_names
     target = names[result.target_class]
     half, step = (result.window - 1) / 2, result.stride / 2
-    extent = (float(result.cols[0]) + half - step, float(result.cols[-1]) + half + step,
-              float(result.rows[-1]) + half + step, float(result.rows[0]) + half - step)
+    extent = (
+        float(result.cols[0]) + half - step,
+        float(result.cols[-1]) + half + step,
+        float(result.rows[-1]) + half + step,
+        float(result.rows[0]) + half - step,
+    )
     worst_row, worst_col = divmod(int(result.probability.argmin()), result.probability.shape[1])
 
     figure = plt.figure(figsize=(16, 10.5), layout="constrained")  # outside rc_context: see invariance_figure
@@ -376,24 +446,26 @@ def occlusion_figure(result: OcclusionResult, image: torch.Tensor, projection: t
         image_axis.imshow(to_display(dataset.denormalize(image)))
         corner = (float(result.cols[worst_col]) - 0.5, float(result.rows[worst_row]) - 0.5)
         for colour, line_width in (("white", 4.0), ("black", 2.0)):
-            image_axis.add_patch(Rectangle(corner, result.window, result.window, fill=False, edgecolor=colour,
-                                           linewidth=line_width))
-        image_axis.set_title(f"(a) {target}; square: the {result.window}x{result.window} px\n"
-                             f"occluder position that lowers P most")
+            image_axis.add_patch(
+                Rectangle(corner, result.window, result.window, fill=False, edgecolor=colour, linewidth=line_width)
+            )
+        image_axis.set_title(
+            f"(a) {target}; square: the {result.window}x{result.window} px\noccluder position that lowers P most"
+        )
 
         change = (result.activation - result.unoccluded_activation).numpy()
         limit = float(np.abs(change).max()) or 1.0
         shown = activation_axis.imshow(change, cmap="RdBu_r", vmin=-limit, vmax=limit, extent=extent)
-        figure.colorbar(shown, ax=activation_axis, shrink=0.85,
-                        label=f"change from unoccluded ({result.unoccluded_activation:.3g})")
+        figure.colorbar(
+            shown, ax=activation_axis, shrink=0.85, label=f"change from unoccluded ({result.unoccluded_activation:.3g})"
+        )
         activation_axis.set_title(f"(b) {_layer_title(result.layer)}, map {result.channel}:\nsummed activation")
 
         projection_axis.imshow(to_display(normalize_projection(projection)))
         projection_axis.set_title(f"(c) map {result.channel}'s strongest activation,\nprojected to pixels")
 
         clean = float(result.unoccluded_probabilities[result.target_class])
-        shown = probability_axis.imshow(result.probability.numpy(), cmap="viridis", vmin=0.0, vmax=1.0,
-                                        extent=extent)
+        shown = probability_axis.imshow(result.probability.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, extent=extent)
         figure.colorbar(shown, ax=probability_axis, shrink=0.85, label=f"P({target})")
         probability_axis.set_title(f"(d) P({target})\n(unoccluded: {clean:.2f})")
 
@@ -402,11 +474,15 @@ def occlusion_figure(result: OcclusionResult, image: torch.Tensor, projection: t
         present = [int(index) for index in indices[np.argsort(-counts, kind="stable")]]
         colours = _class_colours(present, len(names))
         other = (0.6, 0.6, 0.6, 1.0)
-        class_axis.imshow(np.array([[colours.get(int(index), other)[:3] for index in row] for row in top]),
-                          extent=extent)
+        class_axis.imshow(
+            np.array([[colours.get(int(index), other)[:3] for index in row] for row in top]), extent=extent
+        )
         class_axis.set_title("(e) most probable class")
-        handles = [Patch(color=colours[index], label=names[index] + (" (true)" if index == result.target_class
-                                                                     else "")) for index in present if index in colours]
+        handles = [
+            Patch(color=colours[index], label=names[index] + (" (true)" if index == result.target_class else ""))
+            for index in present
+            if index in colours
+        ]
         if len(colours) < len(present):
             handles.append(Patch(color=other, label="other classes"))
         legend_axis.legend(handles=handles, loc="center left", title="(e) most probable class")

@@ -20,6 +20,7 @@ exit status 0 even when findings are not reproduced, 1 with ``--strict`` unless 
     python -m course_utils.findings
     python -m course_utils.findings --json build/findings.json --strict
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,10 @@ import os
 import sys
 import textwrap
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,8 +46,8 @@ from .architecture import first_layer_report
 from .correspondence import PART_NAMES, correspondence_table
 from .data import embedded
 from .data.core import DATA_DIR, ImageTensorDataset, atomic_write
-from .deconvnet import layer_output
 from .invariance import centred_correct_images, invariance_curves
+from .layers import layer_outputs
 from .models import CHECKPOINT_DIR, CheckpointError, load_shipped_model
 from .occlusion import occlusion_map, occlusion_probability_drop
 from .train import TrainConfig, predict
@@ -153,48 +155,56 @@ _SPECS = {
         "layer 1 learns smooth edges and colour blobs; top-9 patches go from edges and textures (layers 1-3) "
         "to class parts (4) and whole objects (5)",
         "conv1 aliased energy (energy-weighted) <= 30%; mean top-9 class purity rises from conv1 to conv5 "
-        "(conv1 < conv3 < conv5), conv5 >= 1.6 x conv1"),
+        "(conv1 < conv3 < conv5), conv5 >= 1.6 x conv1",
+    ),
     "evolution": _Spec(
         "Fig 4 evolution",
         "low layers converge within a few epochs, the upper layers only after 40-50 epochs",
         "linear CKA of the first snapshot with the final model falls with depth (conv1 > conv3 > conv5), "
-        "conv5 at least 0.3 below conv1"),
+        "conv5 at least 0.3 below conv1",
+    ),
     "invariance": _Spec(
         "Fig 5 invariance",
         "small shifts and scalings change layer 1 dramatically and layer 7 little; the output is not "
         "rotation-invariant except for rotationally symmetric objects",
         "mean relative distance after the smallest step (+-2 px, x0.9/1.1, +-15 deg) at layer 1 >= 2.5 x "
         "layer 7's for shift, scale and rotation; mean P(true) over all angles >= 0.9 for symmetric classes "
-        "and < 0.5 over 60-300 deg for upright classes"),
+        "and < 0.5 over 60-300 deg for upright classes",
+    ),
     "architecture": _Spec(
         "Fig 6 architecture",
         "(a) without RMS clipping one layer-1 filter dominates; (b) 11x11 stride 4: dead filters and "
         "aliasing; (c) 7x7 stride 2 fixes both and lowers the error (val top-1 40.5 -> 38.4%, Table 2)",
         f"means over >= {MIN_SEEDS} seeds: (a) 7x7/2 without clipping: largest conv1 filter RMS >= 3 x the "
         "median; (b) 11x11/4: >= 10% dead conv1 filters and more aliased energy than (c); (c) 7x7/2: fewer "
-        "dead filters than (b) and the lowest val error of the three"),
+        "dead filters than (b) and the lowest val error of the three",
+    ),
     "occlusion": _Spec(
         "Fig 7 occlusion",
         "the probability of the correct class drops significantly when the object is occluded",
         "covering the object lowers P(correct) more than covering background only in >= 90% of 20 "
-        f"correctly classified validation images ({OCCLUDER_WINDOW}-px grey square, step {OCCLUDER_STRIDE} px)"),
+        f"correctly classified validation images ({OCCLUDER_WINDOW}-px grey square, step {OCCLUDER_STRIDE} px)",
+    ),
     "correspondence": _Spec(
         "Table 1 correspondence",
         "layer 5: eyes 0.067/0.069, nose 0.079 vs random 0.107 (parts ~33% below random); layer 7: all ~0.07-0.08",
         "20 draws of 5 face images: parts' mean Delta at layer 5 (pool5) <= 0.8 x random's, lower than "
-        "random in >= 80% of the draws; the relative gap 1 - parts/random smaller at layer 7 (relu7) than at layer 5"),
+        "random in >= 80% of the draws; the relative gap 1 - parts/random smaller at layer 7 (relu7) than at layer 5",
+    ),
     "depth": _Spec(
         "Table 3 depth",
         "removing conv3,4 + fc6,7 collapses (val top-1 error 40.5 -> 71.3%, +30.8 points); removing "
         "conv3,4 / fc7 / fc6,7 alone costs +4.9 / -0.5 / +4.3 points",
         f"means over >= {MIN_SEEDS} seeds: 'no conv3,4 + fc6,7' val error >= full + 10 points and >= each single "
-        "removal + 5 points; each single removal <= full + 5 points; collapse > 3 x the larger std of the two"),
+        "removal + 5 points; each single removal <= full + 5 points; collapse > 3 x the larger std of the two",
+    ),
     "generalization": _Spec(
         "Tables 4-7 generalization",
         "frozen ImageNet features + new softmax beat training from scratch (Caltech-101, 30/class: 86.5 vs "
         "46.5%); linear probes improve with depth (Caltech-101: layer 2 66.2%, layer 5 86.2%, layer 7 85.5%)",
         f"held-out classes, means over >= {MIN_SEEDS} seeds: pretrained + softmax beats scratch at 1, 5 and 20 "
-        "images per class; the linear probe peaks at layer 5 or above (relu5-7), and layer 7 beats layer 2"),
+        "images per class; the linear probe peaks at layer 5 or above (relu5-7), and layer 7 beats layer 2",
+    ),
 }
 
 
@@ -237,6 +247,7 @@ def _mean(values: Sequence[float]) -> float:
 # Criteria: pure functions of the measured numbers
 # --------------------------------------------------------------------------------------------
 
+
 def hierarchy_criterion(aliased_energy: float, purity: Mapping[str, float]) -> tuple[bool, str]:
     """Fig 2. ``aliased_energy``: conv1's energy-weighted fraction of spectral energy above the
     stride's Nyquist frequency (:func:`course_utils.architecture.first_layer_report`);
@@ -250,7 +261,8 @@ def hierarchy_criterion(aliased_energy: float, purity: Mapping[str, float]) -> t
     layers = " ".join(f"{layer} {9 * value:.1f}" for layer, value in purity.items())
     return smooth and rises and enough, (
         f"conv1 aliased energy {100 * aliased_energy:.1f}% (<= 30%: {_yes(smooth)}); top-9 sharing one class, of 9: "
-        f"{layers} (rises: {_yes(rises)}; conv5/conv1 = {ratio:.2f}, >= 1.6: {_yes(enough)})")
+        f"{layers} (rises: {_yes(rises)}; conv5/conv1 = {ratio:.2f}, >= 1.6: {_yes(enough)})"
+    )
 
 
 def evolution_criterion(cka: Mapping[str, float]) -> tuple[bool, str]:
@@ -261,12 +273,14 @@ def evolution_criterion(cka: Mapping[str, float]) -> tuple[bool, str]:
     drop = cka["conv1"] - cka["conv5"]
     enough = _at_least(drop, 0.3)
     layers = ", ".join(f"{layer} {value:.2f}" for layer, value in cka.items())
-    return falls and enough, (f"CKA with the final model: {layers} (falls: {_yes(falls)}; conv1 - conv5 = "
-                              f"{drop:.2f}, >= 0.3: {_yes(enough)})")
+    return falls and enough, (
+        f"CKA with the final model: {layers} (falls: {_yes(falls)}; conv1 - conv5 = {drop:.2f}, >= 0.3: {_yes(enough)})"
+    )
 
 
 def invariance_criterion(
-    step_distances: Mapping[str, tuple[float, float]], symmetric_probability: float,
+    step_distances: Mapping[str, tuple[float, float]],
+    symmetric_probability: float,
     upright_turned_probability: float,
 ) -> tuple[bool, str]:
     """Fig 5.
@@ -298,14 +312,17 @@ def invariance_criterion(
     return passed and symmetric and upright, (
         f"smallest step, layer 1 vs layer 7: {'; '.join(parts)}; P(true) symmetric classes "
         f"{probability(symmetric_probability)} (>= 0.9: {_yes(symmetric)}), upright classes at 60-300 deg "
-        f"{probability(upright_turned_probability)} (< 0.5: {_yes(upright)})")
+        f"{probability(upright_turned_probability)} (< 0.5: {_yes(upright)})"
+    )
 
 
 _ARCHITECTURE_KEYS = ("val_error", "dead_fraction", "aliased_energy", "rms_ratio")
 
 
 def architecture_criterion(
-    unclipped: Mapping[str, float], alexnet: Mapping[str, float], zf: Mapping[str, float],
+    unclipped: Mapping[str, float],
+    alexnet: Mapping[str, float],
+    zf: Mapping[str, float],
 ) -> tuple[bool, str]:
     """Fig 6. Each argument holds one variant's means over seeds: ``val_error`` (fraction),
     ``dead_fraction``, ``aliased_energy`` and ``rms_ratio`` (largest / median conv1 filter RMS).
@@ -326,7 +343,8 @@ def architecture_criterion(
         f"{100 * alexnet['aliased_energy']:.0f}% vs (c) {100 * zf['aliased_energy']:.0f}% (more: {_yes(aliases)}); "
         f"(c) dead {100 * zf['dead_fraction']:.0f}% (fewer than b: {_yes(fewer_dead)}); val error a/b/c "
         f"{100 * unclipped['val_error']:.1f}/{100 * alexnet['val_error']:.1f}/{100 * zf['val_error']:.1f}% "
-        f"(c lowest: {_yes(lowest)})")
+        f"(c lowest: {_yes(lowest)})"
+    )
 
 
 def occlusion_criterion(object_drops: Sequence[float], background_drops: Sequence[float]) -> tuple[bool, str]:
@@ -335,20 +353,26 @@ def occlusion_criterion(object_drops: Sequence[float], background_drops: Sequenc
     images. An image whose drops cannot be compared (NaN: no position of that kind) counts
     against the finding. Returns ``(passed, text)``."""
     if len(object_drops) != len(background_drops):
-        raise ValueError(f"object_drops ({len(object_drops)}) and background_drops ({len(background_drops)}) "
-                         "must hold one value per image each")
+        raise ValueError(
+            f"object_drops ({len(object_drops)}) and background_drops ({len(background_drops)}) "
+            "must hold one value per image each"
+        )
     count = len(object_drops)
     wins = sum(obj > back for obj, back in zip(object_drops, background_drops))
     enough_images = count >= 20
     passed = enough_images and _at_least(wins / count, 0.9)
-    return passed, (f"object covered hurts more in {wins} of {count} images ({100 * wins / max(count, 1):.0f}%, "
-                    f">= 90% of >= 20: {_yes(passed)}); mean fall of P(correct): object "
-                    f"{_mean([v for v in object_drops if not math.isnan(v)]):.3f}, background "
-                    f"{_mean([v for v in background_drops if not math.isnan(v)]):.3f}")
+    return passed, (
+        f"object covered hurts more in {wins} of {count} images ({100 * wins / max(count, 1):.0f}%, "
+        f">= 90% of >= 20: {_yes(passed)}); mean fall of P(correct): object "
+        f"{_mean([v for v in object_drops if not math.isnan(v)]):.3f}, background "
+        f"{_mean([v for v in background_drops if not math.isnan(v)]):.3f}"
+    )
 
 
 def correspondence_criterion(
-    parts_layer5: Sequence[float], random_layer5: Sequence[float], parts_layer7: Sequence[float],
+    parts_layer5: Sequence[float],
+    random_layer5: Sequence[float],
+    parts_layer7: Sequence[float],
     random_layer7: Sequence[float],
 ) -> tuple[bool, str]:
     """Table 1. Per draw: the parts' Delta (mean over left eye, right eye, nose) and the random
@@ -366,7 +390,8 @@ def correspondence_criterion(
         f"layer 5: parts {parts5:.3f} vs random {random5:.3f} (ratio {parts5 / random5:.2f}, <= 0.8: {_yes(below)}), "
         f"parts lower in {wins} of {len(parts_layer5)} draws (>= 80%: {_yes(often)}); layer 7: parts {parts7:.3f} "
         f"vs random {random7:.3f}; gap {100 * gap7:.0f}% at layer 7 vs {100 * gap5:.0f}% at layer 5 "
-        f"(smaller: {_yes(narrower)})")
+        f"(smaller: {_yes(narrower)})"
+    )
 
 
 def depth_criterion(means: Mapping[str, float], stds: Mapping[str, float]) -> tuple[bool, str]:
@@ -385,11 +410,14 @@ def depth_criterion(means: Mapping[str, float], stds: Mapping[str, float]) -> tu
     return big and above_singles and cheap and significant, (
         f"val error full {100 * means[full]:.1f}%; collapse ({collapse}) {100 * rise:+.1f} points (>= +10: "
         f"{_yes(big)}; >= each single removal + 5: {_yes(above_singles)}; > 3 std = {300 * spread:.1f}: "
-        f"{_yes(significant)}); single removals {costs} points (each <= +5: {_yes(cheap)})")
+        f"{_yes(significant)}); single removals {costs} points (each <= +5: {_yes(cheap)})"
+    )
 
 
 def generalization_criterion(
-    pretrained: Mapping[int, Sequence[float]], scratch: Mapping[int, Sequence[float]], probes: Mapping[str, float],
+    pretrained: Mapping[int, Sequence[float]],
+    scratch: Mapping[int, Sequence[float]],
+    probes: Mapping[str, float],
 ) -> tuple[bool, str]:
     """Tables 4-7.
 
@@ -418,15 +446,19 @@ def generalization_criterion(
     layers = " ".join(f"{layer[-1]}:{100 * probes[layer]:.0f}" for layer in PROBE_LAYERS)
     return beats and high and top_beats_low, (
         f"pretrained vs scratch: {', '.join(parts)} (pretrained wins: {_yes(beats)}); probe accuracy % by layer "
-        f"{layers} (peak {best}, layer >= 5: {_yes(high)}; layer 7 > layer 2: {_yes(top_beats_low)})")
+        f"{layers} (peak {best}, layer >= 5: {_yes(high)}; layer 7 > layer 2: {_yes(top_beats_low)})"
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Tables: completeness
 # --------------------------------------------------------------------------------------------
 
+
 def table_completeness(
-    records: Sequence[Mapping[str, Any]], variants: Sequence[str], fields: Sequence[str] = ("val_error",),
+    records: Sequence[Mapping[str, Any]],
+    variants: Sequence[str],
+    fields: Sequence[str] = ("val_error",),
     min_seeds: int = MIN_SEEDS,
 ) -> str | None:
     """``None`` when every variant has at least ``min_seeds`` seeds with all ``fields``, else the reason.
@@ -443,10 +475,17 @@ def table_completeness(
         return None
     have = sum(min(len(found), min_seeds) for found in seeds.values())
     lacking = ", ".join(f"{name}: {count} seeds" for name, count in short.items())
-    stale = [name for name in fields if name != "val_error"
-             and any(record.get("variant") in seeds and record.get(name) is None for record in records)]
-    without = (f"; records without {', '.join(stale)} do not count and are never re-run: delete the file to "
-               "regenerate them") if stale else ""
+    stale = [
+        name
+        for name in fields
+        if name != "val_error"
+        and any(record.get("variant") in seeds and record.get(name) is None for record in records)
+    ]
+    without = (
+        (f"; records without {', '.join(stale)} do not count and are never re-run: delete the file to regenerate them")
+        if stale
+        else ""
+    )
     return f"incomplete: {have} of {min_seeds * len(variants)} runs ({lacking}{without})"
 
 
@@ -454,25 +493,35 @@ def table_completeness(
 # Findings: measure, then apply the criterion
 # --------------------------------------------------------------------------------------------
 
+
 def hierarchy_finding(model: nn.Module, val: ImageTensorDataset, k: int = 9, progress: bool = True) -> Finding:
     """Fig 2 on ``model`` (eval mode): conv1's aliased energy and the mean top-``k`` class purity of
     conv1..conv5 over the images of ``val`` (notebook 03's "agreement")."""
     aliased = first_layer_report(model)["aliased_energy"]
     tops = mine_top_activations(model, val, CONV_LAYERS, k=k, progress=progress)
     purity = {layer: class_purity(tops[layer], val.labels).mean().item() for layer in CONV_LAYERS}
-    return _SPECS["hierarchy"].finding(hierarchy_criterion(aliased, purity),
-                                       {"aliased_energy": aliased, "purity": purity})
+    return _SPECS["hierarchy"].finding(
+        hierarchy_criterion(aliased, purity), {"aliased_energy": aliased, "purity": purity}
+    )
 
 
-def evolution_finding(snapshot: nn.Module, model: nn.Module, val: ImageTensorDataset, num_images: int = 150,
-                      snapshot_name: str = "first snapshot") -> Finding:
+def evolution_finding(
+    snapshot: nn.Module,
+    model: nn.Module,
+    val: ImageTensorDataset,
+    num_images: int = 150,
+    snapshot_name: str = "first snapshot",
+) -> Finding:
     """Fig 4: linear CKA between ``snapshot`` and the final ``model`` per conv layer, on the first
     ``num_images`` images of ``val`` (each layer's output ``(N, C, h, w)``, as in notebook 03)."""
     images = val.normalize(val.images[:num_images])
-    cka = {layer: linear_cka(layer_output(snapshot, images, layer), layer_output(model, images, layer))
-           for layer in CONV_LAYERS}
-    return _SPECS["evolution"].finding(evolution_criterion(cka),
-                                       {"snapshot": snapshot_name, "images": len(images), "cka": cka})
+    cka = {
+        layer: linear_cka(layer_outputs(snapshot, images, [layer])[layer], layer_outputs(model, images, [layer])[layer])
+        for layer in CONV_LAYERS
+    }
+    return _SPECS["evolution"].finding(
+        evolution_criterion(cka), {"snapshot": snapshot_name, "images": len(images), "cka": cka}
+    )
 
 
 def invariance_finding(model: nn.Module, val: ImageTensorDataset, per_class: int = 2, search: int = 500) -> Finding:
@@ -481,29 +530,45 @@ def invariance_finding(model: nn.Module, val: ImageTensorDataset, per_class: int
     distances at relu1 and relu7 after the smallest steps, P(true class) under rotation."""
     rows = centred_correct_images(model, val, per_class, search)
     if len(rows) == 0:
-        return _SPECS["invariance"].finding((False, f"not measured: no correctly classified image among the first "
-                                                    f"{search} validation images"))
+        return _SPECS["invariance"].finding(
+            (False, f"not measured: no correctly classified image among the first {search} validation images")
+        )
     images, labels = val.normalize(val.images[rows]), val.labels[rows]
-    amounts = {"translate": (0.0, *SMALLEST_STEPS["translate"]), "scale": (1.0, *SMALLEST_STEPS["scale"]),
-               "rotate": ROTATIONS}
-    curves = {kind: invariance_curves(model, images, kind, amounts[kind], ("relu1", "relu7"), target_labels=labels)
-              for kind in amounts}
+    amounts = {
+        "translate": (0.0, *SMALLEST_STEPS["translate"]),
+        "scale": (1.0, *SMALLEST_STEPS["scale"]),
+        "rotate": ROTATIONS,
+    }
+    curves = {
+        kind: invariance_curves(model, images, kind, amounts[kind], ("relu1", "relu7"), target_labels=labels)
+        for kind in amounts
+    }
 
     def mean_at(values: torch.Tensor, kind: str, chosen: Sequence[float]) -> float:
         """Mean of an ``(N, A)`` table of ``curves[kind]`` over the ``chosen`` amounts."""
         columns = [curves[kind].amounts.tolist().index(amount) for amount in chosen]
         return values[:, columns].mean().item()
 
-    steps = {kind: tuple(mean_at(curves[kind].relative_distances[layer], kind, SMALLEST_STEPS[kind])
-                         for layer in ("relu1", "relu7")) for kind in SMALLEST_STEPS}
+    steps = {
+        kind: tuple(
+            mean_at(curves[kind].relative_distances[layer], kind, SMALLEST_STEPS[kind]) for layer in ("relu1", "relu7")
+        )
+        for kind in SMALLEST_STEPS
+    }
     symmetric = torch.tensor([val.class_names[label] in SYMMETRIC_CLASSES for label in labels.tolist()])
     probabilities = curves["rotate"].probabilities
     symmetric_probability = mean_at(probabilities[symmetric], "rotate", ROTATIONS)
     upright_probability = mean_at(probabilities[~symmetric], "rotate", TURNED)
-    details = {"images": len(rows), "symmetric_images": int(symmetric.sum()), "step_distances": steps,
-               "symmetric_probability": symmetric_probability, "upright_turned_probability": upright_probability}
+    details = {
+        "images": len(rows),
+        "symmetric_images": int(symmetric.sum()),
+        "step_distances": steps,
+        "symmetric_probability": symmetric_probability,
+        "upright_turned_probability": upright_probability,
+    }
     return _SPECS["invariance"].finding(
-        invariance_criterion(steps, symmetric_probability, upright_probability), details)
+        invariance_criterion(steps, symmetric_probability, upright_probability), details
+    )
 
 
 def architecture_finding(records: Sequence[Mapping[str, Any]], source: str = "data/arch_selection.json") -> Finding:
@@ -534,10 +599,12 @@ def occlusion_images(model: nn.Module, dataset: ImageTensorDataset, count: int =
     second, and so on. Deterministic."""
     candidates = dataset.subset(range(min(search, len(dataset))))
     correct = predict(model, candidates).argmax(dim=1) == candidates.labels
-    per_class = [torch.nonzero((candidates.labels == label) & correct).flatten().tolist()
-                 for label in range(dataset.num_classes)]
-    chosen = [rows[rank] for rank in range(max(map(len, per_class), default=0))
-              for rows in per_class if rank < len(rows)]
+    per_class = [
+        torch.nonzero((candidates.labels == label) & correct).flatten().tolist() for label in range(dataset.num_classes)
+    ]
+    chosen = [
+        rows[rank] for rank in range(max(map(len, per_class), default=0)) for rows in per_class if rank < len(rows)
+    ]
     return torch.tensor(chosen[:count], dtype=torch.long)
 
 
@@ -549,8 +616,14 @@ def occlusion_finding(model: nn.Module, val: ImageTensorDataset, count: int = 20
     rows = occlusion_images(model, val, count)
     object_drops, background_drops = [], []
     for index in tqdm(rows.tolist(), desc="occlusion maps", leave=False, disable=not progress):
-        result = occlusion_map(model, val.normalize(val.images[index]), OCCLUDER_WINDOW, OCCLUDER_STRIDE,
-                               target_class=int(val.labels[index]), layer=None)
+        result = occlusion_map(
+            model,
+            val.normalize(val.images[index]),
+            OCCLUDER_WINDOW,
+            OCCLUDER_STRIDE,
+            target_class=int(val.labels[index]),
+            layer=None,
+        )
         drop = occlusion_probability_drop(result, val.extras["masks"][index].bool())
         object_drops.append(drop.object_drop)
         background_drops.append(drop.background_drop)
@@ -558,21 +631,34 @@ def occlusion_finding(model: nn.Module, val: ImageTensorDataset, count: int = 20
     return _SPECS["occlusion"].finding(occlusion_criterion(object_drops, background_drops), details)
 
 
-def correspondence_finding(model: nn.Module, val: ImageTensorDataset, draws: int = 20, num_images: int = 5,
-                           seed: int = 0, progress: bool = True) -> Finding:
+def correspondence_finding(
+    model: nn.Module,
+    val: ImageTensorDataset,
+    draws: int = 20,
+    num_images: int = 5,
+    seed: int = 0,
+    progress: bool = True,
+) -> Finding:
     """Table 1: :func:`course_utils.correspondence.correspondence_table` at pool5 and relu7; the
     parts' Delta of a draw is the mean over left eye, right eye and nose."""
-    rows = correspondence_table(model, val, draws=draws, seed=seed, num_images=num_images,
-                                layers=("pool5", "relu7"), progress=progress)
+    rows = correspondence_table(
+        model, val, draws=draws, seed=seed, num_images=num_images, layers=("pool5", "relu7"), progress=progress
+    )
     values = {(row["occlusion"], row["layer"]): row["values"] for row in rows}
-    per_draw = {layer: [_mean(deltas) for deltas in zip(*(values[(part, layer)] for part in PART_NAMES))]
-                for layer in ("pool5", "relu7")}
-    verdict = correspondence_criterion(per_draw["pool5"], values[("random", "pool5")],
-                                       per_draw["relu7"], values[("random", "relu7")])
-    details = {"draws": draws, "images_per_draw": num_images,
-               "mean": {f"{row['occlusion']} {row['layer']}": row["mean"] for row in rows},
-               "parts_per_draw": per_draw,
-               "random_per_draw": {layer: values[("random", layer)] for layer in ("pool5", "relu7")}}
+    per_draw = {
+        layer: [_mean(deltas) for deltas in zip(*(values[(part, layer)] for part in PART_NAMES))]
+        for layer in ("pool5", "relu7")
+    }
+    verdict = correspondence_criterion(
+        per_draw["pool5"], values[("random", "pool5")], per_draw["relu7"], values[("random", "relu7")]
+    )
+    details = {
+        "draws": draws,
+        "images_per_draw": num_images,
+        "mean": {f"{row['occlusion']} {row['layer']}": row["mean"] for row in rows},
+        "parts_per_draw": per_draw,
+        "random_per_draw": {layer: values[("random", layer)] for layer in ("pool5", "relu7")},
+    }
     return _SPECS["correspondence"].finding(verdict, details)
 
 
@@ -589,14 +675,21 @@ def depth_finding(records: Sequence[Mapping[str, Any]], source: str = "data/abla
         return spec.finding((False, f"inconsistent records in {source}: {error}"))
     means = {name: rows[name]["val_error_mean"] for name in DEPTH_VARIANTS}
     stds = {name: rows[name]["val_error_std"] for name in DEPTH_VARIANTS}
-    details = {"val_error_mean": means, "val_error_std": stds,
-               "seeds": {name: len(rows[name]["seeds"]) for name in DEPTH_VARIANTS}}
+    details = {
+        "val_error_mean": means,
+        "val_error_std": stds,
+        "seeds": {name: len(rows[name]["seeds"]) for name in DEPTH_VARIANTS},
+    }
     return spec.finding(depth_criterion(means, stds), details)
 
 
 def generalization_finding(
-    model: nn.Module, heldout_train: ImageTensorDataset, heldout_val: ImageTensorDataset,
-    seeds: Sequence[int] = (0, 1, 2), scratch_epochs: int = 20, progress: bool = True,
+    model: nn.Module,
+    heldout_train: ImageTensorDataset,
+    heldout_val: ImageTensorDataset,
+    seeds: Sequence[int] = (0, 1, 2),
+    scratch_epochs: int = 20,
+    progress: bool = True,
 ) -> Finding:
     """Tables 4-7 on held-out classes (notebook 08's protocol).
 
@@ -606,24 +699,33 @@ def generalization_finding(
     (batch 16, flips). Probes: :data:`PROBE_LAYERS` on 200 training and 100 validation images per class.
     Each of these numbers is capped at the images of the split's smallest class.
     """
+
     def per_class(dataset: ImageTensorDataset, wanted: int) -> int:
         return min(wanted, int(torch.bincount(dataset.labels, minlength=dataset.num_classes).min()))
 
     scoring = few_shot_subset(heldout_val, per_class(heldout_val, 40), seed=0)
     scratch_config = TrainConfig(epochs=scratch_epochs, batch_size=16, augment="flip", validate_every_epoch=False)
-    records = few_shot_comparison(model, heldout_train, scoring, shots=SHOTS, seeds=seeds,
-                                  scratch_config=scratch_config, progress=progress)
+    records = few_shot_comparison(
+        model, heldout_train, scoring, shots=SHOTS, seeds=seeds, scratch_config=scratch_config, progress=progress
+    )
     accuracy: dict[str, dict[int, list[float]]] = {"pretrained + softmax": {}, "from scratch": {}}
     for record in records:
         accuracy[record["method"]].setdefault(record["per_class"], []).append(record["val_accuracy"])
     probe_train = few_shot_subset(heldout_train, per_class(heldout_train, 200), seed=0)
     probe_val = few_shot_subset(heldout_val, per_class(heldout_val, 100), seed=0)
     probes = probe_layers(model, probe_train, probe_val, PROBE_LAYERS, seed=0, progress=progress)
-    details = {"classes": heldout_train.num_classes, "scoring_images": len(scoring),
-               "probe_images": [len(probe_train), len(probe_val)], "pretrained": accuracy["pretrained + softmax"],
-               "scratch": accuracy["from scratch"], "scratch_epochs": scratch_epochs, "probes": probes}
+    details = {
+        "classes": heldout_train.num_classes,
+        "scoring_images": len(scoring),
+        "probe_images": [len(probe_train), len(probe_val)],
+        "pretrained": accuracy["pretrained + softmax"],
+        "scratch": accuracy["from scratch"],
+        "scratch_epochs": scratch_epochs,
+        "probes": probes,
+    }
     return _SPECS["generalization"].finding(
-        generalization_criterion(accuracy["pretrained + softmax"], accuracy["from scratch"], probes), details)
+        generalization_criterion(accuracy["pretrained + softmax"], accuracy["from scratch"], probes), details
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -636,17 +738,23 @@ _COLUMNS = (("finding", 14), ("paper", 34), ("ours", 50), ("criterion", 44), ("r
 def format_scoreboard(findings: Sequence[Finding]) -> str:
     """The findings as a text table (cells wrapped), one row per finding, then the count as
     the last line: ``findings reproduced: N of M``."""
+
     def row(cells: Sequence[str]) -> list[str]:
         wrapped = [textwrap.wrap(text, width) or [""] for text, (_, width) in zip(cells, _COLUMNS)]
         height = max(map(len, wrapped))
-        return [" | ".join(f"{(lines[i] if i < len(lines) else ''):<{width}}"
-                           for lines, (_, width) in zip(wrapped, _COLUMNS)).rstrip() for i in range(height)]
+        return [
+            " | ".join(
+                f"{(lines[i] if i < len(lines) else ''):<{width}}" for lines, (_, width) in zip(wrapped, _COLUMNS)
+            ).rstrip()
+            for i in range(height)
+        ]
 
     rule = "-+-".join("-" * width for _, width in _COLUMNS)
     lines = row([name for name, _ in _COLUMNS]) + [rule]
     for finding in findings:
-        lines += row([finding.name, finding.paper, finding.ours, finding.criterion,
-                      "yes" if finding.reproduced else "no"]) + [rule]
+        lines += row(
+            [finding.name, finding.paper, finding.ours, finding.criterion, "yes" if finding.reproduced else "no"]
+        ) + [rule]
     reproduced = sum(finding.reproduced for finding in findings)
     return "\n".join(lines + [f"findings reproduced: {reproduced} of {len(findings)}"])
 
@@ -655,12 +763,16 @@ def _model_mismatch(metadata: Mapping[str, Any], val: ImageTensorDataset) -> str
     """Why the shipped model does not belong to the dataset version at hand, or ``None``."""
     trained_on = list(metadata.get("class_names", []))
     if trained_on != val.class_names:
-        return (f"not measured: the shipped model was trained on {len(trained_on)} classes other than the "
-                f"embedded dataset's {len(val.class_names)}; retrain it with `make checkpoints`")
+        return (
+            f"not measured: the shipped model was trained on {len(trained_on)} classes other than the "
+            f"embedded dataset's {len(val.class_names)}; retrain it with `make checkpoints`"
+        )
     statistics = [*metadata.get("mean", ()), *metadata.get("std", ())]
     if len(statistics) != 6 or any(abs(a - b) > 1e-6 for a, b in zip(statistics, [*val.mean, *val.std])):
-        return ("not measured: the shipped model was trained on another version of the embedded dataset "
-                "(its normalization differs); retrain it with `make checkpoints`")
+        return (
+            "not measured: the shipped model was trained on another version of the embedded dataset "
+            "(its normalization differs); retrain it with `make checkpoints`"
+        )
     return None
 
 
@@ -682,19 +794,25 @@ def _table(path: Path, val: ImageTensorDataset) -> tuple[list[dict[str, Any]], s
         return [], f"{source} ({error})"
     current = records_validated_on(records, val)
     if len(current) < len(records):
-        source += (f" ({len(records) - len(current)} of its {len(records)} records were validated on other images "
-                   "than the current embedded dataset's and do not count: delete the file to regenerate it)")
+        source += (
+            f" ({len(records) - len(current)} of its {len(records)} records were validated on other images "
+            "than the current embedded dataset's and do not count: delete the file to regenerate it)"
+        )
     return current, source
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.findings", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m course_utils.findings",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the rows as a JSON list to PATH")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 unless every finding is reproduced")
     parser.add_argument("--ablation", default=str(DATA_DIR / "ablation.json"), help="Table 3's results (JSON)")
-    parser.add_argument("--arch-selection", default=str(DATA_DIR / "arch_selection.json"),
-                        help="Fig 6's results (JSON)")
+    parser.add_argument(
+        "--arch-selection", default=str(DATA_DIR / "arch_selection.json"), help="Fig 6's results (JSON)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser.parse_args(argv)
@@ -718,8 +836,9 @@ def main(argv: Sequence[str] | None = None) -> list[Finding]:
 
     def evolution() -> Finding:
         if snapshot_path is None:
-            return _SPECS["evolution"].finding((False, f"not measured: no snapshot epoch_*.pt in {CHECKPOINT_DIR}; "
-                                                       "`make checkpoints` writes them"))
+            return _SPECS["evolution"].finding(
+                (False, f"not measured: no snapshot epoch_*.pt in {CHECKPOINT_DIR}; `make checkpoints` writes them")
+            )
         try:
             snapshot, _ = load_shipped_model(snapshot_path.stem)
         except CheckpointError as error:
@@ -727,8 +846,12 @@ def main(argv: Sequence[str] | None = None) -> list[Finding]:
         return evolution_finding(snapshot, model, val, snapshot_name=snapshot_path.stem)
 
     def generalization() -> Finding:
-        heldout = [with_statistics(load_embedded(split, classes="heldout", progress=progress), metadata["mean"],
-                                   metadata["std"]) for split in ("train", "val")]
+        heldout = [
+            with_statistics(
+                load_embedded(split, classes="heldout", progress=progress), metadata["mean"], metadata["std"]
+            )
+            for split in ("train", "val")
+        ]
         return generalization_finding(model, *heldout, progress=progress)
 
     measured = {

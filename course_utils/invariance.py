@@ -22,23 +22,32 @@ partly leave the picture. :func:`centred_correct_images` picks, per class, the c
 classified images whose object (the centroid of its mask, :func:`mask_centroids`) lies nearest
 the centre, as the paper's photos are centred on their object.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 import torchvision.transforms.v2.functional as TF
 from torch import nn
 from torchvision.transforms import InterpolationMode
 
-from .data.core import ImageTensorDataset, check_float_images
-from .models import get_layer
+from .checks import check_eval_mode, check_float_images, check_positive_int
+from .data.core import ImageTensorDataset
+from .layers import last_layer, layer_outputs, layer_path
 from .train import predict
 
-__all__ = ["TRANSFORMATIONS", "InvarianceCurves", "transform_images", "invariance_curves", "mask_centroids",
-           "centred_correct_images"]
+__all__ = [
+    "TRANSFORMATIONS",
+    "InvarianceCurves",
+    "transform_images",
+    "invariance_curves",
+    "mask_centroids",
+    "centred_correct_images",
+]
 
 #: Kinds of transformation understood by :func:`transform_images`.
 TRANSFORMATIONS = ("translate", "scale", "rotate")
@@ -108,17 +117,25 @@ def transform_images(
         return TF.rotate(images, amount, interpolation=bilinear, fill=fill_values)
     translate = [0.0, amount] if kind == "translate" else [0.0, 0.0]
     scale = amount if kind == "scale" else 1.0
-    return TF.affine(images, angle=0.0, translate=translate, scale=scale, shear=[0.0, 0.0],
-                     interpolation=bilinear, fill=fill_values)
+    return TF.affine(
+        images, angle=0.0, translate=translate, scale=scale, shear=[0.0, 0.0], interpolation=bilinear, fill=fill_values
+    )
 
 
-def _forward_features(model: nn.Module, images: torch.Tensor, captured: dict[str, list[torch.Tensor]],
-                      batch_size: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Run ``images`` in batches; return the hooked features ``(N, D)`` per layer and softmax ``(N, K)``."""
-    for features in captured.values():
-        features.clear()
-    probabilities = torch.cat([model(batch).softmax(dim=1) for batch in images.split(batch_size)])
-    return {name: torch.cat(features) for name, features in captured.items()}, probabilities
+def _forward_features(
+    model: nn.Module, images: torch.Tensor, layers: Sequence[str], batch_size: int
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Run ``images`` in batches; return the flattened features ``(N, D)`` per layer and the
+    softmax ``(N, K)`` of the model's last layer."""
+    last = last_layer(model)
+    features: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    probabilities = []
+    for batch in images.split(batch_size):
+        outputs = layer_outputs(model, batch, [*layers, last])
+        for name in layers:
+            features[name].append(outputs[name].flatten(1))
+        probabilities.append(outputs[last].softmax(dim=1))
+    return {name: torch.cat(parts) for name, parts in features.items()}, torch.cat(probabilities)
 
 
 def invariance_curves(
@@ -135,7 +152,7 @@ def invariance_curves(
 
     Args:
         model: a model with named layers (e.g. :class:`~course_utils.models.ZFNet`) returning
-            ``(N, num_classes)`` logits; run in eval mode (its mode is restored).
+            ``(N, num_classes)`` logits; in eval mode.
         images: ``(N, 3, H, W)`` normalized float images.
         kind: "translate", "scale" or "rotate" (see :func:`transform_images`).
         amounts: the ``A`` amounts to apply (pixels, factors or degrees); include the
@@ -160,47 +177,32 @@ def invariance_curves(
     layers = tuple(layers)
     if not layers or len(set(layers)) != len(layers):
         raise ValueError(f"layers must name distinct layers, at least one (e.g. ('relu1', 'relu7')), got {layers}")
-    modules = [get_layer(model, name) for name in layers]  # KeyError lists the valid names
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_eval_mode(model)
+    for name in layers:
+        layer_path(model, name)  # a clear error listing the valid names
+    batch_size = check_positive_int(batch_size, "batch_size")
 
-    captured: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
-    handles = []
-    was_training = [module.training for module in model.modules()]
-    try:
-        model.eval()
-        for name, module in zip(layers, modules):
-            def keep(module: nn.Module, inputs: object, output: torch.Tensor, name: str = name) -> None:
-                # A copy: an in-place ReLU after this layer would overwrite the output.
-                captured[name].append(output.detach().flatten(1).clone())
-            handles.append(module.register_forward_hook(keep))
-        with torch.no_grad():
-            original, original_softmax = _forward_features(model, images, captured, batch_size)
-            num_images, num_classes = original_softmax.shape
-            if target_labels is None:
-                targets = original_softmax.argmax(dim=1)
-            else:
-                targets = torch.as_tensor(target_labels).to(torch.long).flatten().to(original_softmax.device)
-                if targets.shape != (num_images,):
-                    raise ValueError(f"target_labels must have shape ({num_images},), got {tuple(targets.shape)}")
-                if bool(((targets < 0) | (targets >= num_classes)).any()):
-                    raise ValueError(f"target_labels must lie in 0..{num_classes - 1} (the model's classes)")
-            rows = torch.arange(num_images, device=targets.device)
-            distances = {name: torch.empty(num_images, len(amount_values), dtype=torch.float64) for name in layers}
-            probabilities = torch.empty(num_images, len(amount_values))
-            top_classes = torch.empty(num_images, len(amount_values), dtype=torch.long)
-            for column, amount in enumerate(amount_values.tolist()):
-                transformed = transform_images(images, kind, amount, fill)
-                features, softmax = _forward_features(model, transformed, captured, batch_size)
-                for name in layers:
-                    distances[name][:, column] = (features[name] - original[name]).double().norm(dim=1).cpu()
-                probabilities[:, column] = softmax[rows, targets].float().cpu()
-                top_classes[:, column] = softmax.argmax(dim=1).cpu()
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, training in zip(model.modules(), was_training):
-            module.training = training
+    original, original_softmax = _forward_features(model, images, layers, batch_size)
+    num_images, num_classes = original_softmax.shape
+    if target_labels is None:
+        targets = original_softmax.argmax(dim=1)
+    else:
+        targets = torch.as_tensor(target_labels).to(torch.long).flatten().to(original_softmax.device)
+        if targets.shape != (num_images,):
+            raise ValueError(f"target_labels must have shape ({num_images},), got {tuple(targets.shape)}")
+        if bool(((targets < 0) | (targets >= num_classes)).any()):
+            raise ValueError(f"target_labels must lie in 0..{num_classes - 1} (the model's classes)")
+    rows = torch.arange(num_images, device=targets.device)
+    distances = {name: torch.empty(num_images, len(amount_values), dtype=torch.float64) for name in layers}
+    probabilities = torch.empty(num_images, len(amount_values))
+    top_classes = torch.empty(num_images, len(amount_values), dtype=torch.long)
+    for column, amount in enumerate(amount_values.tolist()):
+        transformed = transform_images(images, kind, amount, fill)
+        features, softmax = _forward_features(model, transformed, layers, batch_size)
+        for name in layers:
+            distances[name][:, column] = (features[name] - original[name]).double().norm(dim=1).cpu()
+        probabilities[:, column] = softmax[rows, targets].float().cpu()
+        top_classes[:, column] = softmax.argmax(dim=1).cpu()
 
     norms = {name: original[name].double().norm(dim=1).cpu() for name in layers}
     return InvarianceCurves(
@@ -230,8 +232,9 @@ def mask_centroids(masks: torch.Tensor) -> torch.Tensor:
     return torch.stack([x, y], dim=1)  # 0 / 0 = NaN where the mask is empty
 
 
-def centred_correct_images(model: nn.Module, dataset: ImageTensorDataset, per_class: int = 2,
-                           search: int = 500) -> torch.Tensor:
+def centred_correct_images(
+    model: nn.Module, dataset: ImageTensorDataset, per_class: int = 2, search: int = 500
+) -> torch.Tensor:
     """Indices ``(M,)`` int64 into ``dataset`` of the images to transform (Fig 5, notebook 04).
 
     Among the first ``search`` images, for each class (in ``dataset.class_names`` order) the
@@ -241,8 +244,10 @@ def centred_correct_images(model: nn.Module, dataset: ImageTensorDataset, per_cl
     Deterministic.
     """
     if "masks" not in dataset.extras:
-        raise ValueError("the dataset has no object masks (extras['masks']); use the embedded dataset "
-                         "(course_utils.data.load_embedded), which records every object's mask")
+        raise ValueError(
+            "the dataset has no object masks (extras['masks']); use the embedded dataset "
+            "(course_utils.data.load_embedded), which records every object's mask"
+        )
     if per_class < 1 or search < 1:
         raise ValueError(f"per_class and search must be at least 1, got {per_class} and {search}")
     candidates = dataset.subset(range(min(search, len(dataset))))

@@ -3,7 +3,7 @@
 Every model in the course is a flat :class:`NamedSequential`: an ``nn.Sequential`` whose
 children are named like the layers of Zeiler & Fergus (``conv1`` ... ``conv5``, ``fc6``,
 ``fc7``, ``fc8``, with ``relu*``, ``pool*``, ``norm*`` and ``drop*`` in between). Code
-addresses layers by name (``model.conv5`` or :func:`get_layer`), never by index.
+addresses layers by name (``model.conv5`` or :func:`course_utils.layers.get_layer`), never by index.
 
 * :class:`ZFNet` is the course's own network, sized for 64x64 inputs, with configurable
   widths, optional local contrast normalization and removable layers (for the ablation).
@@ -12,14 +12,16 @@ addresses layers by name (``model.conv5`` or :func:`get_layer`), never by index.
 * :func:`save_checkpoint` / :func:`load_checkpoint` store the architecture with the weights,
   write atomically and refuse a checkpoint of another architecture.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,8 +33,6 @@ __all__ = [
     "ZFNetConfig",
     "ZFNet",
     "REMOVABLE_LAYERS",
-    "get_layer",
-    "layer_names",
     "alexnet",
     "vgg16",
     "count_parameters",
@@ -58,22 +58,6 @@ class NamedSequential(nn.Sequential):
     def layer_names(self) -> list[str]:
         """Names of the children in forward order."""
         return [name for name, _ in self.named_children()]
-
-
-def layer_names(model: nn.Module) -> list[str]:
-    """Names of a :class:`NamedSequential`'s layers in forward order."""
-    return [name for name, _ in model.named_children()]
-
-
-def get_layer(model: nn.Module, name: str) -> nn.Module:
-    """Return the layer called ``name``; a clear ``KeyError`` lists the valid names."""
-    children = dict(model.named_children())
-    if name not in children:
-        raise KeyError(
-            f"unknown layer {name!r}; this model's layers are: {', '.join(children)}. "
-            "Address layers by these names (e.g. 'conv5', 'fc7')."
-        )
-    return children[name]
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -122,9 +106,7 @@ class ZFNetConfig:
             raise ValueError("conv_widths needs 5 entries (conv1..conv5) and fc_widths 2 (fc6, fc7)")
         unknown = set(self.remove) - set(REMOVABLE_LAYERS)
         if unknown:
-            raise ValueError(
-                f"cannot remove {sorted(unknown)}; removable layers are {REMOVABLE_LAYERS}"
-            )
+            raise ValueError(f"cannot remove {sorted(unknown)}; removable layers are {REMOVABLE_LAYERS}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
 
@@ -132,7 +114,7 @@ class ZFNetConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "ZFNetConfig":
+    def from_dict(cls, values: dict[str, Any]) -> ZFNetConfig:
         return cls(**values)
 
 
@@ -246,8 +228,19 @@ def alexnet(pretrained: bool = False, num_classes: int = 1000) -> NamedSequentia
     if pretrained:
         _load_imagenet_weights(net, AlexNet_Weights.IMAGENET1K_V1)
     feature_names = [
-        "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3",
-        "conv4", "relu4", "conv5", "relu5", "pool5",
+        "conv1",
+        "relu1",
+        "pool1",
+        "conv2",
+        "relu2",
+        "pool2",
+        "conv3",
+        "relu3",
+        "conv4",
+        "relu4",
+        "conv5",
+        "relu5",
+        "pool5",
     ]
     classifier_names = ["drop6", "fc6", "relu6", "drop7", "fc7", "relu7", "fc8"]
     layers = (
@@ -302,16 +295,18 @@ def save_checkpoint(path: str | os.PathLike, model: ZFNet, **metadata: Any) -> P
         name: (tensor.half() if half and tensor.is_floating_point() else tensor).detach().cpu()
         for name, tensor in model.state_dict().items()
     }
-    payload = {"format": "course_utils.zfnet/1", "config": model.config.to_dict(),
-               "state_dict": state, "metadata": metadata}
+    payload = {
+        "format": "course_utils.zfnet/1",
+        "config": model.config.to_dict(),
+        "state_dict": state,
+        "metadata": metadata,
+    }
     with atomic_write(path) as stream:
         torch.save(payload, stream)
     return path
 
 
-def load_checkpoint(
-    path: str | os.PathLike, model: ZFNet | None = None
-) -> tuple[ZFNet, dict[str, Any]]:
+def load_checkpoint(path: str | os.PathLike, model: ZFNet | None = None) -> tuple[ZFNet, dict[str, Any]]:
     """Load a checkpoint written by :func:`save_checkpoint`.
 
     Returns ``(model, metadata)`` with the model in eval mode and float32. When ``model`` is
@@ -345,8 +340,9 @@ def load_checkpoint(
             f"{diff}. Build the model with ZFNet(ZFNetConfig(**checkpoint config)) or call "
             "load_checkpoint(path) without a model."
         )
-    state = {name: tensor.float() if tensor.is_floating_point() else tensor
-             for name, tensor in payload["state_dict"].items()}
+    state = {
+        name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in payload["state_dict"].items()
+    }
     model.load_state_dict(state)
     model.eval()
     return model, payload.get("metadata", {})

@@ -27,6 +27,7 @@ Captum's ``Occlusion`` returns, per pixel, the mean of ``f(image) - f(occluded)`
 windows covering it; with the same window, stride and baseline (and ``H - window`` divisible
 by the stride) that is ``f(image) - occlusion_to_pixels(map)`` for the map of ``f``.
 """
+
 from __future__ import annotations
 
 import operator
@@ -38,8 +39,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data.core import check_float_images
-from .models import get_layer
+from .checks import check_eval_mode, check_float_images, check_images
+from .layers import last_layer, layer_path, pair, record_forward
 
 __all__ = [
     "OcclusionResult",
@@ -53,8 +54,17 @@ __all__ = [
 
 #: Layers that act on each spatial position separately (in eval mode).
 _POINTWISE_LAYERS = (
-    nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.Identity,
-    nn.Dropout, nn.Dropout2d, nn.BatchNorm2d, nn.LocalResponseNorm,
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.GELU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.BatchNorm2d,
+    nn.LocalResponseNorm,
 )
 
 
@@ -133,9 +143,7 @@ def occluder_positions(size: int, window: int, stride: int) -> torch.Tensor:
     return torch.arange(0, size - window + 1, stride, dtype=torch.long)
 
 
-def occlusion_to_pixels(
-    values: torch.Tensor, window: int, stride: int, image_size: tuple[int, int]
-) -> torch.Tensor:
+def occlusion_to_pixels(values: torch.Tensor, window: int, stride: int, image_size: tuple[int, int]) -> torch.Tensor:
     """Spread a ``(R, C)`` map over the image: ``(H, W)``, each pixel the mean of the covering occluders.
 
     Pixels that no occluder covers (possible when ``H - window`` is not a multiple of
@@ -177,9 +185,7 @@ def occlusion_probability_drop(result: OcclusionResult, object_mask: torch.Tenso
     *background* when it covers no object pixel. Positions that are neither are ignored.
     """
     if tuple(object_mask.shape) != result.image_size:
-        raise ValueError(
-            f"object_mask must have the image's shape {result.image_size}, got {tuple(object_mask.shape)}"
-        )
+        raise ValueError(f"object_mask must have the image's shape {result.image_size}, got {tuple(object_mask.shape)}")
     covered = occluder_coverage(object_mask, result.window, result.stride)
     object_pixels = int(object_mask.sum())
     if object_pixels == 0:
@@ -292,22 +298,21 @@ _FULL_FRACTION = 0.8
 _DELTA_GAIN = 2.0
 
 
-def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
-
-
 def _window_geometry(module: nn.Module) -> tuple[tuple[int, int], ...] | None:
     """(kernel, stride, padding, dilation) of a zero-padded conv or a max pool, else None."""
     if isinstance(module, nn.Conv2d) and module.padding_mode == "zeros" and not isinstance(module.padding, str):
-        return module.kernel_size, module.stride, _pair(module.padding), module.dilation
+        return module.kernel_size, module.stride, pair(module.padding), module.dilation
     if isinstance(module, nn.MaxPool2d) and not module.ceil_mode and not module.return_indices:
-        return (_pair(module.kernel_size), _pair(module.stride or module.kernel_size),
-                _pair(module.padding), _pair(module.dilation))
+        return (
+            pair(module.kernel_size),
+            pair(module.stride or module.kernel_size),
+            pair(module.padding),
+            pair(module.dilation),
+        )
     return None
 
 
-def _next_region(previous: _Region, size_out: int, kernel: int, stride: int, padding: int,
-                 dilation: int) -> _Region:
+def _next_region(previous: _Region, size_out: int, kernel: int, stride: int, padding: int, dilation: int) -> _Region:
     """Output rows of a window layer that the changed input rows reach, and their box."""
     reach = dilation * (kernel - 1)
     low = torch.div(previous.low + padding - reach + stride - 1, stride, rounding_mode="floor").clamp(min=0)
@@ -316,8 +321,16 @@ def _next_region(previous: _Region, size_out: int, kernel: int, stride: int, pad
     return _Region(low, high, low.clamp(max=size_out - size), size)
 
 
-def _gather(cached: torch.Tensor, slab: torch.Tensor | None, slab_top: torch.Tensor, slab_left: torch.Tensor,
-            rows: torch.Tensor, cols: torch.Tensor, pad_value: float, change_only: bool = False) -> torch.Tensor:
+def _gather(
+    cached: torch.Tensor,
+    slab: torch.Tensor | None,
+    slab_top: torch.Tensor,
+    slab_left: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    pad_value: float,
+    change_only: bool = False,
+) -> torch.Tensor:
     """Read boxes of each occluder's version of a map: the cached map with the slab pasted in.
 
     ``cached`` ``(C, H, W)``; ``slab`` ``(B, C, h, w)`` placed at ``(slab_top[b], slab_left[b])``
@@ -329,7 +342,7 @@ def _gather(cached: torch.Tensor, slab: torch.Tensor | None, slab_top: torch.Ten
     """
     channels, height, width = cached.shape
     batch = rows.shape[0]
-    in_map = (((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None, :])
+    in_map = ((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None, :]
     parts = [cached.permute(1, 2, 0).reshape(height * width, channels), cached.new_full((1, channels), pad_value)]
     cached_index = torch.where(in_map, rows[:, :, None] * width + cols[:, None, :], height * width)
     index = cached_index
@@ -337,8 +350,9 @@ def _gather(cached: torch.Tensor, slab: torch.Tensor | None, slab_top: torch.Ten
         _, _, slab_h, slab_w = slab.shape
         parts.append(slab.permute(0, 2, 3, 1).reshape(batch * slab_h * slab_w, channels))
         slab_row, slab_col = rows - slab_top[:, None], cols - slab_left[:, None]
-        in_slab = (((slab_row >= 0) & (slab_row < slab_h))[:, :, None]
-                   & ((slab_col >= 0) & (slab_col < slab_w))[:, None, :]) & in_map
+        in_slab = (
+            ((slab_row >= 0) & (slab_row < slab_h))[:, :, None] & ((slab_col >= 0) & (slab_col < slab_w))[:, None, :]
+        ) & in_map
         first = height * width + 1 + torch.arange(batch, device=rows.device)[:, None, None] * (slab_h * slab_w)
         index = torch.where(in_slab, first + slab_row[:, :, None] * slab_w + slab_col[:, None, :], cached_index)
     source = torch.cat(parts)
@@ -349,18 +363,14 @@ def _gather(cached: torch.Tensor, slab: torch.Tensor | None, slab_top: torch.Ten
     return values.permute(0, 3, 1, 2)
 
 
-def _reference_forward(children: list[nn.Module], image: torch.Tensor) -> list[torch.Tensor]:
-    """Outputs of every child for the unoccluded ``image`` (1, 3, H, W), in order."""
-    outputs = []
-    x = image
-    for module in children:
-        x = module(x.clone() if getattr(module, "inplace", False) else x)
-        outputs.append(x)
-    return outputs
-
-
-def _plan(children: list[nn.Module], image: torch.Tensor, outputs: list[torch.Tensor],
-          rows: torch.Tensor, cols: torch.Tensor, window: int) -> tuple[list[_Step], int]:
+def _plan(
+    children: list[nn.Module],
+    image: torch.Tensor,
+    outputs: list[torch.Tensor],
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    window: int,
+) -> tuple[list[_Step], int]:
     """Incremental steps for occluders at ``rows`` x ``cols``, and the first child run in full."""
     changed_rows = _Region(rows, rows + window - 1, rows, window)
     changed_cols = _Region(cols, cols + window - 1, cols, window)
@@ -389,8 +399,10 @@ def _plan(children: list[nn.Module], image: torch.Tensor, outputs: list[torch.Te
             step.transposed_weight = module.weight.flip(2, 3).transpose(0, 1).contiguous()
             step.shift = tuple(d * (k - 1) - p for k, p, d in zip(kernel, padding, dilation))
         elif area_out <= limit:
-            step.crop_size = tuple((n - 1) * s + d * (k - 1) + 1
-                                   for n, s, d, k in zip((rows_out.size, cols_out.size), stride, dilation, kernel))
+            step.crop_size = tuple(
+                (n - 1) * s + d * (k - 1) + 1
+                for n, s, d, k in zip((rows_out.size, cols_out.size), stride, dilation, kernel)
+            )
             step.stride, step.padding = stride, padding
             step.pad_value = 0.0 if isinstance(module, nn.Conv2d) else float("-inf")
         else:
@@ -408,9 +420,19 @@ def _run_direct(module: nn.Module, crop: torch.Tensor) -> torch.Tensor:
 
 
 def _occluded_forward(
-    children: list[nn.Module], image: torch.Tensor, outputs: list[torch.Tensor], steps: list[_Step],
-    full_from: int, row_index: torch.Tensor, col_index: torch.Tensor, rows: torch.Tensor,
-    cols: torch.Tensor, window: int, baseline: torch.Tensor, layer_index: int | None, channel: int | None,
+    children: list[nn.Module],
+    image: torch.Tensor,
+    outputs: list[torch.Tensor],
+    steps: list[_Step],
+    full_from: int,
+    row_index: torch.Tensor,
+    col_index: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    window: int,
+    baseline: torch.Tensor,
+    layer_index: int | None,
+    channel: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Logits ``(B, K)`` and the summed ``channel`` of layer ``layer_index`` ``(B,)`` for a batch.
 
@@ -443,18 +465,39 @@ def _occluded_forward(
             slab = module(slab.clone() if getattr(module, "inplace", False) else slab)
         elif step.kind == "direct":
             out_top, out_left = step.rows.top[row_index], step.cols.top[col_index]
-            crop = _gather(cached_output(step.index - 1), slab, top, left,
-                           box(out_top * step.stride[0] - step.padding[0], step.crop_size[0]),
-                           box(out_left * step.stride[1] - step.padding[1], step.crop_size[1]), step.pad_value)
+            crop = _gather(
+                cached_output(step.index - 1),
+                slab,
+                top,
+                left,
+                box(out_top * step.stride[0] - step.padding[0], step.crop_size[0]),
+                box(out_left * step.stride[1] - step.padding[1], step.crop_size[1]),
+                step.pad_value,
+            )
             slab, top, left = _run_direct(module, crop), out_top, out_left
         else:
             in_top, in_left = step.input_rows.top[row_index], step.input_cols.top[col_index]
-            change = _gather(cached_output(step.index - 1), slab, top, left, box(in_top, step.input_rows.size),
-                             box(in_left, step.input_cols.size), float("nan"), change_only=True)
+            change = _gather(
+                cached_output(step.index - 1),
+                slab,
+                top,
+                left,
+                box(in_top, step.input_rows.size),
+                box(in_left, step.input_cols.size),
+                float("nan"),
+                change_only=True,
+            )
             output_change = F.conv_transpose2d(change, step.transposed_weight, dilation=module.dilation)
             top, left = in_top - step.shift[0], in_left - step.shift[1]
-            slab = output_change + _gather(cached_output(step.index), None, top, left,
-                                           box(top, output_change.shape[2]), box(left, output_change.shape[3]), 0.0)
+            slab = output_change + _gather(
+                cached_output(step.index),
+                None,
+                top,
+                left,
+                box(top, output_change.shape[2]),
+                box(left, output_change.shape[3]),
+                0.0,
+            )
         if step.index == layer_index:
             layer_sum = full_map(step.index, slice(channel, channel + 1)).sum(dim=(1, 2, 3))
 
@@ -479,21 +522,42 @@ def _tiles(num_rows: int, num_cols: int, max_batch: int) -> list[tuple[slice, sl
     """Row and column ranges of the occluder grid, each tile at most ``max_batch`` positions."""
     tile_cols = min(num_cols, max_batch)
     tile_rows = min(num_rows, _BAND_ROWS, max_batch // tile_cols)
-    return [(slice(top, top + tile_rows), slice(left, left + tile_cols))
-            for top in range(0, num_rows, tile_rows) for left in range(0, num_cols, tile_cols)]
+    return [
+        (slice(top, top + tile_rows), slice(left, left + tile_cols))
+        for top in range(0, num_rows, tile_rows)
+        for left in range(0, num_cols, tile_cols)
+    ]
 
 
 def _occlude_tile(
-    children: list[nn.Module], image: torch.Tensor, outputs: list[torch.Tensor], rows: torch.Tensor,
-    cols: torch.Tensor, window: int, baseline: torch.Tensor, layer_index: int | None, channel: int | None,
+    children: list[nn.Module],
+    image: torch.Tensor,
+    outputs: list[torch.Tensor],
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    window: int,
+    baseline: torch.Tensor,
+    layer_index: int | None,
+    channel: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Softmax ``(r, c, K)`` and summed ``channel`` of layer ``layer_index`` ``(r, c)`` for every
     occluder with top-left corner in ``rows`` x ``cols``."""
     steps, full_from = _plan(children, image, outputs, rows, cols, window)
     position = torch.arange(rows.numel() * cols.numel(), device=rows.device)
     logits, layer_sum = _occluded_forward(
-        children, image, outputs, steps, full_from, position // cols.numel(), position % cols.numel(),
-        rows, cols, window, baseline, layer_index, channel,
+        children,
+        image,
+        outputs,
+        steps,
+        full_from,
+        position // cols.numel(),
+        position % cols.numel(),
+        rows,
+        cols,
+        window,
+        baseline,
+        layer_index,
+        channel,
     )
     grid = (rows.numel(), cols.numel())
     probabilities = logits.softmax(dim=1).float().view(*grid, -1)
@@ -515,8 +579,8 @@ def occlusion_map(
     """Slide a ``window`` x ``window`` occluder over ``image`` and record what the model sees.
 
     Args:
-        model: an ``nn.Sequential`` of named layers (e.g. :class:`~course_utils.models.ZFNet`)
-            returning ``(N, num_classes)`` logits; run in eval mode (its mode is restored).
+        model: a flat model in eval mode (:mod:`course_utils.layers`, e.g.
+            :class:`~course_utils.models.ZFNet`) returning ``(N, num_classes)`` logits.
         image: ``(3, H, W)`` normalized float image.
         window, stride: occluder side and step in pixels (grid: see the module docstring).
         baseline: occluder value in normalized units, a float or a ``(3,)`` per-channel
@@ -532,74 +596,82 @@ def occlusion_map(
     Returns:
         :class:`OcclusionResult` with ``(R, C)`` maps over the occluder grid.
     """
-    if not isinstance(model, nn.Sequential):
-        raise TypeError(
-            f"model must be an nn.Sequential of named layers (e.g. course_utils.models.ZFNet), got "
-            f"{type(model).__name__}; wrap torchvision models with course_utils.models.alexnet/vgg16"
-        )
+    check_eval_mode(model)
     check_float_images(image, batched=False)
+    check_images(model, image[None])
     height, width = image.shape[-2:]
     window, stride = _check_window(window, stride, (height, width))
-    max_batch = _positive_int(max_batch, f"max_batch must be a positive int (occluded images per forward), got "
-                                         f"{max_batch!r}")
+    max_batch = _positive_int(
+        max_batch, f"max_batch must be a positive int (occluded images per forward), got {max_batch!r}"
+    )
     occluder = _baseline_tensor(baseline, image)
-    names = [name for name, _ in model.named_children()]
-    children = [module for _, module in model.named_children()]
+    path = layer_path(model, last_layer(model))
+    names = [name for name, _ in path]
+    children = [module for _, module in path]
     layer_index = None
     if layer is not None:
-        get_layer(model, layer)  # raises KeyError listing the valid names
+        layer_path(model, layer)  # a clear error listing the valid names
         layer_index = names.index(layer)
 
     rows = occluder_positions(height, window, stride)
     cols = occluder_positions(width, window, stride)
-    was_training = [module.training for module in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            image = image.detach()[None]
-            outputs = _reference_forward(children, image)
-            logits = outputs[-1]
-            if logits.ndim != 2:
-                raise ValueError(f"model must return (N, num_classes) logits, got shape {tuple(logits.shape)}")
-            clean_probabilities = logits.softmax(dim=1)[0]
-            num_classes = clean_probabilities.shape[0]
-            if target_class is None:
-                target_class = int(clean_probabilities.argmax())
-            elif not 0 <= int(target_class) < num_classes:
-                raise ValueError(f"target_class {target_class} out of range: the model has {num_classes} classes")
-            clean_activation = None
-            if layer_index is not None:
-                feature = outputs[layer_index][0]
-                maps = feature.reshape(feature.shape[0], -1)
-                if channel is None:
-                    channel = int(maps.max(dim=1).values.argmax())
-                elif not 0 <= int(channel) < maps.shape[0]:
-                    raise ValueError(
-                        f"channel {channel} out of range: layer {layer!r} has {maps.shape[0]} channels "
-                        f"(0..{maps.shape[0] - 1})"
-                    )
-                channel = int(channel)
-                clean_activation = float(maps[channel].sum())
-
-            num_rows, num_cols = rows.numel(), cols.numel()
-            probabilities = torch.empty(num_rows, num_cols, num_classes)
-            activation = torch.empty(num_rows, num_cols) if layer_index is not None else None
-            for tile_rows, tile_cols in tqdm(_tiles(num_rows, num_cols, max_batch), desc="occlusion",
-                                             disable=not progress):
-                tile_probabilities, tile_activation = _occlude_tile(
-                    children, image, outputs, rows[tile_rows].to(image.device),
-                    cols[tile_cols].to(image.device), window, occluder, layer_index, channel,
+    with torch.no_grad():
+        image = image.detach()[None]
+        recording = record_forward(model, image, path, keep=names)
+        outputs = [recording.outputs[name] for name in names]
+        logits = outputs[-1]
+        if logits.ndim != 2:
+            raise ValueError(f"model must return (N, num_classes) logits, got shape {tuple(logits.shape)}")
+        clean_probabilities = logits.softmax(dim=1)[0]
+        num_classes = clean_probabilities.shape[0]
+        if target_class is None:
+            target_class = int(clean_probabilities.argmax())
+        elif not 0 <= int(target_class) < num_classes:
+            raise ValueError(f"target_class {target_class} out of range: the model has {num_classes} classes")
+        clean_activation = None
+        if layer_index is not None:
+            feature = outputs[layer_index][0]
+            maps = feature.reshape(feature.shape[0], -1)
+            if channel is None:
+                channel = int(maps.max(dim=1).values.argmax())
+            elif not 0 <= int(channel) < maps.shape[0]:
+                raise ValueError(
+                    f"channel {channel} out of range: layer {layer!r} has {maps.shape[0]} channels "
+                    f"(0..{maps.shape[0] - 1})"
                 )
-                probabilities[tile_rows, tile_cols] = tile_probabilities.cpu()
-                if activation is not None:
-                    activation[tile_rows, tile_cols] = tile_activation.cpu()
-    finally:
-        for module, training in zip(model.modules(), was_training):
-            module.training = training
+            channel = int(channel)
+            clean_activation = float(maps[channel].sum())
+
+        num_rows, num_cols = rows.numel(), cols.numel()
+        probabilities = torch.empty(num_rows, num_cols, num_classes)
+        activation = torch.empty(num_rows, num_cols) if layer_index is not None else None
+        for tile_rows, tile_cols in tqdm(_tiles(num_rows, num_cols, max_batch), desc="occlusion", disable=not progress):
+            tile_probabilities, tile_activation = _occlude_tile(
+                children,
+                image,
+                outputs,
+                rows[tile_rows].to(image.device),
+                cols[tile_cols].to(image.device),
+                window,
+                occluder,
+                layer_index,
+                channel,
+            )
+            probabilities[tile_rows, tile_cols] = tile_probabilities.cpu()
+            if activation is not None:
+                activation[tile_rows, tile_cols] = tile_activation.cpu()
 
     return OcclusionResult(
-        rows=rows, cols=cols, window=window, stride=stride, image_size=(height, width),
-        target_class=int(target_class), probabilities=probabilities,
-        unoccluded_probabilities=clean_probabilities.float().cpu(), layer=layer, channel=channel,
-        activation=activation, unoccluded_activation=clean_activation,
+        rows=rows,
+        cols=cols,
+        window=window,
+        stride=stride,
+        image_size=(height, width),
+        target_class=int(target_class),
+        probabilities=probabilities,
+        unoccluded_probabilities=clean_probabilities.float().cpu(),
+        layer=layer,
+        channel=channel,
+        activation=activation,
+        unoccluded_activation=clean_activation,
     )

@@ -12,6 +12,7 @@ Command line (also under ``torchrun --nproc_per_node=2``, DDP with the gloo back
 
     python -m course_utils.train --dataset embedded --epochs 12 --out data/checkpoints
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,9 +21,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -113,9 +115,9 @@ def augment_batch(images: torch.Tensor, mode: str, generator: torch.Generator, p
     if mode == "crop_flip":
         padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")
         offsets = torch.randint(0, 2 * pad + 1, (batch, 2), generator=generator)
-        images = torch.stack([
-            padded[i, :, dy:dy + height, dx:dx + width] for i, (dy, dx) in enumerate(offsets.tolist())
-        ])
+        images = torch.stack(
+            [padded[i, :, dy : dy + height, dx : dx + width] for i, (dy, dx) in enumerate(offsets.tolist())]
+        )
     flips = torch.rand(batch, generator=generator) < 0.5
     return torch.where(flips.view(-1, 1, 1, 1), images.flip(-1), images)
 
@@ -186,7 +188,8 @@ def train(
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the {world} processes")
     model_config = dataclasses.replace(
-        model_config or ZFNetConfig(), num_classes=train_set.num_classes,
+        model_config or ZFNetConfig(),
+        num_classes=train_set.num_classes,
         image_size=train_set.images.shape[-1],
     )
     torch.manual_seed(config.seed)
@@ -194,16 +197,21 @@ def train(
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
     generator = torch.Generator().manual_seed(config.seed)
     steps_per_epoch = len(train_set) // config.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"the training set has {len(train_set)} images, fewer than one batch of {config.batch_size}")
     local_batch = config.batch_size // world
     out_dir = Path(config.out_dir) if config.out_dir else None
-    metadata = {"class_names": train_set.class_names, "mean": train_set.mean, "std": train_set.std,
-                "train_config": dataclasses.asdict(config)}
+    metadata = {
+        "class_names": train_set.class_names,
+        "mean": train_set.mean,
+        "std": train_set.std,
+        "train_config": dataclasses.asdict(config),
+    }
     history: list[dict[str, Any]] = []
     step = 0
     for epoch in range(1, config.epochs + 1):
@@ -211,10 +219,14 @@ def train(
         net.train()
         order = torch.randperm(len(train_set), generator=generator)
         total_loss = total_correct = seen = 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}", leave=False,
-                   disable=not progress or rank != 0)
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"epoch {epoch}/{config.epochs}",
+            leave=False,
+            disable=not progress or rank != 0,
+        )
         for batch_index in bar:
-            indices = order[batch_index * config.batch_size:(batch_index + 1) * config.batch_size]
+            indices = order[batch_index * config.batch_size : (batch_index + 1) * config.batch_size]
             augmented = augment_batch(train_set.images[indices], config.augment, generator)
             local = slice(rank * local_batch, (rank + 1) * local_batch)
             images = train_set.normalize(augmented[local])
@@ -236,19 +248,33 @@ def train(
         val_loss = val_acc = None
         if config.validate_every_epoch or epoch == config.epochs:
             val_loss, val_acc = evaluate(model, val_set)
-        record = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": total_loss / seen,
-                  "train_acc": total_correct / seen, "val_loss": val_loss, "val_acc": val_acc,
-                  "seconds": time.perf_counter() - start}
+        record = {
+            "epoch": epoch,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": total_loss / seen,
+            "train_acc": total_correct / seen,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "seconds": time.perf_counter() - start,
+        }
         history.append(record)
         if progress and rank == 0:
             validation = f"  val loss {val_loss:.3f} acc {val_acc:.3f}" if val_acc is not None else ""
-            tqdm.write(f"epoch {epoch:3d}  train loss {record['train_loss']:.3f} acc {record['train_acc']:.3f}"
-                       f"{validation}  ({record['seconds']:.1f}s)")
+            tqdm.write(
+                f"epoch {epoch:3d}  train loss {record['train_loss']:.3f} acc {record['train_acc']:.3f}"
+                f"{validation}  ({record['seconds']:.1f}s)"
+            )
         if on_epoch is not None:
             on_epoch(record)
         if out_dir is not None and rank == 0 and epoch in set(config.snapshot_epochs):
-            save_checkpoint(out_dir / f"epoch_{epoch:02d}.pt", model, epoch=epoch, history=history,
-                            half=config.snapshot_half, **metadata)
+            save_checkpoint(
+                out_dir / f"epoch_{epoch:02d}.pt",
+                model,
+                epoch=epoch,
+                history=history,
+                half=config.snapshot_half,
+                **metadata,
+            )
     model.eval()
     if out_dir is not None and rank == 0:
         save_checkpoint(out_dir / "final.pt", model, epoch=config.epochs, history=history, **metadata)
@@ -258,11 +284,13 @@ def train(
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m course_utils.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m course_utils.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     defaults = TrainConfig()
-    parser.add_argument("--dataset", default="embedded",
-                        help="'embedded', 'cifar10', 'imagenette' or the path of an ImageFolder")
+    parser.add_argument(
+        "--dataset", default="embedded", help="'embedded', 'cifar10', 'imagenette' or the path of an ImageFolder"
+    )
     parser.add_argument("--train-split", default="train")
     parser.add_argument("--val-split", default="val")
     parser.add_argument("--max-train", type=int, default=None, help="use only the first N training images")
@@ -293,7 +321,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = _parse_args(argv)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))
-    overrides: dict[str, Any] = {"lcn": args.lcn, "dropout": args.dropout, "remove": tuple(r for r in args.remove.split(",") if r)}
+    overrides: dict[str, Any] = {
+        "lcn": args.lcn,
+        "dropout": args.dropout,
+        "remove": tuple(r for r in args.remove.split(",") if r),
+    }
     if args.conv_widths:
         overrides["conv_widths"] = _ints(args.conv_widths)
     if args.fc_widths:
@@ -307,14 +339,23 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     if args.max_train:
         train_set = train_set.subset(range(min(args.max_train, len(train_set))))
     val_set = load_dataset(args.dataset, args.val_split, progress=progress)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                         augment=args.augment, seed=args.seed, snapshot_epochs=_ints(args.snapshots),
-                         out_dir=args.out)
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        augment=args.augment,
+        seed=args.seed,
+        snapshot_epochs=_ints(args.snapshots),
+        out_dir=args.out,
+    )
     start = time.perf_counter()
     _, history = train(config, train_set, val_set, model_config, progress=progress)
     if progress:
-        print(f"trained {args.epochs} epochs in {time.perf_counter() - start:.1f}s on {world} process(es); "
-              f"final val accuracy {history[-1]['val_acc']:.4f}")
+        print(
+            f"trained {args.epochs} epochs in {time.perf_counter() - start:.1f}s on {world} process(es); "
+            f"final val accuracy {history[-1]['val_acc']:.4f}"
+        )
     if world > 1:
         import torch.distributed as dist
 

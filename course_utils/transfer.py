@@ -5,8 +5,8 @@ another dataset, and it probes each layer with a linear classifier to show that 
 layers are more discriminative. This module does both on any model whose children carry
 the paper's names:
 
-* :func:`layer_outputs` / :func:`extract_features`: activations of named layers (forward
-  hooks, removed in ``finally``), batched over a dataset and flattened to ``(N, D)``.
+* :func:`extract_features`: activations of named layers
+  (:func:`course_utils.layers.layer_outputs`), batched over a dataset and flattened to ``(N, D)``.
 * :func:`train_softmax_classifier`: softmax regression on standardized features (Adam,
   mini-batches, seconds on a CPU); the standardization is folded into the returned
   ``nn.Linear`` so that it applies to raw features.
@@ -21,12 +21,14 @@ Images are normalized by each dataset's own ``mean``/``std``. A pretrained model
 statistics it was trained with, so give a dataset of new classes those
 (:func:`with_statistics`, e.g. with the ``mean``/``std`` of the model's checkpoint metadata).
 """
+
 from __future__ import annotations
 
 import copy
 import dataclasses
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,11 +36,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data.core import ImageTensorDataset
-from .models import get_layer, layer_names
+from .layers import get_layer, layer_names, layer_outputs
 from .train import TrainConfig, train
 
 __all__ = [
-    "layer_outputs",
     "extract_features",
     "train_softmax_classifier",
     "linear_probe",
@@ -51,40 +52,6 @@ __all__ = [
 ]
 
 
-@torch.no_grad()
-def layer_outputs(model: nn.Module, images: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Outputs of the named layers for one batch, with the model in eval mode.
-
-    Args:
-        model: a network whose children carry the paper's names (``conv5``, ``pool5``, ``relu7``...).
-        images: ``(N, 3, H, W)`` normalized float images.
-        layers: names of children of ``model``.
-
-    Returns:
-        ``{name: tensor}`` with each tensor as the layer emits it (e.g. ``(N, C, h, w)`` or
-        ``(N, D)``), copied so that later in-place layers (torchvision's ReLUs) cannot alter it.
-    """
-    if images.ndim != 4:
-        raise ValueError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}; "
-                         "add a batch dimension with images.unsqueeze(0)")
-    modules = {name: get_layer(model, name) for name in layers}
-    captured: dict[str, torch.Tensor] = {}
-    handles = []
-    was_training = model.training
-    try:
-        for name, module in modules.items():
-            def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor, name: str = name) -> None:
-                captured[name] = output.detach().clone()
-            handles.append(module.register_forward_hook(hook))
-        model.eval()
-        model(images)
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-    return {name: captured[name] for name in layers}
-
-
 def _pooled(activation: torch.Tensor, pool_to: int | None) -> torch.Tensor:
     """Average-pool ``(N, C, h, w)`` maps to ``(N, C, pool_to, pool_to)`` (when larger) and flatten."""
     if pool_to is not None and activation.ndim == 4 and activation.shape[-1] > pool_to:
@@ -93,8 +60,12 @@ def _pooled(activation: torch.Tensor, pool_to: int | None) -> torch.Tensor:
 
 
 def _features_by_layer(
-    model: nn.Module, dataset: ImageTensorDataset, layers: Sequence[str], pool_to: int | None,
-    batch_size: int, progress: bool,
+    model: nn.Module,
+    dataset: ImageTensorDataset,
+    layers: Sequence[str],
+    pool_to: int | None,
+    batch_size: int,
+    progress: bool,
 ) -> dict[str, torch.Tensor]:
     """One pass over ``dataset``: ``{layer: (N, D)}`` flattened (optionally pooled) features."""
     chunks: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
@@ -107,8 +78,12 @@ def _features_by_layer(
 
 
 def extract_features(
-    model: nn.Module, dataset: ImageTensorDataset, layer: str, pool_to: int | None = None,
-    batch_size: int = 256, progress: bool = False,
+    model: nn.Module,
+    dataset: ImageTensorDataset,
+    layer: str,
+    pool_to: int | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Flattened activations ``(N, D)`` of ``layer`` for every image of ``dataset`` (in order).
 
@@ -121,16 +96,25 @@ def extract_features(
 
 def _check_features(features: torch.Tensor, labels: torch.Tensor, what: str) -> None:
     if features.ndim != 2:
-        raise ValueError(f"{what} features must have shape (N, D), got {tuple(features.shape)}; "
-                         "flatten them with features.flatten(1)")
+        raise ValueError(
+            f"{what} features must have shape (N, D), got {tuple(features.shape)}; "
+            "flatten them with features.flatten(1)"
+        )
     if labels.shape != (features.shape[0],):
-        raise ValueError(f"{what} labels must have shape ({features.shape[0]},) to match the features, "
-                         f"got {tuple(labels.shape)}")
+        raise ValueError(
+            f"{what} labels must have shape ({features.shape[0]},) to match the features, got {tuple(labels.shape)}"
+        )
 
 
 def train_softmax_classifier(
-    features: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None, epochs: int = 30,
-    lr: float = 1e-2, weight_decay: float = 1e-4, batch_size: int = 256, seed: int = 0,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int | None = None,
+    epochs: int = 30,
+    lr: float = 1e-2,
+    weight_decay: float = 1e-4,
+    batch_size: int = 256,
+    seed: int = 0,
 ) -> nn.Linear:
     """Softmax regression on ``(N, D)`` features; returns an ``nn.Linear(D, num_classes)``.
 
@@ -156,7 +140,7 @@ def train_softmax_classifier(
         for _ in range(epochs):
             order = torch.randperm(len(labels), generator=generator)
             for start in range(0, len(labels), batch_size):
-                batch = order[start:start + batch_size]
+                batch = order[start : start + batch_size]
                 loss = F.cross_entropy(classifier(standardized[batch]), labels[batch])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -168,9 +152,15 @@ def train_softmax_classifier(
 
 
 def linear_probe(
-    train_features: torch.Tensor, train_labels: torch.Tensor, val_features: torch.Tensor,
-    val_labels: torch.Tensor, epochs: int = 30, lr: float = 1e-2, weight_decay: float = 1e-4,
-    seed: int = 0, batch_size: int = 256,
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    val_features: torch.Tensor,
+    val_labels: torch.Tensor,
+    epochs: int = 30,
+    lr: float = 1e-2,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+    batch_size: int = 256,
 ) -> float:
     """Accuracy on ``val_features (M, D)`` of a softmax classifier trained on ``train_features (N, D)``.
 
@@ -179,19 +169,27 @@ def linear_probe(
     _check_features(train_features, train_labels, "training")
     _check_features(val_features, val_labels, "validation")
     if val_features.shape[1] != train_features.shape[1]:
-        raise ValueError(f"training features have {train_features.shape[1]} dimensions but validation "
-                         f"features {val_features.shape[1]}; extract both from the same layer")
+        raise ValueError(
+            f"training features have {train_features.shape[1]} dimensions but validation "
+            f"features {val_features.shape[1]}; extract both from the same layer"
+        )
     num_classes = int(max(train_labels.max(), val_labels.max())) + 1
-    classifier = train_softmax_classifier(train_features, train_labels, num_classes, epochs, lr,
-                                          weight_decay, batch_size, seed)
+    classifier = train_softmax_classifier(
+        train_features, train_labels, num_classes, epochs, lr, weight_decay, batch_size, seed
+    )
     with torch.no_grad():
         predicted = classifier(val_features.float()).argmax(1)
     return (predicted == val_labels).float().mean().item()
 
 
 def probe_layers(
-    model: nn.Module, train_set: ImageTensorDataset, val_set: ImageTensorDataset, layers: Sequence[str],
-    pool_to: int | None = 4, progress: bool = True, **probe_options: Any,
+    model: nn.Module,
+    train_set: ImageTensorDataset,
+    val_set: ImageTensorDataset,
+    layers: Sequence[str],
+    pool_to: int | None = 4,
+    progress: bool = True,
+    **probe_options: Any,
 ) -> dict[str, float]:
     """Linear-probe validation accuracy of each named layer: ``{layer: accuracy}``.
 
@@ -202,14 +200,17 @@ def probe_layers(
     train_features = _features_by_layer(model, train_set, layers, pool_to, 256, progress)
     val_features = _features_by_layer(model, val_set, layers, pool_to, 256, progress)
     return {
-        layer: linear_probe(train_features[layer], train_set.labels, val_features[layer], val_set.labels,
-                            **probe_options)
+        layer: linear_probe(
+            train_features[layer], train_set.labels, val_features[layer], val_set.labels, **probe_options
+        )
         for layer in tqdm(layers, desc="probes", leave=False, disable=not progress)
     }
 
 
 def linear_probe_on_pixels(
-    train_set: ImageTensorDataset, val_set: ImageTensorDataset, pool_to: int | None = None,
+    train_set: ImageTensorDataset,
+    val_set: ImageTensorDataset,
+    pool_to: int | None = None,
     **probe_options: Any,
 ) -> float:
     """Validation accuracy of :func:`linear_probe` on raw normalized pixels: the "no network" baseline.
@@ -242,8 +243,10 @@ def few_shot_subset(dataset: ImageTensorDataset, per_class: int, seed: int = 0) 
     for label, name in enumerate(dataset.class_names):
         members = (dataset.labels == label).nonzero().flatten()
         if len(members) < per_class:
-            raise ValueError(f"class {name!r} has only {len(members)} images, fewer than per_class={per_class}; "
-                             "lower per_class or use a larger split")
+            raise ValueError(
+                f"class {name!r} has only {len(members)} images, fewer than per_class={per_class}; "
+                "lower per_class or use a larger split"
+            )
         chosen.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
     return dataset.subset(torch.cat(chosen).sort().values)
 
@@ -259,8 +262,15 @@ def _classifier_input_layer(model: nn.Module) -> str:
 
 
 def finetune_softmax(
-    model: nn.Module, train_set: ImageTensorDataset, val_set: ImageTensorDataset, epochs: int = 30,
-    lr: float = 1e-2, weight_decay: float = 1e-4, batch_size: int = 256, seed: int = 0, progress: bool = False,
+    model: nn.Module,
+    train_set: ImageTensorDataset,
+    val_set: ImageTensorDataset,
+    epochs: int = 30,
+    lr: float = 1e-2,
+    weight_decay: float = 1e-4,
+    batch_size: int = 256,
+    seed: int = 0,
+    progress: bool = False,
 ) -> tuple[nn.Module, float]:
     """Keep ``model``'s features frozen and train only a new ``fc8`` for ``train_set``'s classes.
 
@@ -271,8 +281,9 @@ def finetune_softmax(
     """
     feature_layer = _classifier_input_layer(model)
     features = extract_features(model, train_set, feature_layer, progress=progress)
-    classifier = train_softmax_classifier(features, train_set.labels, train_set.num_classes, epochs, lr,
-                                          weight_decay, batch_size, seed)
+    classifier = train_softmax_classifier(
+        features, train_set.labels, train_set.num_classes, epochs, lr, weight_decay, batch_size, seed
+    )
     transferred = copy.deepcopy(model).requires_grad_(False)
     transferred.fc8 = classifier
     if dataclasses.is_dataclass(getattr(transferred, "config", None)):
@@ -284,9 +295,13 @@ def finetune_softmax(
 
 
 def few_shot_comparison(
-    model: nn.Module, train_pool: ImageTensorDataset, val_set: ImageTensorDataset,
-    shots: Sequence[int] = (1, 2, 5, 10, 20), seeds: Sequence[int] = (0, 1, 2),
-    scratch_config: TrainConfig | None = None, progress: bool = True,
+    model: nn.Module,
+    train_pool: ImageTensorDataset,
+    val_set: ImageTensorDataset,
+    shots: Sequence[int] = (1, 2, 5, 10, 20),
+    seeds: Sequence[int] = (0, 1, 2),
+    scratch_config: TrainConfig | None = None,
+    progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Pretrained features + new softmax vs the same architecture trained from scratch (paper, Fig 9).
 
@@ -304,12 +319,27 @@ def few_shot_comparison(
         subset = few_shot_subset(train_pool, per_class, seed)
         start = time.perf_counter()
         _, accuracy = finetune_softmax(model, subset, val_set, seed=seed)
-        records.append({"method": "pretrained + softmax", "per_class": per_class, "seed": seed,
-                        "val_accuracy": accuracy, "seconds": time.perf_counter() - start})
-        config = dataclasses.replace(scratch_config, seed=seed, out_dir=None,
-                                     batch_size=min(scratch_config.batch_size, len(subset)))
+        records.append(
+            {
+                "method": "pretrained + softmax",
+                "per_class": per_class,
+                "seed": seed,
+                "val_accuracy": accuracy,
+                "seconds": time.perf_counter() - start,
+            }
+        )
+        config = dataclasses.replace(
+            scratch_config, seed=seed, out_dir=None, batch_size=min(scratch_config.batch_size, len(subset))
+        )
         start = time.perf_counter()
         _, history = train(config, subset, val_set, getattr(model, "config", None), progress=False)
-        records.append({"method": "from scratch", "per_class": per_class, "seed": seed,
-                        "val_accuracy": history[-1]["val_acc"], "seconds": time.perf_counter() - start})
+        records.append(
+            {
+                "method": "from scratch",
+                "per_class": per_class,
+                "seed": seed,
+                "val_accuracy": history[-1]["val_acc"],
+                "seconds": time.perf_counter() - start,
+            }
+        )
     return records

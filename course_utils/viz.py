@@ -21,28 +21,22 @@ is exactly zero outside it. Grids of units (:func:`top9_figure`, :func:`feature_
 the part of the window that lies outside the image is white (in projections too, where grey
 means zero), so every cell of one layer has the same scale and the image border is visible.
 
-**Switches vs mean unpooling.** :func:`project_mean_unpooling` is the deconvnet with the
-max-pool switches replaced by *mean unpooling* (every pooled value spread evenly over its
-whole pooling window, :func:`mean_unpool`): the blurred alternative the paper contrasts with.
-Without switches nothing in the reverse pass depends on the image any more (rectification and
-transposed filters do not look at it), so one unit gives the same picture in every image.
-
 Figures: :func:`top9_figure` (Fig. 2), :func:`feature_evolution_figure` (Fig. 4),
 :func:`compare_projections_figure` (methods side by side), :func:`unit_projection_figure` (one
 unit in its image), :func:`image_table` (any labelled grid of pictures) and
 :func:`tiny_grids_figure` (hand-sized arrays with their numbers, switches marked).
 """
+
 from __future__ import annotations
 
 import math
 import textwrap
-from collections import OrderedDict
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-import torch.nn.functional as F
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -50,9 +44,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .activations import TopK, mine_top_activations, receptive_field, receptive_field_box
-from .attribution import attribute
 from .data import ImageTensorDataset
-from .deconvnet import UnitValue, _check_reversible, check_eval_mode, layer_path, project_top_activations
+from .deconvnet import project_top_activations
 
 __all__ = [
     "to_display",
@@ -68,8 +61,6 @@ __all__ = [
     "feature_evolution_figure",
     "compare_projections_figure",
     "unit_projection_figure",
-    "mean_unpool",
-    "project_mean_unpooling",
     "tiny_grids_figure",
 ]
 
@@ -100,8 +91,13 @@ def example_grid(dataset: ImageTensorDataset, per_class: int = 6, seed: int = 0)
 
 
 def class_gallery(
-    dataset: ImageTensorDataset, classes: Sequence[str] | None = None, per_class: int = 1, columns: int = 8,
-    seed: int = 0, title: str | None = None, cell_inches: float = 1.5,
+    dataset: ImageTensorDataset,
+    classes: Sequence[str] | None = None,
+    per_class: int = 1,
+    columns: int = 8,
+    seed: int = 0,
+    title: str | None = None,
+    cell_inches: float = 1.5,
 ) -> Figure:
     """Random examples of many classes in a compact grid, each picture titled with its class.
 
@@ -124,8 +120,11 @@ def class_gallery(
     classes = list(dataset.class_names if classes is None else classes)
     unknown = [name for name in classes if name not in dataset.class_names]
     if unknown or not classes:
-        raise ValueError(f"unknown classes {unknown}; choose from {dataset.class_names}" if unknown
-                         else "classes is empty; give at least one class name")
+        raise ValueError(
+            f"unknown classes {unknown}; choose from {dataset.class_names}"
+            if unknown
+            else "classes is empty; give at least one class name"
+        )
     generator = torch.Generator().manual_seed(seed)
     shown = []
     for name in classes:
@@ -135,15 +134,24 @@ def class_gallery(
     if not shown:
         raise ValueError(f"the dataset has no images of {classes}")
     rows = -(-len(shown) // columns)
-    figure, axes = plt.subplots(rows, columns, squeeze=False, layout="constrained",
-                                figsize=(cell_inches * columns, (cell_inches + 0.55) * rows + 0.5))
+    figure, axes = plt.subplots(
+        rows,
+        columns,
+        squeeze=False,
+        layout="constrained",
+        figsize=(cell_inches * columns, (cell_inches + 0.55) * rows + 0.5),
+    )
     for axis in axes.flat:
         axis.set_axis_off()
     for axis, (name, index) in zip(axes.flat, shown):
         axis.imshow(to_display(dataset.images[index]), interpolation="nearest")
         axis.set_title(name.replace(":", ":\n").replace("/", "\n"), fontsize=8)
-    figure.suptitle(title if title is not None else
-                    f"{per_class} example{'s' if per_class > 1 else ''} of each of {len(classes)} classes", fontsize=13)
+    figure.suptitle(
+        title
+        if title is not None
+        else f"{per_class} example{'s' if per_class > 1 else ''} of each of {len(classes)} classes",
+        fontsize=13,
+    )
     return figure
 
 
@@ -172,8 +180,15 @@ def confusion_figure(matrix: torch.Tensor, class_names: Sequence[str], title: st
     image = axis.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     for (row, column), count in np.ndenumerate(matrix.numpy()):
         if count:
-            axis.text(column, row, str(count), ha="center", va="center", fontsize=8,
-                      color="white" if rates[row, column] > 0.5 else "black")
+            axis.text(
+                column,
+                row,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if rates[row, column] > 0.5 else "black",
+            )
     axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
     axis.set_yticks(range(len(class_names)), class_names)
     axis.set(xlabel="predicted class", ylabel="true class", title=title)
@@ -185,6 +200,7 @@ def confusion_figure(matrix: torch.Tensor, class_names: Sequence[str], title: st
 # --------------------------------------------------------------------------------------------
 # Projections: normalization and receptive-field windows
 # --------------------------------------------------------------------------------------------
+
 
 def normalize_projection(projection: Tensor) -> Tensor:
     """Signed projection(s) ``(..., C, H, W)`` -> display values in [0, 1], same shape.
@@ -216,9 +232,7 @@ def _display_float(picture: Tensor) -> Tensor:
     return picture.detach()
 
 
-def receptive_field_window(
-    model: nn.Module, layer: str, picture: Tensor, y: int, x: int, fill: float = 1.0
-) -> Tensor:
+def receptive_field_window(model: nn.Module, layer: str, picture: Tensor, y: int, x: int, fill: float = 1.0) -> Tensor:
     """The full receptive-field window of unit ``(y, x)`` of ``layer`` cut from ``picture``.
 
     Args:
@@ -240,15 +254,16 @@ def receptive_field_window(
     clipped_top, clipped_left, bottom, right = receptive_field_box(model, layer, y, x, picture.shape[-2:])
     picture = _display_float(picture)
     window = picture.new_full((picture.shape[0], size, size), float(fill))
-    window[:, clipped_top - top: bottom - top, clipped_left - left: right - left] = (
-        picture[:, clipped_top:bottom, clipped_left:right]
-    )
+    window[:, clipped_top - top : bottom - top, clipped_left - left : right - left] = picture[
+        :, clipped_top:bottom, clipped_left:right
+    ]
     return window
 
 
 # --------------------------------------------------------------------------------------------
 # Grids of pictures
 # --------------------------------------------------------------------------------------------
+
 
 def _show(axis: Axes, picture: Tensor | None) -> None:
     """Draw one ``(3, h, w)`` picture (uint8 or [0, 1]) without ticks; ``None`` leaves the cell blank."""
@@ -278,7 +293,10 @@ def image_table(
         raise ValueError(f"got {len(column_labels)} column labels for {columns} columns")
     label_inches = 1.6 if row_labels is not None else 0.2
     figure, axes = plt.subplots(
-        rows, columns, squeeze=False, layout="constrained",
+        rows,
+        columns,
+        squeeze=False,
+        layout="constrained",
         figsize=(label_inches + cell_inches * columns, 0.9 + (cell_inches + 0.15) * rows),
     )
     for row_index, row in enumerate(axes):
@@ -377,8 +395,17 @@ def top9_figure(
     blocks = body.subfigures(block_rows, columns, squeeze=False).flatten()
     displayed = normalize_projection(projections)
     for block, channel, channel_projections in zip(blocks, channels, displayed):
-        grid = block.add_gridspec(side, 2 * side + 1, width_ratios=[1] * side + [0.2] + [1] * side,
-                                  left=0.02, right=0.98, bottom=0.02, top=0.8, wspace=0.06, hspace=0.06)
+        grid = block.add_gridspec(
+            side,
+            2 * side + 1,
+            width_ratios=[1] * side + [0.2] + [1] * side,
+            left=0.02,
+            right=0.98,
+            bottom=0.02,
+            top=0.8,
+            wspace=0.06,
+            hspace=0.06,
+        )
         for j in range(k):
             row, column = divmod(j, side)
             image_index = int(top.image_indices[channel, j])
@@ -390,11 +417,13 @@ def top9_figure(
             if row == 0 and column == side // 2:
                 projection_axis.set_title("projections", fontsize=10)
                 patch_axis.set_title("image patches", fontsize=10)
-        block.suptitle(f"{top.layer}, feature map {channel} (strongest: {float(top.values[channel, 0]):.2f})",
-                       fontsize=12)
+        block.suptitle(
+            f"{top.layer}, feature map {channel} (strongest: {float(top.values[channel, 0]):.2f})", fontsize=12
+        )
     heading.suptitle(
         title or f"{top.layer}: top-{k} activations per feature map, deconvnet projections beside their image patches",
-        fontsize=14, y=0.75,
+        fontsize=14,
+        y=0.75,
     )
     return figure
 
@@ -435,7 +464,9 @@ def feature_evolution_figure(
     cells = [list(row) for row in zip(*columns)]
     row_labels = [f"{layer}\nmap {channel}" for layer in layers for channel in channels[layer]]
     return image_table(
-        cells, row_labels, list(snapshots),
+        cells,
+        row_labels,
+        list(snapshots),
         title or "Feature evolution: the strongest activation of each feature map, projected, per snapshot",
         cell_inches=1.3,
     )
@@ -475,7 +506,7 @@ def compare_projections_figure(
             )
     displayed = {name: normalize_projection(values) for name, values in maps.items()}
     cells = []
-    for row, (image_index, channel, y, x) in enumerate(selections.tolist()):
+    for row, (image_index, _channel, y, x) in enumerate(selections.tolist()):
         cells.append(
             [receptive_field_window(model, layer, pictures[image_index], y, x)]
             + [receptive_field_window(model, layer, values[row], y, x) for values in displayed.values()]
@@ -522,8 +553,9 @@ def unit_projection_figure(
         axes[2].set_title("|projection| and object outline", fontsize=12)
         figure.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.04, label="sum over RGB of |projection|")
     for axis in axes[:2]:
-        axis.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top,
-                                 fill=False, edgecolor="yellow", linewidth=2))
+        axis.add_patch(
+            Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, edgecolor="yellow", linewidth=2)
+        )
     for axis in axes:
         axis.set_xlabel("x (pixels)")
         axis.set_ylabel("y (pixels)")
@@ -533,90 +565,9 @@ def unit_projection_figure(
 
 
 # --------------------------------------------------------------------------------------------
-# Mean unpooling: the blurred alternative to switches
-# --------------------------------------------------------------------------------------------
-
-def mean_unpool(signal: Tensor, pool: nn.MaxPool2d, output_size: Sequence[int]) -> Tensor:
-    """Spread every value of ``signal`` evenly over its whole pooling window.
-
-    Args:
-        signal: ``(N, C, h, w)`` values at the pooled positions.
-        pool: the forward max-pool (kernel size, stride, padding, ceil mode are used).
-        output_size: ``(H, W)`` of the pooling layer's input.
-
-    Returns:
-        ``(N, C, H, W)``: each input position receives ``value / (kernel_h * kernel_w)`` from every
-        window that contains it (summed where windows overlap), the transpose of average pooling.
-        Unlike :func:`~course_utils.deconvnet.unpool` it needs no switches, and it blurs.
-    """
-    dilation = pool.dilation if isinstance(pool.dilation, int) else max(pool.dilation)
-    if dilation != 1:
-        raise ValueError(f"mean unpooling supports max-pools without dilation, got dilation={pool.dilation}")
-    if signal.ndim != 4:
-        raise ValueError(f"signal must be (N, C, h, w), got {tuple(signal.shape)}")
-    with torch.enable_grad():
-        canvas = signal.new_zeros(*signal.shape[:2], *(int(s) for s in output_size)).requires_grad_(True)
-        pooled = F.avg_pool2d(canvas, pool.kernel_size, pool.stride, pool.padding,
-                              ceil_mode=pool.ceil_mode, count_include_pad=True)
-        if pooled.shape != signal.shape:
-            raise ValueError(
-                f"a {tuple(output_size)} input pools to {tuple(pooled.shape[-2:])}, but signal is "
-                f"{tuple(signal.shape[-2:])}; give the pooling layer's input size"
-            )
-        (spread,) = torch.autograd.grad(pooled, canvas, signal.detach())
-    return spread
-
-
-class _MaxForwardMeanBackward(torch.autograd.Function):
-    """Max-pooling forward; backward by :func:`mean_unpool` instead of the switches."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, pool: nn.MaxPool2d) -> Tensor:
-        ctx.pool, ctx.input_size = pool, x.shape[-2:]
-        return F.max_pool2d(x, pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        return mean_unpool(grad, ctx.pool, ctx.input_size), None
-
-
-class _MeanUnpoolingMaxPool(nn.MaxPool2d):
-    """A copy of a max-pool's settings whose backward is :func:`mean_unpool`."""
-
-    def __init__(self, pool: nn.MaxPool2d) -> None:
-        super().__init__(pool.kernel_size, pool.stride, pool.padding, pool.dilation, ceil_mode=pool.ceil_mode)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return _MaxForwardMeanBackward.apply(x, self)
-
-
-def project_mean_unpooling(
-    model: nn.Module, images: Tensor, layer: str, selections: Tensor, *, unit_value: UnitValue = "activation"
-) -> Tensor:
-    """The deconvnet with *mean unpooling* instead of switches: ``(S, 3, H, W)``.
-
-    Same arguments as :func:`course_utils.deconvnet.project`. The reverse pass is the
-    deconvnet rule of :func:`course_utils.attribution.attribute` (rectify, transposed filters)
-    on a view of the model's layers up to ``layer`` in which every max-pool's backward is
-    :func:`mean_unpool`; the forward pass (and so the selected activation) is unchanged. The
-    model itself is not modified. On models without ``LocalResponseNorm`` this differs from
-    ``project`` only in the unpooling.
-    """
-    check_eval_mode(model)
-    path = layer_path(model, layer)
-    _check_reversible(path)
-    view = nn.Sequential(OrderedDict(
-        (name, _MeanUnpoolingMaxPool(module) if isinstance(module, nn.MaxPool2d) else module)
-        for name, module in path
-    ))
-    for module in (view, *(m for m in view.children() if isinstance(m, _MeanUnpoolingMaxPool))):
-        module.training = False  # the model's own layers keep their flags
-    return attribute(view, images, layer, selections, rule="deconvnet", unit_value=unit_value)
-
-
-# --------------------------------------------------------------------------------------------
 # Tiny hand-sized grids (notebook 02)
 # --------------------------------------------------------------------------------------------
+
 
 def _cell_text(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
@@ -657,8 +608,14 @@ def tiny_grids_figure(
     widths = [array.shape[1] for array in arrays]
     tallest = max(array.shape[0] for array in arrays)
     cell = 0.62
-    figure, axes = plt.subplots(1, len(arrays), figsize=(cell * sum(widths) + 0.9 * len(arrays), cell * tallest + 1.3),
-                                gridspec_kw={"width_ratios": widths}, squeeze=False, layout="constrained")
+    figure, axes = plt.subplots(
+        1,
+        len(arrays),
+        figsize=(cell * sum(widths) + 0.9 * len(arrays), cell * tallest + 1.3),
+        gridspec_kw={"width_ratios": widths},
+        squeeze=False,
+        layout="constrained",
+    )
     axes = axes[0]
     for axis, array, grid_title in zip(axes, arrays, titles):
         limit = float(np.abs(array).max()) or 1.0
@@ -681,12 +638,21 @@ def tiny_grids_figure(
             raise ValueError(f"switch indices must lie inside the input grid {input_shape}")
         tags: dict[tuple[int, int], list[str]] = {}
         for letter, ((row, column), flat) in zip(_switch_letters(indices.numel()), np.ndenumerate(indices.numpy())):
-            axes[pooled_index].text(column - 0.42, row - 0.42, letter, ha="left", va="top", fontsize=9,
-                                    color="darkgreen", fontweight="bold")
+            axes[pooled_index].text(
+                column - 0.42, row - 0.42, letter, ha="left", va="top", fontsize=9, color="darkgreen", fontweight="bold"
+            )
             tags.setdefault(divmod(int(flat), input_shape[1]), []).append(letter)
         for (row, column), letters in tags.items():
             axes[input_index].add_patch(plt.Circle((column, row), 0.4, fill=False, edgecolor="darkgreen", linewidth=2))
-            axes[input_index].text(column - 0.45, row - 0.45, ",".join(letters), ha="left", va="top",
-                                   fontsize=8, color="darkgreen", fontweight="bold")
+            axes[input_index].text(
+                column - 0.45,
+                row - 0.45,
+                ",".join(letters),
+                ha="left",
+                va="top",
+                fontsize=8,
+                color="darkgreen",
+                fontweight="bold",
+            )
     figure.suptitle(title, fontsize=13)
     return figure

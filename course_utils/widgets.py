@@ -24,15 +24,17 @@ in one pass when it is built (changing the channel then only projects ``k`` unit
 invariance explorer computes the curves of all its images the first time a transformation
 is chosen.
 """
+
 from __future__ import annotations
 
 import html
 import io
 import math
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
@@ -44,10 +46,11 @@ from PIL import Image, ImageDraw
 from torch import Tensor, nn
 
 from .activations import TopK, mine_top_activations, receptive_field, receptive_field_box
+from .checks import check_eval_mode, check_images
 from .data import ImageTensorDataset
-from .deconvnet import check_eval_mode, check_images, layer_output, project, project_top_activations
+from .deconvnet import project, project_top_activations
 from .invariance import TRANSFORMATIONS, InvarianceCurves, invariance_curves, transform_images
-from .models import get_layer
+from .layers import get_layer, layer_outputs
 from .viz import normalize_projection, receptive_field_window
 
 __all__ = [
@@ -88,6 +91,7 @@ _HIGHLIGHT = (230, 25, 75)
 # Pictures as PNG bytes
 # --------------------------------------------------------------------------------------------
 
+
 def display_scale(size: int, target: int = DISPLAY_PIXELS) -> int:
     """The whole enlargement factor that brings ``size`` pixels closest to ``target`` (at least 1)."""
     return max(1, round(target / size))
@@ -112,8 +116,10 @@ def mosaic_pixels(pictures: Sequence[Tensor], columns: int, scale: int, gap: int
     canvas = np.full((rows * height + (rows - 1) * gap, columns * width + (columns - 1) * gap, 3), 255, np.uint8)
     for index, cell in enumerate(cells):
         row, column = divmod(index, columns)
-        canvas[row * (height + gap): row * (height + gap) + height,
-               column * (width + gap): column * (width + gap) + width] = cell
+        canvas[
+            row * (height + gap) : row * (height + gap) + height,
+            column * (width + gap) : column * (width + gap) + width,
+        ] = cell
     return canvas
 
 
@@ -123,8 +129,11 @@ def _png(pixels: np.ndarray, boxes: Sequence[tuple[int, int, int, int]] = (), sc
     image = Image.fromarray(pixels)
     draw = ImageDraw.Draw(image)
     for top, left, bottom, right in boxes:
-        draw.rectangle((left * scale, top * scale, right * scale - 1, bottom * scale - 1),
-                       outline=_HIGHLIGHT, width=max(1, scale // 2))
+        draw.rectangle(
+            (left * scale, top * scale, right * scale - 1, bottom * scale - 1),
+            outline=_HIGHLIGHT,
+            width=max(1, scale // 2),
+        )
     return _png_bytes(image)
 
 
@@ -141,6 +150,7 @@ def _captioned(caption: str, view: widgets.Widget) -> widgets.VBox:
 # --------------------------------------------------------------------------------------------
 # The common frame
 # --------------------------------------------------------------------------------------------
+
 
 class Explorer(widgets.VBox):
     """Instructions, controls, views and an error ``Output``; redraws when a control changes.
@@ -162,8 +172,9 @@ class Explorer(widgets.VBox):
         self.last_update_seconds = float("nan")
         self._adjusting_depth = 0
 
-    def _connect(self, instructions: str, controls: dict[str, widgets.ValueWidget],
-                 views: Sequence[widgets.Widget]) -> None:
+    def _connect(
+        self, instructions: str, controls: dict[str, widgets.ValueWidget], views: Sequence[widgets.Widget]
+    ) -> None:
         self.controls = controls
         self.messages = widgets.interactive_output(self._timed_draw, controls)
         self.children = (
@@ -228,9 +239,10 @@ def _normalized(model: nn.Module, dataset: ImageTensorDataset, indices: Sequence
 
 def _image_slider(dataset: ImageTensorDataset, value: int) -> widgets.IntSlider:
     if not 0 <= value < len(dataset):
-        raise ValueError(f"image index {value} is out of range: the dataset has {len(dataset)} images (0..{len(dataset) - 1})")
-    return widgets.IntSlider(value=value, min=0, max=len(dataset) - 1, description="image",
-                             continuous_update=False)
+        raise ValueError(
+            f"image index {value} is out of range: the dataset has {len(dataset)} images (0..{len(dataset) - 1})"
+        )
+    return widgets.IntSlider(value=value, min=0, max=len(dataset) - 1, description="image", continuous_update=False)
 
 
 def _class_name(dataset: ImageTensorDataset, label: int) -> str:
@@ -240,6 +252,7 @@ def _class_name(dataset: ImageTensorDataset, label: int) -> str:
 # --------------------------------------------------------------------------------------------
 # Fig. 2: top-k projections
 # --------------------------------------------------------------------------------------------
+
 
 class DeconvnetExplorer(Explorer):
     """Top-k deconvnet projections of one feature map, and one image's own projection.
@@ -263,8 +276,9 @@ class DeconvnetExplorer(Explorer):
             ``S x S`` pixels, shown ``S * scale`` wide, :data:`MOSAIC_GAP` pixels apart).
     """
 
-    def __init__(self, model: nn.Module, dataset: ImageTensorDataset, tops: Mapping[str, TopK],
-                 channel: int = 0, image: int = 0) -> None:
+    def __init__(
+        self, model: nn.Module, dataset: ImageTensorDataset, tops: Mapping[str, TopK], channel: int = 0, image: int = 0
+    ) -> None:
         super().__init__()
         if not tops:
             raise ValueError("tops is empty; mine at least one layer with mine_top_activations(model, dataset, layers)")
@@ -274,8 +288,9 @@ class DeconvnetExplorer(Explorer):
         if not 0 <= channel < num_channels:
             raise ValueError(f"channel {channel} is out of range: layer {first_layer!r} has {num_channels} channels")
         self.layer = widgets.Dropdown(options=list(self.tops), value=first_layer, description="layer")
-        self.channel = widgets.IntSlider(value=channel, min=0, max=num_channels - 1, description="channel",
-                                         continuous_update=False)
+        self.channel = widgets.IntSlider(
+            value=channel, min=0, max=num_channels - 1, description="channel", continuous_update=False
+        )
         self.image = _image_slider(dataset, image)
         self.layer.observe(self._follow_layer, names="value")
         self.projection_view, self.patch_view = widgets.Image(format="png"), widgets.Image(format="png")
@@ -293,10 +308,18 @@ class DeconvnetExplorer(Explorer):
             "an image to see where this feature map responds most in it (box) and that unit's projection.",
             {"layer": self.layer, "channel": self.channel, "image": self.image},
             [
-                widgets.HBox([_captioned(f"top-{k} projections", self.projection_view),
-                              _captioned("image patches", self.patch_view)]),
-                widgets.HBox([_captioned("chosen image", self.image_view),
-                              _captioned("its projection", self.image_projection_view)]),
+                widgets.HBox(
+                    [
+                        _captioned(f"top-{k} projections", self.projection_view),
+                        _captioned("image patches", self.patch_view),
+                    ]
+                ),
+                widgets.HBox(
+                    [
+                        _captioned("chosen image", self.image_view),
+                        _captioned("its projection", self.image_projection_view),
+                    ]
+                ),
                 self.caption,
             ],
         )
@@ -313,14 +336,16 @@ class DeconvnetExplorer(Explorer):
         for j in range(top.k):
             y, x = (int(v) for v in top.locations[channel, j])
             windows.append(receptive_field_window(model, layer, displayed[j], y, x))
-            patches.append(receptive_field_window(model, layer, dataset.images[int(top.image_indices[channel, j])], y, x))
+            patches.append(
+                receptive_field_window(model, layer, dataset.images[int(top.image_indices[channel, j])], y, x)
+            )
         columns = math.ceil(math.sqrt(top.k))
         self.scale = display_scale(windows[0].shape[-1], MOSAIC_CELL_PIXELS)
         self.projection_view.value = _png(mosaic_pixels(windows, columns, self.scale))
         self.patch_view.value = _png(mosaic_pixels(patches, columns, self.scale))
 
         chosen = _normalized(model, dataset, [image])
-        feature_map = layer_output(model, chosen, layer)[0, channel]
+        feature_map = layer_outputs(model, chosen, [layer])[layer][0, channel]
         y, x = divmod(int(feature_map.argmax()), feature_map.shape[-1])
         activation = float(feature_map[y, x])
         self.image_unit = (y, x, activation)
@@ -381,6 +406,7 @@ def deconvnet_explorer(
 # Fig. 7: occlusion
 # --------------------------------------------------------------------------------------------
 
+
 class OcclusionExplorer(Explorer):
     """A grey occluder moved over one image: P(true class) and the five most probable classes.
 
@@ -399,8 +425,14 @@ class OcclusionExplorer(Explorer):
         occluded: ``(3, H, W)`` the normalized occluded image.
     """
 
-    def __init__(self, model: nn.Module, dataset: ImageTensorDataset, image: int = 0, size: int | None = None,
-                 baseline: float | Sequence[float] = 0.0) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        dataset: ImageTensorDataset,
+        image: int = 0,
+        size: int | None = None,
+        baseline: float | Sequence[float] = 0.0,
+    ) -> None:
         super().__init__()
         self.model, self.dataset = model, dataset
         height, width = dataset.images.shape[-2:]
@@ -411,7 +443,9 @@ class OcclusionExplorer(Explorer):
             )
         self.baseline = torch.as_tensor(baseline, dtype=torch.float32).reshape(-1, 1, 1)
         if self.baseline.shape[0] not in (1, 3):
-            raise ValueError(f"baseline must be a float or 3 per-channel values (normalized units), got {tuple(self.baseline.shape)}")
+            raise ValueError(
+                f"baseline must be a float or 3 per-channel values (normalized units), got {tuple(self.baseline.shape)}"
+            )
         self.image = _image_slider(dataset, image)
         self.size = widgets.IntSlider(value=size, min=1, max=min(height, width), description="size")
         self.x = widgets.IntSlider(value=(width - size) // 2, min=0, max=width - size, description="left (x)")
@@ -431,8 +465,14 @@ class OcclusionExplorer(Explorer):
             "square covers what the model relies on. The bars show the five most probable classes "
             "(true class in orange).",
             {"image": self.image, "size": self.size, "x": self.x, "y": self.y},
-            [widgets.HBox([_captioned("what the model sees", self.image_view),
-                           widgets.VBox([self.probability_label, self.top_classes_view])])],
+            [
+                widgets.HBox(
+                    [
+                        _captioned("what the model sees", self.image_view),
+                        widgets.VBox([self.probability_label, self.top_classes_view]),
+                    ]
+                )
+            ],
         )
 
     def _follow_size(self, change: dict[str, Any]) -> None:
@@ -451,7 +491,7 @@ class OcclusionExplorer(Explorer):
     def _draw(self, image: int, size: int, x: int, y: int) -> None:
         normalized, self.clean_probabilities = self._clean_image(image)
         occluded = normalized.clone()
-        occluded[:, y:y + size, x:x + size] = self.baseline.to(occluded)
+        occluded[:, y : y + size, x : x + size] = self.baseline.to(occluded)
         with torch.no_grad():
             self.probabilities = self.model(occluded[None]).softmax(dim=1)[0].float().cpu()
         self.occluded = occluded
@@ -502,6 +542,7 @@ def occlusion_explorer(
 # Fig. 5: invariance
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class _CurvesPicture:
     """Rendered curves of one image and kind, and where to draw the marker on them.
@@ -546,8 +587,15 @@ class InvarianceExplorer(Explorer):
         marked: ``{layer: distance, ..., "probability": P(true class)}`` at the marked point.
     """
 
-    def __init__(self, model: nn.Module, dataset: ImageTensorDataset, image_indices: Sequence[int],
-                 amounts: Mapping[str, Sequence[float]], layers: Sequence[str], fill: float = 0.0) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        dataset: ImageTensorDataset,
+        image_indices: Sequence[int],
+        amounts: Mapping[str, Sequence[float]],
+        layers: Sequence[str],
+        fill: float = 0.0,
+    ) -> None:
         super().__init__()
         self.model, self.dataset, self.layers, self.fill = model, dataset, tuple(layers), fill
         self.image_indices = [int(i) for i in image_indices]
@@ -560,13 +608,20 @@ class InvarianceExplorer(Explorer):
         self.marked: dict[str, float] = {}
         first_kind = next(iter(self.amounts))
         self.image = widgets.Dropdown(
-            options=[(f"{i} ({_class_name(dataset, int(dataset.labels[i]))})", row)
-                     for row, i in enumerate(self.image_indices)],
-            value=0, description="image")
+            options=[
+                (f"{i} ({_class_name(dataset, int(dataset.labels[i]))})", row)
+                for row, i in enumerate(self.image_indices)
+            ],
+            value=0,
+            description="image",
+        )
         self.kind = widgets.Dropdown(options=list(self.amounts), value=first_kind, description="transform")
-        self.amount = widgets.SelectionSlider(options=self._amount_options(first_kind),
-                                              value=self._identity(first_kind), description="amount",
-                                              continuous_update=False)
+        self.amount = widgets.SelectionSlider(
+            options=self._amount_options(first_kind),
+            value=self._identity(first_kind),
+            description="amount",
+            continuous_update=False,
+        )
         self.kind.observe(self._follow_kind, names="value")
         self.image_view, self.curves_view = widgets.Image(format="png"), widgets.Image(format="png")
         self.caption = widgets.HTML()
@@ -594,14 +649,21 @@ class InvarianceExplorer(Explorer):
     def curves_for(self, kind: str) -> InvarianceCurves:
         """The curves of ``kind`` over all images (computed on first use, then cached)."""
         if kind not in self.curves:
-            self.curves[kind] = invariance_curves(self.model, self.images, kind, self.amounts[kind], self.layers,
-                                                  target_labels=self.labels, fill=self.fill)
+            self.curves[kind] = invariance_curves(
+                self.model,
+                self.images,
+                kind,
+                self.amounts[kind],
+                self.layers,
+                target_labels=self.labels,
+                fill=self.fill,
+            )
         return self.curves[kind]
 
     def _draw(self, image: int, kind: str, amount: float) -> None:
         curves = self.curves_for(kind)
         column = self.amounts[kind].index(amount)
-        self.transformed = transform_images(self.images[image:image + 1], kind, amount, self.fill)[0]
+        self.transformed = transform_images(self.images[image : image + 1], kind, amount, self.fill)[0]
         self.marked = {layer: float(curves.distances[layer][image, column]) for layer in self.layers}
         self.marked["probability"] = float(curves.probabilities[image, column])
         shown = self.dataset.denormalize(self.transformed.cpu().float())
@@ -620,8 +682,10 @@ class InvarianceExplorer(Explorer):
         key = (kind, image)
         if key not in self._curves_pictures:
             curves = self.curves_for(kind)
-            panels = [(curves.distances[layer], f"{layer}: distance to original", "Euclidean distance")
-                      for layer in self.layers]
+            panels = [
+                (curves.distances[layer], f"{layer}: distance to original", "Euclidean distance")
+                for layer in self.layers
+            ]
             panels.append((curves.probabilities, "P(true class)", "probability"))
             figure = Figure(figsize=(3.0 * len(panels), 2.7), dpi=80, layout="constrained")
             canvas = FigureCanvasAgg(figure)
@@ -642,7 +706,8 @@ class InvarianceExplorer(Explorer):
             canvas.draw()
             pixels = np.asarray(canvas.buffer_rgba())[..., :3].copy()
             self._curves_pictures[key] = _CurvesPicture(
-                pixels, [axis.transData.frozen() for axis in axes], [axis.bbox.frozen() for axis in axes], values)
+                pixels, [axis.transData.frozen() for axis in axes], [axis.bbox.frozen() for axis in axes], values
+            )
         return self._curves_pictures[key]
 
 
@@ -673,7 +738,9 @@ def invariance_explorer(
         raise ValueError("image_indices is empty; give at least one dataset index")
     bad = [i for i in image_indices if not 0 <= i < len(dataset)]
     if bad:
-        raise ValueError(f"image index {bad[0]} is out of range: the dataset has {len(dataset)} images (0..{len(dataset) - 1})")
+        raise ValueError(
+            f"image index {bad[0]} is out of range: the dataset has {len(dataset)} images (0..{len(dataset) - 1})"
+        )
     amounts = DEFAULT_AMOUNTS if amounts is None else amounts
     if not amounts:
         raise ValueError(f"amounts is empty; give amounts for at least one of {', '.join(TRANSFORMATIONS)}")

@@ -1,4 +1,5 @@
 """Shared fixtures: small in-memory datasets and the path of the real-photo slice."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,9 @@ def colour_dataset(n: int, size: int = 32, classes: int = 3, seed: int = 0) -> I
     labels = torch.arange(n) % classes
     images = torch.randint(0, 80, (n, 3, size, size), generator=generator)
     images[torch.arange(n), labels % 3] += 150
-    return ImageTensorDataset(images.to(torch.uint8), labels, [f"class{i}" for i in range(classes)],
-                              mean=(0.4, 0.4, 0.4), std=(0.3, 0.3, 0.3))
+    return ImageTensorDataset(
+        images.to(torch.uint8), labels, [f"class{i}" for i in range(classes)], mean=(0.4, 0.4, 0.4), std=(0.3, 0.3, 0.3)
+    )
 
 
 @pytest.fixture

@@ -1,18 +1,27 @@
 """Table 3's ablation: variants, records with parameter counts, resuming, mean +- std, the CLI."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
+from conftest import colour_dataset
 
 import course_utils.data
 from course_utils import ablation
-from course_utils.ablation import (ablation_variants, architecture_variants, format_summary, load_results, run_ablation,
-                                   single_run_reversals, split_overrides, summarize)
+from course_utils.ablation import (
+    ablation_variants,
+    architecture_variants,
+    format_summary,
+    load_results,
+    run_ablation,
+    single_run_reversals,
+    split_overrides,
+    summarize,
+)
 from course_utils.architecture import FIRST_LAYER_VARIANTS
 from course_utils.models import REMOVABLE_LAYERS, ZFNet, ZFNetConfig
 from course_utils.train import TrainConfig, evaluate, train
-from conftest import colour_dataset
 
 BASE = ZFNetConfig(conv_widths=(4, 4, 4, 4, 4), fc_widths=(8, 8))
 ONE_EPOCH = TrainConfig(epochs=1, batch_size=32)
@@ -23,8 +32,8 @@ def hand_count(conv_layers: int = 3) -> int:
     """Parameters of BASE on 32x32 images with 3 classes, counted layer by layer."""
     conv1 = 3 * 4 * 7 * 7 + 4
     conv2 = 4 * 4 * 5 * 5 + 4
-    conv3x3 = 4 * 4 * 3 * 3 + 4           # conv3, conv4, conv5 each
-    flat = 4 * 2 * 2                       # 32 -> conv1/2 16 -> pool1 8 -> pool2 4 -> pool5 2
+    conv3x3 = 4 * 4 * 3 * 3 + 4  # conv3, conv4, conv5 each
+    flat = 4 * 2 * 2  # 32 -> conv1/2 16 -> pool1 8 -> pool2 4 -> pool5 2
     fc6, fc7, fc8 = flat * 8 + 8, 8 * 8 + 8, 8 * 3 + 3
     return conv1 + conv2 + conv_layers * conv3x3 + fc6 + fc7 + fc8
 
@@ -33,6 +42,7 @@ def counting_train(calls: list):
     def wrapper(*args, **kwargs):
         calls.append(args[0].seed)
         return train(*args, **kwargs)
+
     return wrapper
 
 
@@ -54,17 +64,27 @@ def test_run_ablation_records_counts_errors_and_writes_json(tmp_path, monkeypatc
     calls: list = []
     monkeypatch.setattr(ablation, "train", counting_train(calls))
     path = tmp_path / "results" / "ablation.json"
-    records = run_ablation(TWO_VARIANTS, train_set, val_set, ONE_EPOCH, seeds=(0, 1), base=BASE, progress=False,
-                           results_path=path)
-    assert [(r["variant"], r["seed"]) for r in records] == [("full", 0), ("full", 1), ("no conv3,4", 0),
-                                                            ("no conv3,4", 1)]
+    records = run_ablation(
+        TWO_VARIANTS, train_set, val_set, ONE_EPOCH, seeds=(0, 1), base=BASE, progress=False, results_path=path
+    )
+    assert [(r["variant"], r["seed"]) for r in records] == [
+        ("full", 0),
+        ("full", 1),
+        ("no conv3,4", 0),
+        ("no conv3,4", 1),
+    ]
     assert load_results(path) == records
     assert [r["parameters"] for r in records] == [hand_count(3)] * 2 + [hand_count(1)] * 2
     assert calls == [0, 1, 0, 1]
     assert sorted(p.name for p in path.parent.iterdir()) == ["ablation.json"]  # no temporary files left
     # the train error is measured on the training set after training, the val error is the last epoch's
-    model, history = train(TrainConfig(epochs=1, batch_size=32, seed=1), train_set, val_set,
-                           ZFNetConfig(**{**BASE.to_dict(), "remove": ("conv3", "conv4")}), progress=False)
+    model, history = train(
+        TrainConfig(epochs=1, batch_size=32, seed=1),
+        train_set,
+        val_set,
+        ZFNetConfig(**{**BASE.to_dict(), "remove": ("conv3", "conv4")}),
+        progress=False,
+    )
     loss, accuracy = evaluate(model, train_set)
     assert records[3]["train_error"] == pytest.approx(1 - accuracy)
     assert records[3]["train_loss"] == pytest.approx(loss)
@@ -78,24 +98,51 @@ def test_run_ablation_resumes_and_refuses_other_recipes(tmp_path, monkeypatch):
     path = tmp_path / "ablation.json"
     calls: list = []
     monkeypatch.setattr(ablation, "train", counting_train(calls))
-    first = run_ablation(TWO_VARIANTS, train_set, val_set, ONE_EPOCH, seeds=(0,), base=BASE, progress=False,
-                         results_path=path)
+    first = run_ablation(
+        TWO_VARIANTS, train_set, val_set, ONE_EPOCH, seeds=(0,), base=BASE, progress=False, results_path=path
+    )
     assert len(calls) == 2
-    again = run_ablation(TWO_VARIANTS, train_set, val_set, ONE_EPOCH, seeds=(0,), base=BASE, progress=False,
-                         results_path=path)
+    again = run_ablation(
+        TWO_VARIANTS, train_set, val_set, ONE_EPOCH, seeds=(0,), base=BASE, progress=False, results_path=path
+    )
     assert len(calls) == 2 and again == first  # nothing retrained
-    more = run_ablation(TWO_VARIANTS, train_set, val_set, ONE_EPOCH, seeds=(0, 1), base=BASE, progress=False,
-                        results_path=path)
+    more = run_ablation(
+        TWO_VARIANTS, train_set, val_set, ONE_EPOCH, seeds=(0, 1), base=BASE, progress=False, results_path=path
+    )
     assert calls == [0, 0, 1, 1] and more[:2] == first and len(load_results(path)) == 4
     with pytest.raises(ValueError, match="another recipe or architecture"):
-        run_ablation(TWO_VARIANTS, train_set, val_set, TrainConfig(epochs=2, batch_size=32), seeds=(0,), base=BASE,
-                     progress=False, results_path=path)
+        run_ablation(
+            TWO_VARIANTS,
+            train_set,
+            val_set,
+            TrainConfig(epochs=2, batch_size=32),
+            seeds=(0,),
+            base=BASE,
+            progress=False,
+            results_path=path,
+        )
     with pytest.raises(ValueError, match="another recipe or architecture"):  # other images, same count
-        run_ablation(TWO_VARIANTS, colour_dataset(64, seed=5), val_set, ONE_EPOCH, seeds=(0,), base=BASE,
-                     progress=False, results_path=path)
+        run_ablation(
+            TWO_VARIANTS,
+            colour_dataset(64, seed=5),
+            val_set,
+            ONE_EPOCH,
+            seeds=(0,),
+            base=BASE,
+            progress=False,
+            results_path=path,
+        )
     with pytest.raises(ValueError, match="another recipe or architecture"):
-        run_ablation({"full": {"fc_widths": (6, 6)}}, train_set, val_set, ONE_EPOCH, seeds=(0,), base=BASE,
-                     progress=False, results_path=path)
+        run_ablation(
+            {"full": {"fc_widths": (6, 6)}},
+            train_set,
+            val_set,
+            ONE_EPOCH,
+            seeds=(0,),
+            base=BASE,
+            progress=False,
+            results_path=path,
+        )
     assert len(calls) == 4
 
 
@@ -110,13 +157,20 @@ def test_load_results_rejects_corrupt_files(tmp_path):
 
 
 def record(variant: str, seed: int, train_error: float, val_error: float, parameters: int = 100) -> dict:
-    return {"variant": variant, "seed": seed, "parameters": parameters, "train_error": train_error,
-            "val_error": val_error, "seconds": 10.0 + seed}
+    return {
+        "variant": variant,
+        "seed": seed,
+        "parameters": parameters,
+        "train_error": train_error,
+        "val_error": val_error,
+        "seconds": 10.0 + seed,
+    }
 
 
 def test_summarize_means_and_sample_stds_by_hand():
-    rows = summarize([record("a", 0, 0.1, 0.2), record("b", 0, 0.5, 0.5, 7), record("a", 1, 0.3, 0.4),
-                      record("a", 2, 0.2, 0.6)])
+    rows = summarize(
+        [record("a", 0, 0.1, 0.2), record("b", 0, 0.5, 0.5, 7), record("a", 1, 0.3, 0.4), record("a", 2, 0.2, 0.6)]
+    )
     assert [row["variant"] for row in rows] == ["a", "b"]
     a, b = rows
     assert a["seeds"] == [0, 1, 2] and a["parameters"] == 100
@@ -131,9 +185,11 @@ def test_summarize_means_and_sample_stds_by_hand():
 
 
 def test_single_run_reversals_count_seed_combinations_by_hand():
-    records = [{"variant": name, "seed": seed, "val_error": error}
-               for name, errors in {"a": (0.10, 0.30), "b": (0.20, 0.40), "c": (0.90, 0.95)}.items()
-               for seed, error in enumerate(errors)]
+    records = [
+        {"variant": name, "seed": seed, "val_error": error}
+        for name, errors in {"a": (0.10, 0.30), "b": (0.20, 0.40), "c": (0.90, 0.95)}.items()
+        for seed, error in enumerate(errors)
+    ]
     rows = {(row["better"], row["worse"]): row for row in single_run_reversals(records)}
     assert set(rows) == {("a", "b"), ("a", "c"), ("b", "c")}
     # a (0.1, 0.3) vs b (0.2, 0.4): only a=0.3 > b=0.2 reverses -> 1 of 4 combinations
@@ -148,8 +204,25 @@ def test_cli_runs_a_subset_of_variants(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(course_utils.data, "load_embedded", fake_embedded)
     out = tmp_path / "ablation.json"
-    records = ablation.main(["--epochs", "1", "--seeds", "0", "--variants", "full", "no fc6,7",
-                             "--train-per-class", "8", "--batch-size", "8", "--threads", "1", "--out", str(out)])
+    records = ablation.main(
+        [
+            "--epochs",
+            "1",
+            "--seeds",
+            "0",
+            "--variants",
+            "full",
+            "no fc6,7",
+            "--train-per-class",
+            "8",
+            "--batch-size",
+            "8",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert [(r["variant"], r["seed"]) for r in records] == [("full", 0), ("no fc6,7", 0)]
     assert all(r["recipe"]["train_images"] == 24 and r["recipe"]["epochs"] == 1 for r in records)
     assert json.loads(out.read_text()) == records
@@ -164,13 +237,34 @@ def test_cli_architecture_table_trains_all_three_first_layers(tmp_path, monkeypa
         return colour_dataset(60 if split == "train" else 30, seed=0 if split == "train" else 1)
 
     monkeypatch.setattr(course_utils.data, "load_embedded", fake_embedded)
-    monkeypatch.setattr(ablation, "TABLES", {**ablation.TABLES, "architecture": (architecture_variants, tmp_path / "arch.json")})
-    records = ablation.main(["--table", "architecture", "--epochs", "1", "--seeds", "0", "--train-per-class", "8",
-                             "--batch-size", "8", "--threads", "1"])
-    kernels = {r["variant"]: (r["config"]["conv1_kernel"], r["config"]["conv1_stride"], r["recipe"]["max_filter_rms"])
-               for r in records}
-    assert kernels == {"ZF: 7x7 stride 2": (7, 2, 0.1), "AlexNet-like: 11x11 stride 4": (11, 4, 0.1),
-                       "ZF: 7x7 stride 2, no RMS clipping": (7, 2, None)}
+    monkeypatch.setattr(
+        ablation, "TABLES", {**ablation.TABLES, "architecture": (architecture_variants, tmp_path / "arch.json")}
+    )
+    records = ablation.main(
+        [
+            "--table",
+            "architecture",
+            "--epochs",
+            "1",
+            "--seeds",
+            "0",
+            "--train-per-class",
+            "8",
+            "--batch-size",
+            "8",
+            "--threads",
+            "1",
+        ]
+    )
+    kernels = {
+        r["variant"]: (r["config"]["conv1_kernel"], r["config"]["conv1_stride"], r["recipe"]["max_filter_rms"])
+        for r in records
+    }
+    assert kernels == {
+        "ZF: 7x7 stride 2": (7, 2, 0.1),
+        "AlexNet-like: 11x11 stride 4": (11, 4, 0.1),
+        "ZF: 7x7 stride 2, no RMS clipping": (7, 2, None),
+    }
     assert all(set(r["first_layer"]) == {"dead_fraction", "aliased_energy", "rms_max", "rms_median"} for r in records)
     assert json.loads((tmp_path / "arch.json").read_text()) == records  # the table's default results file
     with pytest.raises(SystemExit, match="unknown variants.*of the architecture table"):
@@ -195,18 +289,30 @@ def test_training_overrides_apply_to_their_variant_only_and_are_recorded(tmp_pat
     monkeypatch.setattr(ablation, "train", recording_train)
     variants = {"clipped": {}, "free": {"remove": ("fc7",), "train": {"max_filter_rms": None}}}
     path = tmp_path / "results.json"
-    records = run_ablation(variants, train_set, val_set, ONE_EPOCH, seeds=(0,), base=BASE, progress=False,
-                           results_path=path)
+    records = run_ablation(
+        variants, train_set, val_set, ONE_EPOCH, seeds=(0,), base=BASE, progress=False, results_path=path
+    )
     assert seen == [0.1, None]
     assert [r["recipe"]["max_filter_rms"] for r in records] == [0.1, None]
     assert records[1]["overrides"] == {"remove": ["fc7"], "train": {"max_filter_rms": None}}
     assert records[1]["config"]["remove"] == ["fc7"] and records[0]["recipe"]["epochs"] == 1
     assert all(0 <= r["first_layer"]["dead_fraction"] <= 1 and r["first_layer"]["rms_max"] > 0 for r in records)
-    assert run_ablation(variants, train_set, val_set, ONE_EPOCH, seeds=(0,), base=BASE, progress=False,
-                        results_path=path) == records and len(seen) == 2  # resumed, nothing retrained
+    assert (
+        run_ablation(variants, train_set, val_set, ONE_EPOCH, seeds=(0,), base=BASE, progress=False, results_path=path)
+        == records
+        and len(seen) == 2
+    )  # resumed, nothing retrained
     with pytest.raises(ValueError, match="another recipe"):  # the same variant name, now clipped
-        run_ablation({"free": {"remove": ("fc7",)}}, train_set, val_set, ONE_EPOCH, seeds=(0,), base=BASE,
-                     progress=False, results_path=path)
+        run_ablation(
+            {"free": {"remove": ("fc7",)}},
+            train_set,
+            val_set,
+            ONE_EPOCH,
+            seeds=(0,),
+            base=BASE,
+            progress=False,
+            results_path=path,
+        )
 
 
 def test_split_overrides_refuses_what_a_variant_cannot_change():

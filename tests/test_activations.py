@@ -1,4 +1,5 @@
 """Top-k mining, receptive fields and patches (course_utils.activations)."""
+
 from __future__ import annotations
 
 import copy
@@ -50,6 +51,7 @@ def hooks_left(model):
 # Mining
 # --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("layers", [["conv1", "relu3", "pool5", "fc6"], ["conv5"]])
 def test_streaming_top_k_equals_brute_force(small_zfnet, images, layers):
     k = 11  # more than one batch of 8: the running merge matters
@@ -65,7 +67,7 @@ def test_streaming_top_k_equals_brute_force(small_zfnet, images, layers):
         assert top.values.shape == (channels, k) and top.locations.shape == (channels, k, 2)
         assert torch.allclose(top.values, expected_values[:, :k], atol=1e-5)
         # Where the k-th and (k+1)-th values are well apart, the images are the same ones.
-        distinct = (expected_values[:, :k + 1].diff(dim=1).abs() > 1e-4).all(dim=1)
+        distinct = (expected_values[:, : k + 1].diff(dim=1).abs() > 1e-4).all(dim=1)
         assert distinct.any()
         assert torch.equal(top.image_indices[distinct], expected_images[distinct, :k])
         # Every entry's location holds that entry's value; one entry per image and channel.
@@ -83,14 +85,21 @@ def test_mining_accepts_datasets_tensors_and_batches(small_zfnet):
     generator = torch.Generator().manual_seed(0)
     dataset = ImageTensorDataset(
         torch.randint(0, 256, (20, 3, 64, 64), generator=generator, dtype=torch.uint8),
-        torch.zeros(20, dtype=torch.long), ["only"], mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3),
+        torch.zeros(20, dtype=torch.long),
+        ["only"],
+        mean=(0.5, 0.4, 0.3),
+        std=(0.2, 0.25, 0.3),
     )
     normalized = dataset.normalize(dataset.images)
     from_dataset = mine_top_activations(small_zfnet, dataset, ["conv2"], k=4, batch_size=6, progress=False)["conv2"]
-    from_tensor = mine_top_activations(small_zfnet, normalized, ["conv2", "conv2"], k=4, batch_size=6, progress=False)["conv2"]
-    pairs = [(normalized[i: i + 5], torch.zeros(5)) for i in range(0, 20, 5)]
+    from_tensor = mine_top_activations(small_zfnet, normalized, ["conv2", "conv2"], k=4, batch_size=6, progress=False)[
+        "conv2"
+    ]
+    pairs = [(normalized[i : i + 5], torch.zeros(5)) for i in range(0, 20, 5)]
     from_pairs = mine_top_activations(small_zfnet, pairs, ["conv2"], k=4, progress=False)["conv2"]
-    from_generator = mine_top_activations(small_zfnet, (b for b in normalized.split(7)), ["conv2"], k=4, progress=False)["conv2"]
+    from_generator = mine_top_activations(
+        small_zfnet, (b for b in normalized.split(7)), ["conv2"], k=4, progress=False
+    )["conv2"]
     for other in (from_tensor, from_pairs, from_generator):
         assert torch.equal(from_dataset.image_indices, other.image_indices)
         assert torch.equal(from_dataset.locations, other.locations)
@@ -155,9 +164,12 @@ def test_mining_refuses_training_mode():
 
 
 def test_selections_lists_each_channels_entries_in_order():
-    top = TopK("conv9", values=torch.tensor([[3.0, 2.0], [5.0, 1.0], [4.0, 0.5]]),
-               image_indices=torch.tensor([[7, 1], [0, 2], [4, 4]]),
-               locations=torch.tensor([[[1, 2], [0, 0]], [[3, 3], [1, 0]], [[2, 2], [0, 1]]]))
+    top = TopK(
+        "conv9",
+        values=torch.tensor([[3.0, 2.0], [5.0, 1.0], [4.0, 0.5]]),
+        image_indices=torch.tensor([[7, 1], [0, 2], [4, 4]]),
+        locations=torch.tensor([[[1, 2], [0, 0]], [[3, 3], [1, 0]], [[2, 2], [0, 1]]]),
+    )
     assert top.selections([2, 0]).tolist() == [[4, 2, 2, 2], [4, 2, 0, 1], [7, 0, 1, 2], [1, 0, 0, 0]]
     assert top.selections().shape == (6, 4)
     with pytest.raises(ValueError, match="channel 3 is out of range: layer 'conv9' has 3 channels"):
@@ -168,14 +180,23 @@ def test_selections_lists_each_channels_entries_in_order():
 # Receptive fields
 # --------------------------------------------------------------------------------------------
 
+
 def test_receptive_fields_of_zfnet_computed_by_hand():
     net = ZFNet()
     # conv1 7x7/2 pad 3: size 7, stride 2, offset -3.  pool1 3x3/2 pad 1: 7 + 2*2 = 11,
     # stride 4, offset -3 - 1*2 = -5.  conv2 5x5 pad 2: 11 + 4*4 = 27, offset -5 - 2*4 = -13.
     # pool2 3x3/2 pad 1: 27 + 2*4 = 35, stride 8, offset -13 - 4 = -17.  conv3..5 3x3 pad 1:
     # +16 and -8 each: 51/-25, 67/-33, 83/-41.  pool5: 83 + 16 = 99, stride 16, offset -49.
-    expected = {"conv1": (7, 2, -3), "relu1": (7, 2, -3), "pool1": (11, 4, -5), "conv2": (27, 4, -13),
-                "pool2": (35, 8, -17), "conv3": (51, 8, -25), "conv5": (83, 8, -41), "pool5": (99, 16, -49)}
+    expected = {
+        "conv1": (7, 2, -3),
+        "relu1": (7, 2, -3),
+        "pool1": (11, 4, -5),
+        "conv2": (27, 4, -13),
+        "pool2": (35, 8, -17),
+        "conv3": (51, 8, -25),
+        "conv5": (83, 8, -41),
+        "pool5": (99, 16, -49),
+    }
     for layer, value in expected.items():
         assert receptive_field(net, layer) == value, layer
 
@@ -270,6 +291,7 @@ def test_non_square_receptive_field_needs_the_box():
 # --------------------------------------------------------------------------------------------
 # Class purity (Fig 2) and linear CKA (Fig 4)
 # --------------------------------------------------------------------------------------------
+
 
 def test_class_purity_counts_the_most_common_class_by_hand():
     labels = torch.tensor([0, 0, 1, 2, 1, 1])

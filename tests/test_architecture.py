@@ -1,4 +1,5 @@
 """Fig 6's measures: dead layer-1 filters and the spectral energy a stride aliases."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,15 @@ import torch
 from torch import nn
 
 from course_utils.ablation import split_overrides
-from course_utils.architecture import (FIRST_LAYER_VARIANTS, aliased_energy_fraction, dead_filter_fraction,
-                                       dead_filters, filter_rms, first_layer_numbers, first_layer_report)
+from course_utils.architecture import (
+    FIRST_LAYER_VARIANTS,
+    aliased_energy_fraction,
+    dead_filter_fraction,
+    dead_filters,
+    filter_rms,
+    first_layer_numbers,
+    first_layer_report,
+)
 from course_utils.models import ZFNet, ZFNetConfig
 
 
@@ -20,13 +28,14 @@ def checkerboard(size: int = 11) -> torch.Tensor:
 
 def gaussian(size: int = 11, sigma: float = 2.0) -> torch.Tensor:
     grid = torch.arange(size) - (size - 1) / 2
-    blob = torch.exp(-(grid[:, None] ** 2 + grid[None, :] ** 2) / (2 * sigma ** 2))
+    blob = torch.exp(-(grid[:, None] ** 2 + grid[None, :] ** 2) / (2 * sigma**2))
     return blob.expand(3, size, size)
 
 
 def test_filter_rms_and_dead_filters_by_hand():
-    weight = torch.stack([torch.zeros(3, 5, 5), torch.full((3, 5, 5), 0.05), torch.full((3, 5, 5), 1.0),
-                          torch.full((3, 5, 5), -0.2)])
+    weight = torch.stack(
+        [torch.zeros(3, 5, 5), torch.full((3, 5, 5), 0.05), torch.full((3, 5, 5), 1.0), torch.full((3, 5, 5), -0.2)]
+    )
     torch.testing.assert_close(filter_rms(weight), torch.tensor([0.0, 0.05, 1.0, 0.2]))
     assert dead_filters(weight).tolist() == [True, True, False, False]  # below 0.1 x the largest RMS (1.0)
     assert dead_filter_fraction(weight) == 0.5
@@ -53,9 +62,9 @@ def test_dead_filter_fraction_reads_a_models_layer_and_checks_its_arguments():
 def test_checkerboard_aliases_at_stride_4_and_gaussian_does_not():
     weight = torch.stack([checkerboard(), gaussian(), torch.zeros(3, 11, 11)])
     at_stride_4 = aliased_energy_fraction(weight, stride=4)
-    assert at_stride_4[0] > 0.95       # the checkerboard lives at 0.5 cycles/pixel, above Nyquist 0.125
-    assert at_stride_4[1] < 0.1        # a smooth blob keeps its energy at low frequencies
-    assert at_stride_4[2] == 0.0       # no energy, nothing aliased
+    assert at_stride_4[0] > 0.95  # the checkerboard lives at 0.5 cycles/pixel, above Nyquist 0.125
+    assert at_stride_4[1] < 0.1  # a smooth blob keeps its energy at low frequencies
+    assert at_stride_4[2] == 0.0  # no energy, nothing aliased
     at_stride_1 = aliased_energy_fraction(weight, stride=1)
     assert at_stride_1.tolist() == [0.0] * 3  # nothing lies above 0.5 cycles/pixel
     assert aliased_energy_fraction(weight, stride=2)[1] < at_stride_4[1]
@@ -73,8 +82,9 @@ def test_aliased_energy_fraction_matches_a_direct_dft():
         power = sum(np.abs(basis @ channel @ basis.T) ** 2 for channel in filt)  # (F, F): rows fy, columns fx
         aliased = np.maximum(frequencies[:, None], frequencies[None, :]) > 1 / (2 * stride)
         expected.append(power[aliased].sum() / power.sum())
-    torch.testing.assert_close(aliased_energy_fraction(weight, stride=stride, fft_size=fft_size),
-                               torch.tensor(expected, dtype=torch.float32))
+    torch.testing.assert_close(
+        aliased_energy_fraction(weight, stride=stride, fft_size=fft_size), torch.tensor(expected, dtype=torch.float32)
+    )
 
 
 def test_aliased_energy_fraction_takes_the_layers_stride_and_checks_arguments():
@@ -96,7 +106,10 @@ def test_first_layer_report_for_every_first_layer(name):
         model.conv1.weight[1] = 0.0
     report = first_layer_report(model)
     assert (report["kernel"], report["stride"], report["filters"]) == (
-        overrides["conv1_kernel"], overrides["conv1_stride"], 6)
+        overrides["conv1_kernel"],
+        overrides["conv1_stride"],
+        6,
+    )
     assert report["dead_fraction"] == pytest.approx(1 / 6)
     weight = model.conv1.weight.detach()
     power = torch.fft.fft2(weight, s=(64, 64)).abs().pow(2).sum(1)

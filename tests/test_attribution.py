@@ -1,4 +1,5 @@
 """Saliency, guided backprop and deconvnet as one backward pass; activation maximization."""
+
 from __future__ import annotations
 
 import warnings
@@ -9,7 +10,8 @@ import torch
 from torch import nn
 
 from course_utils.attribution import _gaussian_blur, attribute, maximize_activation
-from course_utils.deconvnet import layer_output, project
+from course_utils.deconvnet import project
+from course_utils.layers import layer_outputs
 from course_utils.models import NamedSequential, ZFNet, alexnet
 
 ATOL = 1e-5
@@ -29,10 +31,12 @@ def images():
 
 def strongest_units(model, images, layer):
     """(image, channel, y, x) of each image's strongest unit in ``layer``: active, so non-zero."""
-    output = layer_output(model, images, layer)
+    output = layer_outputs(model, images, [layer])[layer]
     flat = output.flatten(1).argmax(dim=1)
     channel, position = flat // output[0, 0].numel(), flat % output[0, 0].numel()
-    return torch.stack([torch.arange(len(images)), channel, position // output.shape[-1], position % output.shape[-1]], 1)
+    return torch.stack(
+        [torch.arange(len(images)), channel, position // output.shape[-1], position % output.shape[-1]], 1
+    )
 
 
 SELECTIONS = {
@@ -45,7 +49,9 @@ SELECTIONS = {
 
 @pytest.fixture(scope="module")
 def selections(zfnet, images):
-    return {layer: strongest_units(zfnet, images, layer) if rows is None else rows for layer, rows in SELECTIONS.items()}
+    return {
+        layer: strongest_units(zfnet, images, layer) if rows is None else rows for layer, rows in SELECTIONS.items()
+    }
 
 
 def hooks_left(model):
@@ -56,7 +62,7 @@ def plain_gradient(model, images, layer, selections):
     """torch.autograd.grad of each selected unit, through the model's own modules."""
     gradients = []
     for image_index, channel, y, x in selections.tolist():
-        image = images[image_index: image_index + 1].clone().requires_grad_(True)
+        image = images[image_index : image_index + 1].clone().requires_grad_(True)
         activation = image
         for name, module in model.named_children():
             activation = module(activation)
@@ -81,7 +87,9 @@ def test_gradient_rule_differentiates_local_response_norm():
     net = ZFNet(lcn=True).eval()
     images = torch.randn(2, 3, 64, 64)
     selections = torch.tensor([[0, 5, 4, 4], [1, 7, 2, 6]])
-    assert (attribute(net, images, "conv3", selections) - plain_gradient(net, images, "conv3", selections)).abs().max() <= ATOL
+    assert (
+        attribute(net, images, "conv3", selections) - plain_gradient(net, images, "conv3", selections)
+    ).abs().max() <= ATOL
 
 
 @pytest.mark.parametrize("layer", sorted(SELECTIONS))
@@ -105,8 +113,12 @@ def test_deconvnet_rule_equals_the_explicit_deconvnet_with_inplace_relus():
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        theirs = torch.cat([NeuronGuidedBackprop(net, net._modules["conv4"]).attribute(images[i: i + 1], (c, y, x))
-                            for i, c, y, x in selections.tolist()])
+        theirs = torch.cat(
+            [
+                NeuronGuidedBackprop(net, net._modules["conv4"]).attribute(images[i : i + 1], (c, y, x))
+                for i, c, y, x in selections.tolist()
+            ]
+        )
     assert (guided - theirs).abs().max() <= ATOL
     assert all(m.inplace for m in net.modules() if isinstance(m, nn.ReLU))
     assert hooks_left(net) == 0
@@ -127,8 +139,9 @@ def test_guided_rule_equals_captum_guided_backprop(zfnet, images):
 
 
 def test_the_three_rules_give_three_different_pictures(zfnet, images, selections):
-    gradient, guided, deconvnet = (attribute(zfnet, images, "relu5", selections["relu5"], rule)
-                                   for rule in ("gradient", "guided", "deconvnet"))
+    gradient, guided, deconvnet = (
+        attribute(zfnet, images, "relu5", selections["relu5"], rule) for rule in ("gradient", "guided", "deconvnet")
+    )
     assert (gradient - guided).abs().max() > 1e-4
     assert (guided - deconvnet).abs().max() > 1e-4
     assert (gradient - deconvnet).abs().max() > 1e-4
@@ -146,7 +159,9 @@ def test_attribute_refuses_bad_input(zfnet, images):
         def forward(self, x):
             return self.conv2(self.relu1(torch.relu(self.conv1(x))))
 
-    net = FunctionalReLUNet(OrderedDict([("conv1", nn.Conv2d(3, 2, 3)), ("relu1", nn.ReLU()), ("conv2", nn.Conv2d(2, 2, 3))])).eval()
+    net = FunctionalReLUNet(
+        OrderedDict([("conv1", nn.Conv2d(3, 2, 3)), ("relu1", nn.ReLU()), ("conv2", nn.Conv2d(2, 2, 3))])
+    ).eval()
     with pytest.raises(ValueError, match="functional ReLU"):
         attribute(net, torch.randn(1, 3, 9, 9), "conv2", torch.tensor([[0, 0, 0, 0]]))
     assert hooks_left(net) == 0 and hooks_left(zfnet) == 0
@@ -155,6 +170,7 @@ def test_attribute_refuses_bad_input(zfnet, images):
 # --------------------------------------------------------------------------------------------
 # Activation maximization
 # --------------------------------------------------------------------------------------------
+
 
 def test_maximize_activation_raises_the_activation_far_above_the_start(zfnet):
     result = maximize_activation(zfnet, "conv3", channel=5, steps=40, lr=0.1, seed=0)

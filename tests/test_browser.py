@@ -10,6 +10,7 @@ Needs Chromium (Debian: ``apt-get install -y chromium``; or set ``CHROMIUM`` to 
 the ``playwright`` Python package; Playwright's own browser download is never used. Skips only
 when no Chromium is found.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOT = REPO / "build" / "browser" / "explorer.png"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 STEPS = 4  # right-arrow presses on the x slider
 
@@ -53,8 +58,12 @@ explorer"""
 
 
 def find_chromium() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
+    for candidate in (
+        os.environ.get("CHROMIUM"),
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+    ):
         if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     return None
@@ -70,8 +79,10 @@ def write_notebook(folder: Path) -> Path:
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    notebook = new_notebook(cells=[new_code_cell(NOTEBOOK_SOURCE)], metadata={
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}})
+    notebook = new_notebook(
+        cells=[new_code_cell(NOTEBOOK_SOURCE)],
+        metadata={"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+    )
     path = folder / "explorer.ipynb"
     nbformat.write(notebook, path)
     return path
@@ -82,23 +93,45 @@ def start_jupyterlab(folder: Path, port: int, token: str) -> subprocess.Popen:
     extension-manager requests to the internet."""
     home = folder / "jupyter"
     (home / "config").mkdir(parents=True)
-    (home / "config" / "jupyter_lab_config.json").write_text(json.dumps(
-        {"LabApp": {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate",
-                    "extension_manager": "readonly"},
-         "ServerApp": {"allow_root": os.geteuid() == 0}}))  # CI containers often run as root
-    notification_settings = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    (home / "config" / "jupyter_lab_config.json").write_text(
+        json.dumps(
+            {
+                "LabApp": {
+                    "news_url": None,
+                    "check_for_updates_class": "jupyterlab.NeverCheckForUpdate",
+                    "extension_manager": "readonly",
+                },
+                "ServerApp": {"allow_root": os.geteuid() == 0},
+            }
+        )
+    )  # CI containers often run as root
+    notification_settings = (
+        home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    )
     notification_settings.parent.mkdir(parents=True)
     notification_settings.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    environment = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-                       JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
-                       JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
+    environment = dict(
+        os.environ,
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
+    )
     command = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}",
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={folder}",
     ]
     log = open(folder / "jupyterlab.log", "w")
-    return subprocess.Popen(command, cwd=folder, env=environment, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        command, cwd=folder, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def wait_until_serving(server: subprocess.Popen, url: str, log: Path, timeout: float) -> None:
@@ -120,9 +153,13 @@ def start_kernel_session(base_url: str, token: str, notebook: str) -> None:
     """Start the notebook's kernel through the REST API, so the page connects to it instead of
     racing to start its own (JupyterLab then starts two kernels and keeps the wrong one)."""
     request = urllib.request.Request(
-        f"{base_url}/api/sessions", method="POST",
-        data=json.dumps({"path": notebook, "name": notebook, "type": "notebook", "kernel": {"name": "python3"}}).encode(),
-        headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+        f"{base_url}/api/sessions",
+        method="POST",
+        data=json.dumps(
+            {"path": notebook, "name": notebook, "type": "notebook", "kernel": {"name": "python3"}}
+        ).encode(),
+        headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=60) as response:
         assert response.status == 201, f"starting a kernel session failed: HTTP {response.status}"
 
@@ -143,8 +180,10 @@ def stop(server: subprocess.Popen) -> None:
 def test_moving_the_occluder_slider_in_jupyterlab_redraws_the_explorer(tmp_path):
     chromium = find_chromium()
     if chromium is None:
-        pytest.skip("Chromium not found (looked at $CHROMIUM, /usr/bin/chromium, chromium, chromium-browser on PATH); "
-                    "install it with `apt-get install -y chromium`")
+        pytest.skip(
+            "Chromium not found (looked at $CHROMIUM, /usr/bin/chromium, chromium, chromium-browser on PATH); "
+            "install it with `apt-get install -y chromium`"
+        )
     from playwright.sync_api import expect, sync_playwright
 
     notebook = write_notebook(tmp_path)
@@ -163,7 +202,8 @@ def test_moving_the_occluder_slider_in_jupyterlab_redraws_the_explorer(tmp_path)
                 cell = page.locator(".jp-Notebook .jp-Cell").first
                 expect(cell).to_be_visible(timeout=120_000)
                 expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(
-                    1, timeout=120_000)  # the kernel is connected
+                    1, timeout=120_000
+                )  # the kernel is connected
                 cell.locator(".jp-InputPrompt").click()
                 page.keyboard.press("Shift+Enter")  # run the (only) cell
 

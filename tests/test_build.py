@@ -1,4 +1,5 @@
 """The course's builds: the static site with its index, reveal.js slides, the course map."""
+
 from __future__ import annotations
 
 import json
@@ -39,27 +40,40 @@ def text_output(text: str):
 
 
 def test_slide_types_follow_headings_code_and_figures():
-    notebook = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# Title\n\nWhat this is."),
-        nbformat.v4.new_markdown_cell("Prose under the title."),
-        code_cell("print(1)", [text_output("1\n")]),
-        code_cell("plot()", [png_output()]),
-        nbformat.v4.new_markdown_cell("### A detail"),
-        nbformat.v4.new_markdown_cell("\n## Part two"),
-        nbformat.v4.new_markdown_cell("#hashtag is not a heading"),
-        code_cell("setup()", slideshow={"slide_type": "skip"}),
-        code_cell("   "),
-        nbformat.v4.new_raw_cell("raw"),
-    ])
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# Title\n\nWhat this is."),
+            nbformat.v4.new_markdown_cell("Prose under the title."),
+            code_cell("print(1)", [text_output("1\n")]),
+            code_cell("plot()", [png_output()]),
+            nbformat.v4.new_markdown_cell("### A detail"),
+            nbformat.v4.new_markdown_cell("\n## Part two"),
+            nbformat.v4.new_markdown_cell("#hashtag is not a heading"),
+            code_cell("setup()", slideshow={"slide_type": "skip"}),
+            code_cell("   "),
+            nbformat.v4.new_raw_cell("raw"),
+        ]
+    )
     slides = assign_slide_types(notebook)
     assert [cell.metadata.slideshow.slide_type for cell in slides.cells] == [
-        "slide", "-", "fragment", "subslide", "subslide", "slide", "-", "skip", "skip", "-"]
+        "slide",
+        "-",
+        "fragment",
+        "subslide",
+        "subslide",
+        "slide",
+        "-",
+        "skip",
+        "skip",
+        "-",
+    ]
     assert "slideshow" not in notebook.cells[0].metadata  # the notebook itself is untouched
 
 
 def test_the_first_shown_cell_opens_a_slide():
-    notebook = nbformat.v4.new_notebook(cells=[
-        code_cell("", []), code_cell("import torch"), nbformat.v4.new_markdown_cell("text")])
+    notebook = nbformat.v4.new_notebook(
+        cells=[code_cell("", []), code_cell("import torch"), nbformat.v4.new_markdown_cell("text")]
+    )
     assert [cell.metadata.slideshow.slide_type for cell in assign_slide_types(notebook).cells] == ["skip", "slide", "-"]
 
 
@@ -67,12 +81,14 @@ def test_the_first_shown_cell_opens_a_slide():
 def site(tmp_path_factory) -> tuple[Path, Path]:
     """A folder of two tiny notebooks and the site built from it (two kernels run)."""
     folder = tmp_path_factory.mktemp("notebooks")
-    alpha = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# Alpha\n\nA tiny notebook."),
-        code_cell("print('hello', 6 * 7)"),
-        nbformat.v4.new_markdown_cell("## Second slide\n\nMore text."),
-        code_cell("print('from', __import__('os').path.basename(__import__('os').getcwd()))"),
-    ])
+    alpha = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# Alpha\n\nA tiny notebook."),
+            code_cell("print('hello', 6 * 7)"),
+            nbformat.v4.new_markdown_cell("## Second slide\n\nMore text."),
+            code_cell("print('from', __import__('os').path.basename(__import__('os').getcwd()))"),
+        ]
+    )
     extra = nbformat.v4.new_notebook(cells=[code_cell("x = 1")])
     nbformat.write(alpha, folder / "01_alpha.ipynb")
     nbformat.write(extra, folder / "extra.ipynb")
@@ -84,8 +100,11 @@ def site(tmp_path_factory) -> tuple[Path, Path]:
 def test_site_index_lists_every_notebook_with_map_entry_and_run_time(site):
     folder, out = site
     index = (out / "index.html").read_text()
-    rows = re.findall(r"<tr><td>(\d+)</td><td><a href=\"([^\"]+)\">([^<]+)</a></td><td>([^<]*)</td>"
-                      r"<td>([^<]*)</td><td class=\"time\">(\d+ s)</td></tr>", index)
+    rows = re.findall(
+        r"<tr><td>(\d+)</td><td><a href=\"([^\"]+)\">([^<]+)</a></td><td>([^<]*)</td>"
+        r"<td>([^<]*)</td><td class=\"time\">(\d+ s)</td></tr>",
+        index,
+    )
     assert [row[:5] for row in rows] == [
         ("1", "01_alpha.html", "01_alpha.ipynb", "Fig. 99", "alpha things &amp; more"),
         ("2", "extra.html", "extra.ipynb", "-", "(not in the course map yet)"),
@@ -114,7 +133,9 @@ def test_slides_from_the_executed_copies_have_reveal_sections(site, tmp_path):
 def test_slides_without_an_executed_copy_say_what_to_build(site, tmp_path, capsys):
     folder, _ = site
     with pytest.raises(SystemExit):
-        main(["slides", "--out", str(tmp_path), "--executed", str(tmp_path / "missing"), str(folder / "01_alpha.ipynb")])
+        main(
+            ["slides", "--out", str(tmp_path), "--executed", str(tmp_path / "missing"), str(folder / "01_alpha.ipynb")]
+        )
     assert "no executed copy of 01_alpha.ipynb" in capsys.readouterr().err
 
 

@@ -1,4 +1,5 @@
 """course_utils.data.class_family: the embedded dataset's families of classes."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,11 +16,19 @@ def test_every_embedded_class_has_one_of_the_families():
     assert {class_family(name) for name in HELDOUT_CLASSES} <= set(FAMILIES) - {"symmetric"}
 
 
-@pytest.mark.parametrize("name, family", [
-    ("face:round-eyes/none-ears/button", "face"), ("truck:two-wheels/round-windows", "vehicle"),
-    ("bus:three-wheels/square-windows", "vehicle"), ("house:flat-roof/square-windows", "house"),
-    ("conifer", "plant"), ("mushroom", "plant"), ("star", "symmetric"), ("striped_disc", "symmetric"),
-])
+@pytest.mark.parametrize(
+    "name, family",
+    [
+        ("face:round-eyes/none-ears/button", "face"),
+        ("truck:two-wheels/round-windows", "vehicle"),
+        ("bus:three-wheels/square-windows", "vehicle"),
+        ("house:flat-roof/square-windows", "house"),
+        ("conifer", "plant"),
+        ("mushroom", "plant"),
+        ("star", "symmetric"),
+        ("striped_disc", "symmetric"),
+    ],
+)
 def test_class_family_reads_the_name(name, family):
     assert class_family(name) == family
 

@@ -1,4 +1,5 @@
 """Table 1's correspondence measure: masking, the Hamming consistency Delta, random controls, the table."""
+
 from __future__ import annotations
 
 import itertools
@@ -6,9 +7,16 @@ import itertools
 import pytest
 import torch
 
-from course_utils.correspondence import (PART_NAMES, correspondence_delta, correspondence_table,
-                                         format_correspondence_table, hamming_consistency, mask_square,
-                                         part_sizes, random_centres)
+from course_utils.correspondence import (
+    PART_NAMES,
+    correspondence_delta,
+    correspondence_table,
+    format_correspondence_table,
+    hamming_consistency,
+    mask_square,
+    part_sizes,
+    random_centres,
+)
 from course_utils.data import ImageTensorDataset, load_embedded
 from course_utils.models import ZFNet, ZFNetConfig
 
@@ -29,28 +37,43 @@ def face_dataset(n: int = 12, size: int = 32, seed: int = 0) -> ImageTensorDatas
     masks = torch.zeros(n, size, size, dtype=torch.bool)
     for i in range(0, n, 2):
         cx, cy = 12 + 8 * torch.rand(2, generator=generator)
-        parts[i] = torch.stack([torch.stack([cx - 4, cy - 3]), torch.stack([cx + 4, cy - 3]), torch.stack([cx, cy + 2])])
+        parts[i] = torch.stack(
+            [torch.stack([cx - 4, cy - 3]), torch.stack([cx + 4, cy - 3]), torch.stack([cx, cy + 2])]
+        )
         rows, columns = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-        masks[i] = (columns - cx) ** 2 + (rows - cy) ** 2 <= 10 ** 2
+        masks[i] = (columns - cx) ** 2 + (rows - cy) ** 2 <= 10**2
     radius = torch.where(labels == 0, 1.5, float("nan"))
-    return ImageTensorDataset(images, labels, ["face", "other"], (0.5,) * 3, (0.25,) * 3,
-                              {"parts": parts, "part_radius": radius, "masks": masks})
+    return ImageTensorDataset(
+        images,
+        labels,
+        ["face", "other"],
+        (0.5,) * 3,
+        (0.25,) * 3,
+        {"parts": parts, "part_radius": radius, "masks": masks},
+    )
 
 
 # ---- hamming_consistency -------------------------------------------------------------------------------------------
 
+
 def test_hamming_consistency_hand_computed():
-    eps = torch.tensor([[1.0, -2.0, 0.0, 3.0],    # signs + - 0 +
-                        [1.0, 2.0, 0.0, -1.0],    # signs + + 0 -   differs from row 0 at 2 positions
-                        [-1.0, -2.0, 5.0, 3.0]])  # signs - - + +   differs from row 0 at 2, row 1 at 4
+    eps = torch.tensor(
+        [
+            [1.0, -2.0, 0.0, 3.0],  # signs + - 0 +
+            [1.0, 2.0, 0.0, -1.0],  # signs + + 0 -   differs from row 0 at 2 positions
+            [-1.0, -2.0, 5.0, 3.0],
+        ]
+    )  # signs - - + +   differs from row 0 at 2, row 1 at 4
     assert hamming_consistency(eps) == pytest.approx((2 + 2 + 4) / (3 * 4))
 
 
 def test_hamming_consistency_equals_mean_over_ordered_pairs():
     eps = torch.randn(5, 37, generator=torch.Generator().manual_seed(0))
     eps[eps.abs() < 0.5] = 0.0  # zeros as after a ReLU
-    ordered = [(torch.sign(eps[i]) != torch.sign(eps[j])).sum().item() / eps.shape[1]
-               for i, j in itertools.permutations(range(5), 2)]
+    ordered = [
+        (torch.sign(eps[i]) != torch.sign(eps[j])).sum().item() / eps.shape[1]
+        for i, j in itertools.permutations(range(5), 2)
+    ]
     assert hamming_consistency(eps) == pytest.approx(sum(ordered) / len(ordered))
 
 
@@ -70,18 +93,22 @@ def test_hamming_consistency_rejects_bad_shapes(shape):
 
 # ---- mask_square ---------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("centre, size, rows, columns", [
-    ((10.0, 20.0), 5, (18, 23), (8, 13)),   # odd size: centred on the pixel
-    ((10.0, 20.0), 4, (19, 23), (9, 13)),   # even size
-    ((10.4, 19.6), 3, (19, 22), (9, 12)),   # fractional centre: nearest pixel
-    ((0.0, 31.0), 5, (29, 32), (0, 3)),     # clipped at the border
-])
+
+@pytest.mark.parametrize(
+    "centre, size, rows, columns",
+    [
+        ((10.0, 20.0), 5, (18, 23), (8, 13)),  # odd size: centred on the pixel
+        ((10.0, 20.0), 4, (19, 23), (9, 13)),  # even size
+        ((10.4, 19.6), 3, (19, 22), (9, 12)),  # fractional centre: nearest pixel
+        ((0.0, 31.0), 5, (29, 32), (0, 3)),  # clipped at the border
+    ],
+)
 def test_mask_square_changes_exactly_the_square(centre, size, rows, columns):
     image = torch.rand(3, 32, 32) + 1.0
     original = image.clone()
     masked = mask_square(image, centre, size, fill=-7.0)
     expected = original.clone()
-    expected[:, rows[0]:rows[1], columns[0]:columns[1]] = -7.0
+    expected[:, rows[0] : rows[1], columns[0] : columns[1]] = -7.0
     assert torch.equal(masked, expected)
     assert torch.equal(image, original)  # the input is not modified
 
@@ -100,6 +127,7 @@ def test_mask_square_rejects_batches_and_empty_squares():
 
 
 # ---- correspondence_delta ------------------------------------------------------------------------------------------
+
 
 def manual_features(model: ZFNet, images: torch.Tensor, layer: str) -> torch.Tensor:
     x = images
@@ -120,7 +148,7 @@ def test_correspondence_delta_matches_a_manual_computation():
     masked = images.clone()
     for i, ((x, y), side) in enumerate(zip(centres.long().tolist(), sizes)):
         start = side // 2 if side % 2 else side // 2 - 1
-        masked[i, :, max(0, y - start):y - start + side, max(0, x - start):x - start + side] = 0.0
+        masked[i, :, max(0, y - start) : y - start + side, max(0, x - start) : x - start + side] = 0.0
     for layer in ("conv5", "pool5", "relu7"):
         eps = manual_features(model, images, layer) - manual_features(model, masked, layer)
         assert result[layer] == pytest.approx(hamming_consistency(eps)), layer
@@ -140,6 +168,7 @@ def test_correspondence_delta_rejects_mismatched_centres_and_sizes():
 
 
 # ---- random_centres ------------------------------------------------------------------------------------------------
+
 
 def test_random_centres_fall_inside_the_region_with_the_square_inside_the_image():
     region = torch.zeros(50, 16, 16, dtype=torch.bool)
@@ -172,12 +201,15 @@ def test_part_sizes_cover_the_part_disc():
 
 # ---- correspondence_table ------------------------------------------------------------------------------------------
 
+
 def test_correspondence_table_rows_statistics_and_determinism():
     model, dataset = tiny_model(), face_dataset()
-    rows = correspondence_table(model, dataset, draws=3, num_images=4, seed=5, layers=("pool5", "relu7"),
-                                progress=False)
+    rows = correspondence_table(
+        model, dataset, draws=3, num_images=4, seed=5, layers=("pool5", "relu7"), progress=False
+    )
     assert [(row["occlusion"], row["layer"]) for row in rows] == [
-        (occlusion, layer) for occlusion in (*PART_NAMES, "random") for layer in ("pool5", "relu7")]
+        (occlusion, layer) for occlusion in (*PART_NAMES, "random") for layer in ("pool5", "relu7")
+    ]
     for row in rows:
         values = torch.tensor(row["values"], dtype=torch.float64)
         assert len(values) == 3 and ((values >= 0) & (values <= 1)).all()

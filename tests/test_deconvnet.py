@@ -7,6 +7,7 @@ References used here, all written in this file:
 * nn.MaxUnpool2d and explicit index arithmetic for unpooling;
 * a 4x4 example computed by hand.
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,12 +21,12 @@ from torch import nn
 
 from course_utils.deconvnet import (
     filter_transposed,
-    layer_output,
     project,
     project_activation,
     project_top_activations,
     unpool,
 )
+from course_utils.layers import layer_outputs
 from course_utils.models import NamedSequential, ZFNet, alexnet
 
 ATOL = 1e-5
@@ -34,6 +35,7 @@ ATOL = 1e-5
 # --------------------------------------------------------------------------------------------
 # Independent reference: autograd with the ReLU backward replaced, on a copy of the model
 # --------------------------------------------------------------------------------------------
+
 
 class _DeconvReLUFunction(torch.autograd.Function):
     @staticmethod
@@ -58,7 +60,7 @@ def deconv_reference(model, images, layer, selections, unit_value="one"):
             reference._modules[name] = _DeconvReLU()
     results = []
     for image_index, channel, y, x in selections.tolist():
-        image = images[image_index: image_index + 1].clone().requires_grad_(True)
+        image = images[image_index : image_index + 1].clone().requires_grad_(True)
         activation = image
         for name, module in reference._modules.items():
             activation = module(activation)
@@ -73,7 +75,7 @@ def deconv_reference(model, images, layer, selections, unit_value="one"):
 
 def random_selections(model, images, layer, count, seed):
     """``count`` random (image, channel, y, x) rows valid for ``layer``."""
-    output = layer_output(model, images, layer)
+    output = layer_outputs(model, images, [layer])[layer]
     generator = torch.Generator().manual_seed(seed)
     height, width = output.shape[2:] if output.ndim == 4 else (1, 1)
     columns = [len(images), output.shape[1], height, width]
@@ -81,25 +83,26 @@ def random_selections(model, images, layer, count, seed):
 
 
 def hooks_left(model):
-    return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-        for m in model.modules()
-    )
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
 
 
 def overlapping_net():
     """A tiny net with overlapping 3x3/2 max-pools (one padded), odd sizes, a strided conv."""
     torch.manual_seed(3)
-    return NamedSequential(OrderedDict([
-        ("conv1", nn.Conv2d(3, 4, 5, stride=2, padding=2)),
-        ("relu1", nn.ReLU()),
-        ("pool1", nn.MaxPool2d(3, stride=2, padding=1)),
-        ("conv2", nn.Conv2d(4, 6, 3, padding=1, dilation=1)),
-        ("relu2", nn.ReLU()),
-        ("pool2", nn.MaxPool2d(3, stride=2)),
-        ("conv3", nn.Conv2d(6, 5, 2, dilation=2)),
-        ("relu3", nn.ReLU()),
-    ])).eval()
+    return NamedSequential(
+        OrderedDict(
+            [
+                ("conv1", nn.Conv2d(3, 4, 5, stride=2, padding=2)),
+                ("relu1", nn.ReLU()),
+                ("pool1", nn.MaxPool2d(3, stride=2, padding=1)),
+                ("conv2", nn.Conv2d(4, 6, 3, padding=1, dilation=1)),
+                ("relu2", nn.ReLU()),
+                ("pool2", nn.MaxPool2d(3, stride=2)),
+                ("conv3", nn.Conv2d(6, 5, 2, dilation=2)),
+                ("relu3", nn.ReLU()),
+            ]
+        )
+    ).eval()
 
 
 @pytest.fixture(scope="module")
@@ -123,10 +126,22 @@ def alexnet_model():
 # Exactness
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("layer, unit_value", [
-    ("conv1", "one"), ("relu1", "activation"), ("pool1", "activation"), ("conv2", "one"), ("pool2", "activation"),
-    ("relu3", "activation"), ("conv5", "one"), ("pool5", "activation"), ("fc6", "one"), ("fc8", "activation"),
-])
+
+@pytest.mark.parametrize(
+    "layer, unit_value",
+    [
+        ("conv1", "one"),
+        ("relu1", "activation"),
+        ("pool1", "activation"),
+        ("conv2", "one"),
+        ("pool2", "activation"),
+        ("relu3", "activation"),
+        ("conv5", "one"),
+        ("pool5", "activation"),
+        ("fc6", "one"),
+        ("fc8", "activation"),
+    ],
+)
 def test_project_equals_modified_relu_autograd_on_zfnet(zfnet, images, layer, unit_value):
     selections = random_selections(zfnet, images, layer, count=4, seed=len(layer))
     ours = project(zfnet, images, layer, selections, unit_value=unit_value)
@@ -136,8 +151,17 @@ def test_project_equals_modified_relu_autograd_on_zfnet(zfnet, images, layer, un
     assert (ours - reference).abs().max() <= ATOL
 
 
-@pytest.mark.parametrize("size, layer", [((37, 41), "pool1"), ((40, 40), "conv2"), ((29, 35), "pool2"),
-                                         ((37, 41), "relu3"), ((40, 40), "relu3"), ((29, 35), "relu3")])
+@pytest.mark.parametrize(
+    "size, layer",
+    [
+        ((37, 41), "pool1"),
+        ((40, 40), "conv2"),
+        ((29, 35), "pool2"),
+        ((37, 41), "relu3"),
+        ((40, 40), "relu3"),
+        ((29, 35), "relu3"),
+    ],
+)
 def test_project_equals_autograd_on_overlapping_pools_and_odd_sizes(size, layer):
     net = overlapping_net()
     images = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(sum(size)))
@@ -151,7 +175,7 @@ def test_project_equals_autograd_on_overlapping_pools_and_odd_sizes(size, layer)
 def test_project_equals_autograd_on_alexnet_at_224_with_inplace_relus(alexnet_model):
     assert all(m.inplace for m in alexnet_model.modules() if isinstance(m, nn.ReLU))
     image = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(2))
-    output = layer_output(alexnet_model, image, "conv5")
+    output = layer_outputs(alexnet_model, image, ["conv5"])["conv5"]
     flat = int(output[0, 17].argmin())  # a negative pre-ReLU unit: the value must be conv5's own
     selection = torch.tensor([[0, 17, flat // output.shape[-1], flat % output.shape[-1]]])
     assert output[0, 17].min() < 0
@@ -165,12 +189,16 @@ def test_project_equals_autograd_on_alexnet_at_224_with_inplace_relus(alexnet_mo
 
 def shared_argmax_net():
     """1x1 identity conv, ReLU, 3x3/2 pool, then a 2x2 conv with weights [[1, 2], [3, 4]]."""
-    net = NamedSequential(OrderedDict([
-        ("conv1", nn.Conv2d(1, 1, 1)),
-        ("relu1", nn.ReLU()),
-        ("pool1", nn.MaxPool2d(3, stride=2)),
-        ("conv2", nn.Conv2d(1, 1, 2)),
-    ])).eval()
+    net = NamedSequential(
+        OrderedDict(
+            [
+                ("conv1", nn.Conv2d(1, 1, 1)),
+                ("relu1", nn.ReLU()),
+                ("pool1", nn.MaxPool2d(3, stride=2)),
+                ("conv2", nn.Conv2d(1, 1, 2)),
+            ]
+        )
+    ).eval()
     first_conv, second_conv = net._modules["conv1"], net._modules["conv2"]
     with torch.no_grad():
         first_conv.weight.fill_(1.0)
@@ -204,12 +232,16 @@ def test_windows_sharing_an_argmax_add_their_contributions():
 
 def hand_example_net():
     """conv1 2x2 [[1, 2], [0, -1]] -> ReLU -> 3x3/2 pool (padding 1) -> conv2 2x2 [[1, -1], [2, 1]] + 1."""
-    net = NamedSequential(OrderedDict([
-        ("conv1", nn.Conv2d(1, 1, 2)),
-        ("relu1", nn.ReLU()),
-        ("pool1", nn.MaxPool2d(3, stride=2, padding=1)),
-        ("conv2", nn.Conv2d(1, 1, 2)),
-    ])).eval()
+    net = NamedSequential(
+        OrderedDict(
+            [
+                ("conv1", nn.Conv2d(1, 1, 2)),
+                ("relu1", nn.ReLU()),
+                ("pool1", nn.MaxPool2d(3, stride=2, padding=1)),
+                ("conv2", nn.Conv2d(1, 1, 2)),
+            ]
+        )
+    ).eval()
     with torch.no_grad():
         net._modules["conv1"].weight.copy_(torch.tensor([[[[1.0, 2.0], [0.0, -1.0]]]]))
         net._modules["conv1"].bias.zero_()
@@ -220,37 +252,33 @@ def hand_example_net():
 
 def test_whole_reverse_pass_on_a_hand_computed_example():
     net = hand_example_net()
-    image = torch.tensor([[[[1.0, 0.0, 5.0, 3.0],
-                            [5.0, 4.0, 0.0, 2.0],
-                            [4.0, 0.0, 4.0, 5.0],
-                            [2.0, 2.0, 3.0, 4.0]]]])
+    image = torch.tensor([[[[1.0, 0.0, 5.0, 3.0], [5.0, 4.0, 0.0, 2.0], [4.0, 0.0, 4.0, 5.0], [2.0, 2.0, 3.0, 4.0]]]])
     # Forward, by hand. conv1: c[i, j] = x[i, j] + 2 x[i, j+1] - x[i+1, j+1]
     #   c = [[-3, 10, 9], [13, 0, -1], [2, 5, 10]];  relu: [[0, 10, 9], [13, 0, 0], [2, 5, 10]]
     # pool 3x3/2, padding 1, windows (rows, cols): (0-1, 0-1) max 13 at (1, 0); (0-1, 1-2) max
     #   10 at (0, 1); (1-2, 0-1) max 13 at (1, 0) (the same switch); (1-2, 1-2) max 10 at (2, 2)
     #   -> p = [[13, 10], [13, 10]]
     # conv2: 13*1 + 10*(-1) + 13*2 + 10*1 + bias 1 = 40.
-    assert float(layer_output(net, image, "conv2")) == 40.0
+    assert float(layer_outputs(net, image, ["conv2"])["conv2"]) == 40.0
     # Reverse, unit value 1. conv2 transposed: [[1, -1], [2, 1]] on the pool grid.
     # unpool: (1, 0) gets 1 + 2 = 3, (0, 1) gets -1, (2, 2) gets 1:
     #   [[0, -1, 0], [3, 0, 0], [0, 0, 1]];  rectify: [[0, 0, 0], [3, 0, 0], [0, 0, 1]]
     # conv1 transposed (out[i+a, j+b] += r[i, j] * w[a, b], w = [[1, 2], [0, -1]]):
     #   r[1, 0] = 3 -> (1, 0) += 3, (1, 1) += 6, (2, 1) += -3;  r[2, 2] = 1 -> (2, 2) += 1,
     #   (2, 3) += 2, (3, 3) += -1.  No bias anywhere on the way down.
-    expected = torch.tensor([[[[0.0, 0.0, 0.0, 0.0],
-                               [3.0, 6.0, 0.0, 0.0],
-                               [0.0, -3.0, 1.0, 2.0],
-                               [0.0, 0.0, 0.0, -1.0]]]])
+    expected = torch.tensor(
+        [[[[0.0, 0.0, 0.0, 0.0], [3.0, 6.0, 0.0, 0.0], [0.0, -3.0, 1.0, 2.0], [0.0, 0.0, 0.0, -1.0]]]]
+    )
     selection = torch.tensor([[0, 0, 0, 0]])
     assert torch.equal(project(net, image, "conv2", selection, unit_value="one"), expected[0:1])
     # With the activation (40) as the unit value, as in the paper: 40 times the same.
     assert torch.equal(project(net, image, "conv2", selection), 40.0 * expected)
     # Projecting the pool unit (0, 1) (value 10) only unpools to (0, 1), rectifies, filters.
     pool_projection = project(net, image, "pool1", torch.tensor([[0, 0, 0, 1]]), unit_value="one")
-    assert torch.equal(pool_projection[0, 0], torch.tensor([[0.0, 1.0, 2.0, 0.0],
-                                                            [0.0, 0.0, -1.0, 0.0],
-                                                            [0.0, 0.0, 0.0, 0.0],
-                                                            [0.0, 0.0, 0.0, 0.0]]))
+    assert torch.equal(
+        pool_projection[0, 0],
+        torch.tensor([[0.0, 1.0, 2.0, 0.0], [0.0, 0.0, -1.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]),
+    )
 
 
 @pytest.mark.parametrize("layer", ["conv2", "pool2", "conv5", "fc7"])
@@ -262,10 +290,12 @@ def test_project_equals_captum_neuron_deconvolution(zfnet, images, layer):
     deconvolution = NeuronDeconvolution(zfnet, zfnet._modules[layer])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        theirs = torch.cat([
-            deconvolution.attribute(images[i: i + 1], neuron_selector=(c,) if layer == "fc7" else (c, y, x))
-            for i, c, y, x in selections.tolist()
-        ])
+        theirs = torch.cat(
+            [
+                deconvolution.attribute(images[i : i + 1], neuron_selector=(c,) if layer == "fc7" else (c, y, x))
+                for i, c, y, x in selections.tolist()
+            ]
+        )
     assert theirs.abs().max() > 0
     assert (ours - theirs).abs().max() <= ATOL
 
@@ -278,7 +308,8 @@ def test_project_equals_captum_on_alexnet_at_224(alexnet_model):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = NeuronDeconvolution(alexnet_model, alexnet_model._modules["pool5"]).attribute(
-            image, neuron_selector=(100, 3, 2))
+            image, neuron_selector=(100, 3, 2)
+        )
     assert theirs.abs().max() > 0
     assert (ours - theirs).abs().max() <= ATOL
     assert hooks_left(alexnet_model) == 0
@@ -286,10 +317,17 @@ def test_project_equals_captum_on_alexnet_at_224(alexnet_model):
 
 def test_batchnorm_goes_back_through_its_scale():
     torch.manual_seed(4)
-    net = NamedSequential(OrderedDict([
-        ("conv1", nn.Conv2d(3, 5, 3, padding=1)), ("bn1", nn.BatchNorm2d(5)), ("relu1", nn.ReLU()),
-        ("pool1", nn.MaxPool2d(3, 2, 1)), ("conv2", nn.Conv2d(5, 4, 3)),
-    ]))
+    net = NamedSequential(
+        OrderedDict(
+            [
+                ("conv1", nn.Conv2d(3, 5, 3, padding=1)),
+                ("bn1", nn.BatchNorm2d(5)),
+                ("relu1", nn.ReLU()),
+                ("pool1", nn.MaxPool2d(3, 2, 1)),
+                ("conv2", nn.Conv2d(5, 4, 3)),
+            ]
+        )
+    )
     batchnorm = net._modules["bn1"]
     with torch.no_grad():
         batchnorm.running_mean.normal_()
@@ -299,7 +337,9 @@ def test_batchnorm_goes_back_through_its_scale():
     net.eval()
     images = torch.randn(2, 3, 16, 16)
     selections = torch.tensor([[0, 1, 2, 3], [1, 3, 0, 0]])
-    assert (project(net, images, "conv2", selections) - deconv_reference(net, images, "conv2", selections, "activation")).abs().max() <= ATOL
+    assert (
+        project(net, images, "conv2", selections) - deconv_reference(net, images, "conv2", selections, "activation")
+    ).abs().max() <= ATOL
 
 
 def test_local_response_norm_passes_through_as_identity():
@@ -319,6 +359,7 @@ def test_local_response_norm_passes_through_as_identity():
 # The reverse operations on their own
 # --------------------------------------------------------------------------------------------
 
+
 def test_unpool_equals_max_unpool_for_non_overlapping_windows():
     x = torch.randn(2, 3, 8, 10, generator=torch.Generator().manual_seed(0))
     pooled, switches = F.max_pool2d(x, 2, 2, return_indices=True)
@@ -337,7 +378,12 @@ def test_unpool_places_values_at_argmax_and_adds_shared_ones():
         expected[n, c, flat // 11, flat % 11] += pooled[n, c, i, j]
     assert torch.equal(unpooled, expected)
     # Each switch position received its input value once per window that chose it.
-    chosen = torch.zeros_like(x).flatten(2).scatter_add_(2, switches.flatten(2), torch.ones_like(pooled).flatten(2)).view_as(x)
+    chosen = (
+        torch.zeros_like(x)
+        .flatten(2)
+        .scatter_add_(2, switches.flatten(2), torch.ones_like(pooled).flatten(2))
+        .view_as(x)
+    )
     assert torch.allclose(unpooled[chosen > 0], (x * chosen)[chosen > 0])
     assert (chosen > 1).any(), "overlapping 3x3/2 windows should share some maxima"
     # Where no switch is shared, nn.MaxUnpool2d agrees.
@@ -369,6 +415,7 @@ def test_filter_transposed_is_the_convolutions_adjoint_at_the_exact_input_size(i
 # Batching and conveniences
 # --------------------------------------------------------------------------------------------
 
+
 def test_batching_runs_one_forward_per_distinct_image_and_keeps_order(zfnet, images, monkeypatch):
     selections = torch.tensor([[2, 5, 1, 1], [0, 7, 3, 3], [2, 9, 0, 7], [0, 7, 3, 3], [1, 1, 4, 4]])
     seen_batch_sizes = []
@@ -390,7 +437,7 @@ def test_batching_runs_one_forward_per_distinct_image_and_keeps_order(zfnet, ima
 
 
 def test_project_activation_defaults_to_the_strongest_location(zfnet, images):
-    output = layer_output(zfnet, images[1:2], "relu4")
+    output = layer_outputs(zfnet, images[1:2], ["relu4"])["relu4"]
     flat = int(output[0, 6].argmax())
     location = (flat // output.shape[-1], flat % output.shape[-1])
     expected = project(zfnet, images, "relu4", torch.tensor([[1, 6, *location]]))[0]
@@ -426,8 +473,10 @@ def test_vgg_style_names_and_inplace_relus():
     channels = 3
     for block, width in ((1, 4), (2, 6)):
         for index in (1, 2):
-            layers += [(f"conv{block}_{index}", nn.Conv2d(channels, width, 3, padding=1)),
-                       (f"relu{block}_{index}", nn.ReLU(inplace=True))]
+            layers += [
+                (f"conv{block}_{index}", nn.Conv2d(channels, width, 3, padding=1)),
+                (f"relu{block}_{index}", nn.ReLU(inplace=True)),
+            ]
             channels = width
         layers.append((f"pool{block}", nn.MaxPool2d(2, 2)))
     net = NamedSequential(OrderedDict(layers)).eval()
@@ -452,6 +501,7 @@ def test_vgg16_conv5_3_equals_autograd():
 # --------------------------------------------------------------------------------------------
 # Refusals, with hooks removed every time
 # --------------------------------------------------------------------------------------------
+
 
 class FunctionalReLUNet(NamedSequential):
     """Runs its children in order but applies a functional ReLU after every conv."""
@@ -482,10 +532,16 @@ class SkippingNet(NamedSequential):
 
 def plain_layers():
     torch.manual_seed(0)
-    return OrderedDict([
-        ("conv1", nn.Conv2d(3, 4, 3)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
-        ("conv2", nn.Conv2d(4, 4, 3)), ("sigmoid2", nn.Sigmoid()), ("conv3", nn.Conv2d(4, 2, 1)),
-    ])
+    return OrderedDict(
+        [
+            ("conv1", nn.Conv2d(3, 4, 3)),
+            ("relu1", nn.ReLU()),
+            ("pool1", nn.MaxPool2d(2)),
+            ("conv2", nn.Conv2d(4, 4, 3)),
+            ("sigmoid2", nn.Sigmoid()),
+            ("conv3", nn.Conv2d(4, 2, 1)),
+        ]
+    )
 
 
 def bad_call(case):
@@ -499,9 +555,21 @@ def bad_call(case):
         "functional relu": (FunctionalReLUNet(plain_layers()).eval(), images, "conv2", one),
         "in-place functional relu": (InplaceFunctionalReLUNet(plain_layers()).eval(), images, "conv2", one),
         "skipped layer": (SkippingNet(plain_layers()).eval(), images, "conv2", one),
-        "reused relu": (NamedSequential(OrderedDict([("conv1", nn.Conv2d(3, 3, 3)), ("relu1", reused_relu),
-                                                    ("conv2", nn.Conv2d(3, 3, 3)), ("relu2", reused_relu)])).eval(),
-                        images, "conv2", one),
+        "reused relu": (
+            NamedSequential(
+                OrderedDict(
+                    [
+                        ("conv1", nn.Conv2d(3, 3, 3)),
+                        ("relu1", reused_relu),
+                        ("conv2", nn.Conv2d(3, 3, 3)),
+                        ("relu2", reused_relu),
+                    ]
+                )
+            ).eval(),
+            images,
+            "conv2",
+            one,
+        ),
         "sigmoid on the path": (net, images, "conv3", one),
         "channel out of range": (net, images, "conv2", torch.tensor([[0, 4, 1, 1]])),
         "location out of range": (net, images, "conv2", torch.tensor([[0, 1, 5, 0]])),
@@ -515,8 +583,12 @@ def bad_call(case):
         "nan images": (net, images * float("nan"), "conv2", one),
         "training mode": (NamedSequential(plain_layers()).train(), images, "conv2", one),
         "image too small": (net, images[:, :, :4, :4], "conv2", one),
-        "container model": (nn.Sequential(OrderedDict([("features", nn.Sequential(nn.Conv2d(3, 3, 3)))])).eval(),
-                            images, "conv1", one),
+        "container model": (
+            nn.Sequential(OrderedDict([("features", nn.Sequential(nn.Conv2d(3, 3, 3)))])).eval(),
+            images,
+            "conv1",
+            one,
+        ),
     }
     return cases[case]
 
@@ -553,11 +625,14 @@ def test_bad_input_is_refused_with_a_clear_error_and_no_hooks_left(case):
 
 
 def test_input_channels_follow_the_models_first_conv():
-    net = NamedSequential(OrderedDict([("conv1", nn.Conv2d(1, 4, 3)), ("relu1", nn.ReLU()),
-                                       ("pool1", nn.MaxPool2d(3, 2))])).eval()
+    net = NamedSequential(
+        OrderedDict([("conv1", nn.Conv2d(1, 4, 3)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(3, 2))])
+    ).eval()
     gray = torch.randn(2, 1, 12, 12)
     selection = torch.tensor([[1, 2, 1, 3]])
-    assert (project(net, gray, "pool1", selection) - deconv_reference(net, gray, "pool1", selection, "activation")).abs().max() <= ATOL
+    assert (
+        project(net, gray, "pool1", selection) - deconv_reference(net, gray, "pool1", selection, "activation")
+    ).abs().max() <= ATOL
     with pytest.raises(ValueError, match=r"images must have 1 channel, got 3"):
         project(net, gray.expand(-1, 3, -1, -1), "pool1", selection)
     assert hooks_left(net) == 0
@@ -567,7 +642,9 @@ def test_layers_after_the_projected_one_do_not_matter():
     net = NamedSequential(plain_layers()).eval()  # a Sigmoid above conv2 is not on the path
     images = torch.randn(1, 3, 16, 16)
     selection = torch.tensor([[0, 2, 3, 3]])
-    assert (project(net, images, "conv2", selection) - deconv_reference(net, images, "conv2", selection, "activation")).abs().max() <= ATOL
+    assert (
+        project(net, images, "conv2", selection) - deconv_reference(net, images, "conv2", selection, "activation")
+    ).abs().max() <= ATOL
 
 
 def test_adaptive_pooling_that_resizes_is_refused(alexnet_model):
@@ -586,7 +663,9 @@ class ExplodingNet(NamedSequential):
 
 
 def test_hooks_are_removed_when_the_model_itself_raises():
-    net = ExplodingNet(OrderedDict([("conv1", nn.Conv2d(3, 2, 3)), ("relu1", nn.ReLU()), ("conv2", nn.Conv2d(2, 2, 1))])).eval()
+    net = ExplodingNet(
+        OrderedDict([("conv1", nn.Conv2d(3, 2, 3)), ("relu1", nn.ReLU()), ("conv2", nn.Conv2d(2, 2, 1))])
+    ).eval()
     with pytest.raises(RuntimeError, match="boom"):
         project(net, torch.randn(1, 3, 8, 8), "conv2", torch.tensor([[0, 0, 0, 0]]))
     assert hooks_left(net) == 0

@@ -1,4 +1,5 @@
 """The procedurally generated dataset: determinism, annotations, splits and its hashed cache."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,15 @@ import torch
 
 from course_utils.data import embedded
 from course_utils.data.core import ImageTensorDataset, atomic_write, load_array_cache
-from course_utils.data.embedded import (EMBEDDED_CLASSES, FACE_CLASSES, HELDOUT_CLASSES, SYMMETRIC_CLASSES,
-                                        generate_shapes, load_embedded, split_seed)
+from course_utils.data.embedded import (
+    EMBEDDED_CLASSES,
+    FACE_CLASSES,
+    HELDOUT_CLASSES,
+    SYMMETRIC_CLASSES,
+    generate_shapes,
+    load_embedded,
+    split_seed,
+)
 
 ARRAY_KEYS = ("images", "labels", "parts", "part_radius", "masks")
 
@@ -89,8 +97,9 @@ def test_mask_outline_is_where_the_image_has_strong_edges(shapes, classes):
     edge_strength = np.hypot(rows_gradient, cols_gradient)
     outline = masks & grow(~masks)
     moved = np.roll(outline, (21, 27), axis=(1, 2))
-    ratios = np.array([strength[here].mean() / strength[there].mean()
-                       for strength, here, there in zip(edge_strength, outline, moved)])
+    ratios = np.array(
+        [strength[here].mean() / strength[there].mean() for strength, here, there in zip(edge_strength, outline, moved)]
+    )
     assert (ratios > 1.5).mean() >= 0.9, np.sort(ratios)[:10]
 
 
@@ -108,7 +117,7 @@ def test_face_parts_inside_image_and_object(shapes):
     rows, cols = np.mgrid[0:64, 0:64]
     for mask, points, r in zip(shapes["masks"][faces], parts, radius):
         for x, y in points:  # every pixel within part_radius of a part belongs to the object
-            assert mask[(cols - x) ** 2 + (rows - y) ** 2 <= r ** 2].all()
+            assert mask[(cols - x) ** 2 + (rows - y) ** 2 <= r**2].all()
 
 
 def test_left_eye_is_on_the_image_left_and_the_nose_on_the_midline(shapes):
@@ -116,8 +125,9 @@ def test_left_eye_is_on_the_image_left_and_the_nose_on_the_midline(shapes):
     left_eye, right_eye, nose = parts[:, 0], parts[:, 1], parts[:, 2]
     assert (left_eye[:, 0] < right_eye[:, 0]).all()
     # Faces are mirror-symmetric: the nose is equally far from both eyes.
-    np.testing.assert_allclose(np.linalg.norm(nose - left_eye, axis=1),
-                               np.linalg.norm(nose - right_eye, axis=1), rtol=1e-4)
+    np.testing.assert_allclose(
+        np.linalg.norm(nose - left_eye, axis=1), np.linalg.norm(nose - right_eye, axis=1), rtol=1e-4
+    )
     # Rotated faces exist (the definition is tested under rotation, not only upright).
     tilt = np.degrees(np.arctan2(right_eye[:, 1] - left_eye[:, 1], right_eye[:, 0] - left_eye[:, 0]))
     assert np.abs(tilt).max() > 10 and np.abs(tilt).max() <= embedded._MAX_TILT_DEG + 0.01
@@ -284,4 +294,5 @@ def test_the_generator_version_pins_the_pictures():
     assert embedded.GENERATOR_VERSION in PICTURE_HASHES, "a new generator version needs its hash here"
     assert digest.hexdigest() == PICTURE_HASHES[embedded.GENERATOR_VERSION], (
         "the pictures changed: bump GENERATOR_VERSION (caches rebuild), retrain the checkpoints "
-        "and record the new hash here")
+        "and record the new hash here"
+    )

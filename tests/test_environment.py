@@ -1,4 +1,5 @@
 """The project's own files: dependency lists in step, notebooks committed clean, CI command."""
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,11 @@ def test_committed_notebooks_have_no_outputs():
     assert notebooks, "the course has no notebooks"
     for path in notebooks:
         cells = json.loads(path.read_text())["cells"]
-        dirty = [i for i, cell in enumerate(cells)
-                 if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count"))]
+        dirty = [
+            i
+            for i, cell in enumerate(cells)
+            if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count"))
+        ]
         assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them before committing"
 
 

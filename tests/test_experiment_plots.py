@@ -1,4 +1,5 @@
 """Figures and mean +- std tables of the analysis notebooks (06-08)."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -11,8 +12,13 @@ import pytest
 import torch
 from matplotlib.patches import Rectangle
 
-from course_utils.experiment_plots import (filter_mosaic, first_layer_figure, grouped_bars, mean_std_lines,
-                                           mean_std_table)
+from course_utils.experiment_plots import (
+    filter_mosaic,
+    first_layer_figure,
+    grouped_bars,
+    mean_std_lines,
+    mean_std_table,
+)
 from course_utils.models import ZFNet, ZFNetConfig
 
 SMALL = dict(conv_widths=(4, 4, 4, 4, 4), fc_widths=(8, 8))
@@ -33,9 +39,9 @@ def test_filter_mosaic_places_each_filter_on_the_common_scale():
     # filter 0 at rows 1-2, columns 1-2; channel 0 is red: 0.5 + 0.5 * w / 2
     np.testing.assert_allclose(mosaic[1:3, 1:3, 0], [[1.0, 0.0], [0.5, 0.75]])
     np.testing.assert_allclose(mosaic[1:3, 1:3, 1:], 0.5)
-    np.testing.assert_allclose(mosaic[1:3, 4:6], 0.5)          # filter 1 is all zero: flat grey
+    np.testing.assert_allclose(mosaic[1:3, 4:6], 0.5)  # filter 1 is all zero: flat grey
     np.testing.assert_allclose(mosaic[4:6, 1:3, 2], [[0.5, 0.5], [0.5, 0.25]])  # filter 2, blue channel
-    np.testing.assert_allclose(mosaic[4:6, 4:6], 1.0)          # no fourth filter: background
+    np.testing.assert_allclose(mosaic[4:6, 4:6], 1.0)  # no fourth filter: background
     assert (mosaic[0] == 1.0).all() and (mosaic[:, 3] == 1.0).all()  # frame and gutter
 
 
@@ -56,9 +62,13 @@ def test_filter_mosaic_defaults_grey_filters_and_bad_input():
 
 
 def test_grouped_bars_draws_the_given_means_stds_and_reference():
-    figure = grouped_bars(["a", "b", "c"], {"train": ([1.0, 2.0, 3.0], [0.1, None, 0.3]),
-                                            "val": ([4.0, 5.0, 6.0], None)},
-                          ylabel="error", title="t", reference={"paper": [7.0, None, 9.0]})
+    figure = grouped_bars(
+        ["a", "b", "c"],
+        {"train": ([1.0, 2.0, 3.0], [0.1, None, 0.3]), "val": ([4.0, 5.0, 6.0], None)},
+        ylabel="error",
+        title="t",
+        reference={"paper": [7.0, None, 9.0]},
+    )
     axis = figure.axes[0]
     heights = [patch.get_height() for patch in axis.patches]
     assert heights == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
@@ -104,8 +114,9 @@ def test_mean_std_table_by_hand():
 
 
 def test_mean_std_lines_plots_means_with_a_std_band():
-    figure = mean_std_lines(RECORDS, x="shots", y="acc", group="method", xlabel="shots", ylabel="accuracy",
-                            title="t", log_x=True)
+    figure = mean_std_lines(
+        RECORDS, x="shots", y="acc", group="method", xlabel="shots", ylabel="accuracy", title="t", log_x=True
+    )
     axis = figure.axes[0]
     lines = {line.get_label(): line for line in axis.get_lines()}
     np.testing.assert_allclose(lines["m"].get_xdata(), [1, 5])
@@ -118,8 +129,7 @@ def test_mean_std_lines_plots_means_with_a_std_band():
 
 def test_first_layer_figure_shows_filters_and_the_nyquist_band_of_each_stride():
     torch.manual_seed(0)
-    models = {"small": ZFNet(ZFNetConfig(**SMALL)),
-              "big": ZFNet(ZFNetConfig(**SMALL, conv1_kernel=11, conv1_stride=4))}
+    models = {"small": ZFNet(ZFNetConfig(**SMALL)), "big": ZFNet(ZFNetConfig(**SMALL, conv1_kernel=11, conv1_stride=4))}
     with torch.no_grad():
         models["small"].conv1.weight[3].zero_()  # 1 of 4 filters dead
     figure = first_layer_figure(models)
@@ -204,13 +214,25 @@ def test_invariance_figure_gives_only_the_classes_that_occur_a_row_of_the_top_cl
     model, dataset, images = _tiny_model_and_data()
     amounts = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)
     distances = {"relu1": torch.ones(3, 3, dtype=torch.float64), "relu7": torch.ones(3, 3, dtype=torch.float64)}
-    curves = InvarianceCurves(kind="translate", amounts=amounts, layers=("relu1", "relu7"), distances=distances,
-                              relative_distances=distances, probabilities=torch.full((3, 3), 0.5),
-                              top_classes=torch.tensor([[0, 7, 7], [1, 1, 9], [2, 2, 2]]),
-                              target_labels=torch.tensor([0, 1, 2]), original_probabilities=torch.full((3,), 0.5))
+    curves = InvarianceCurves(
+        kind="translate",
+        amounts=amounts,
+        layers=("relu1", "relu7"),
+        distances=distances,
+        relative_distances=distances,
+        probabilities=torch.full((3, 3), 0.5),
+        top_classes=torch.tensor([[0, 7, 7], [1, 1, 9], [2, 2, 2]]),
+        target_labels=torch.tensor([0, 1, 2]),
+        original_probabilities=torch.full((3,), 0.5),
+    )
     top = invariance_figure(curves, images, dataset, example_amounts=[0]).axes[-1]
-    assert [label.get_text() for label in top.get_yticklabels()] == ["class 0", "class 1", "class 2", "class 7",
-                                                                   "class 9"]
+    assert [label.get_text() for label in top.get_yticklabels()] == [
+        "class 0",
+        "class 1",
+        "class 2",
+        "class 7",
+        "class 9",
+    ]
     first = top.get_lines()[0].get_ydata()
     assert np.round(first).tolist() == [0, 3, 3]  # class 0, then class 7 on the fourth row
     assert top.get_ylim() == (-0.6, 4.6)
@@ -278,8 +300,9 @@ def test_occlusion_figure_places_each_map_at_the_occluder_centres():
     low, high = activation_map.get_clim()
     assert activation_map.get_cmap().name == "RdBu_r" and low == -high == -np.abs(change).max()
 
-    np.testing.assert_allclose(projection_axis.get_images()[0].get_array(),
-                               to_display(normalize_projection(projection)))
+    np.testing.assert_allclose(
+        projection_axis.get_images()[0].get_array(), to_display(normalize_projection(projection))
+    )
     worst_row, worst_col = divmod(int(result.probability.argmin()), result.probability.shape[1])
     square = [patch for patch in image_axis.patches if isinstance(patch, Rectangle)][-1]
     assert square.get_xy() == (result.cols[worst_col].item() - 0.5, result.rows[worst_row].item() - 0.5)
@@ -290,8 +313,7 @@ def test_occlusion_figure_places_each_map_at_the_occluder_centres():
     expected_colours = np.array([[palette(int(index))[:3] for index in row] for row in top])
     np.testing.assert_allclose(class_axis.get_images()[0].get_array(), expected_colours)
     labels = [text.get_text() for text in legend_axis.get_legend().get_texts()]
-    assert sorted(labels) == sorted(CLASS_NAMES[index] + (" (true)" if index == 1 else "")
-                                    for index in np.unique(top))
+    assert sorted(labels) == sorted(CLASS_NAMES[index] + (" (true)" if index == 1 else "") for index in np.unique(top))
     for axis in (activation_axis, probability_axis, class_axis):
         assert len(axis.collections) == 1  # the object's outline
 

@@ -1,6 +1,7 @@
 """The reproduction scoreboard: criteria on hand-made numbers (both sides of every bound), findings
 end to end on a tiny random network and a tiny embedded dataset, tables from hand-made records,
 and the command line on missing tables."""
+
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ import math
 
 import pytest
 import torch
+from conftest import colour_dataset
 
 from course_utils import findings
 from course_utils.ablation import ablation_variants, dataset_fingerprint
@@ -15,38 +17,56 @@ from course_utils.architecture import FIRST_LAYER_VARIANTS
 from course_utils.correspondence import PART_NAMES
 from course_utils.data import load_embedded
 from course_utils.findings import (
-    ARCHITECTURE_VARIANTS, DEPTH_VARIANTS, PROBE_LAYERS, SYMMETRIC_CLASSES, Finding, architecture_criterion,
-    architecture_finding, correspondence_criterion, correspondence_finding, depth_criterion, depth_finding,
-    evolution_criterion, evolution_finding, format_scoreboard, generalization_criterion, generalization_finding,
-    hierarchy_criterion, hierarchy_finding, invariance_criterion, invariance_finding, occlusion_criterion,
-    occlusion_finding, occlusion_images, table_completeness,
+    ARCHITECTURE_VARIANTS,
+    DEPTH_VARIANTS,
+    PROBE_LAYERS,
+    SYMMETRIC_CLASSES,
+    Finding,
+    architecture_criterion,
+    architecture_finding,
+    correspondence_criterion,
+    correspondence_finding,
+    depth_criterion,
+    depth_finding,
+    evolution_criterion,
+    evolution_finding,
+    format_scoreboard,
+    generalization_criterion,
+    generalization_finding,
+    hierarchy_criterion,
+    hierarchy_finding,
+    invariance_criterion,
+    invariance_finding,
+    occlusion_criterion,
+    occlusion_finding,
+    occlusion_images,
+    table_completeness,
 )
 from course_utils.models import ZFNet, ZFNetConfig
-from conftest import colour_dataset
-
 
 # --------------------------------------------------------------------------------------------
 # Criteria on hand-made numbers
 # --------------------------------------------------------------------------------------------
+
 
 def purity(conv1: float, conv3: float, conv5: float) -> dict[str, float]:
     return {"conv1": conv1, "conv2": (conv1 + conv3) / 2, "conv3": conv3, "conv4": (conv3 + conv5) / 2, "conv5": conv5}
 
 
 def test_hierarchy_criterion_bounds():
-    assert hierarchy_criterion(0.30, purity(0.5, 0.6, 0.8))[0]             # both bounds exactly met
+    assert hierarchy_criterion(0.30, purity(0.5, 0.6, 0.8))[0]  # both bounds exactly met
     passed, text = hierarchy_criterion(0.135, purity(0.5, 0.7, 0.9))
     assert passed and "13.5%" in text and "conv5/conv1 = 1.80" in text
-    assert not hierarchy_criterion(0.3001, purity(0.5, 0.7, 0.9))[0]       # noisy conv1 filters
-    assert not hierarchy_criterion(0.2, purity(0.5, 0.7, 0.79))[0]         # conv5 < 1.6 x conv1
-    assert not hierarchy_criterion(0.2, purity(0.5, 0.5, 0.9))[0]          # conv3 does not rise above conv1
-    assert not hierarchy_criterion(0.2, purity(0.5, 0.95, 0.9))[0]         # falls from conv3 to conv5
+    assert not hierarchy_criterion(0.3001, purity(0.5, 0.7, 0.9))[0]  # noisy conv1 filters
+    assert not hierarchy_criterion(0.2, purity(0.5, 0.7, 0.79))[0]  # conv5 < 1.6 x conv1
+    assert not hierarchy_criterion(0.2, purity(0.5, 0.5, 0.9))[0]  # conv3 does not rise above conv1
+    assert not hierarchy_criterion(0.2, purity(0.5, 0.95, 0.9))[0]  # falls from conv3 to conv5
     with pytest.raises(ValueError, match="conv3"):
         hierarchy_criterion(0.2, {"conv1": 0.5, "conv5": 0.9})
 
 
 def test_evolution_criterion_bounds():
-    assert evolution_criterion({"conv1": 0.9, "conv3": 0.7, "conv5": 0.6})[0]   # drop exactly 0.3
+    assert evolution_criterion({"conv1": 0.9, "conv3": 0.7, "conv5": 0.6})[0]  # drop exactly 0.3
     assert not evolution_criterion({"conv1": 0.9, "conv3": 0.7, "conv5": 0.61})[0]
     assert not evolution_criterion({"conv1": 0.9, "conv3": 0.5, "conv5": 0.55})[0]  # does not fall conv3 -> conv5
     assert not evolution_criterion({"conv1": 0.9, "conv3": 0.95, "conv5": 0.4})[0]
@@ -56,40 +76,44 @@ STEPS = {"translate": (0.75, 0.3), "scale": (0.5, 0.1), "rotate": (0.8, 0.2)}
 
 
 def test_invariance_criterion_bounds():
-    passed, text = invariance_criterion(STEPS, 0.9, 0.49)                     # 2.5x exactly, P 0.9 exactly
+    passed, text = invariance_criterion(STEPS, 0.9, 0.49)  # 2.5x exactly, P 0.9 exactly
     assert passed and "translate 0.75 vs 0.30 (2.5x: yes)" in text
     assert not invariance_criterion({**STEPS, "scale": (0.5, 0.21)}, 0.95, 0.2)[0]
     assert not invariance_criterion({**STEPS, "rotate": (0.8, 0.33)}, 0.95, 0.2)[0]
-    assert not invariance_criterion(STEPS, 0.89, 0.2)[0]                     # symmetric classes not kept
-    assert not invariance_criterion(STEPS, 0.95, 0.5)[0]                     # upright classes still recognised
-    passed, text = invariance_criterion(STEPS, math.nan, 0.2)               # no symmetric images measured
+    assert not invariance_criterion(STEPS, 0.89, 0.2)[0]  # symmetric classes not kept
+    assert not invariance_criterion(STEPS, 0.95, 0.5)[0]  # upright classes still recognised
+    passed, text = invariance_criterion(STEPS, math.nan, 0.2)  # no symmetric images measured
     assert not passed and "symmetric classes n/a (no images)" in text
     with pytest.raises(ValueError, match="rotate"):
         invariance_criterion({"translate": (1, 0.1), "scale": (1, 0.1)}, 0.95, 0.2)
 
 
 def variant(val_error: float, dead_fraction: float, aliased_energy: float, rms_ratio: float) -> dict[str, float]:
-    return {"val_error": val_error, "dead_fraction": dead_fraction, "aliased_energy": aliased_energy,
-            "rms_ratio": rms_ratio}
+    return {
+        "val_error": val_error,
+        "dead_fraction": dead_fraction,
+        "aliased_energy": aliased_energy,
+        "rms_ratio": rms_ratio,
+    }
 
 
 def test_architecture_criterion_bounds():
     unclipped, alexnet, zf = variant(0.3, 0.0, 0.2, 3.0), variant(0.35, 0.10, 0.4, 1.5), variant(0.25, 0.05, 0.2, 1.5)
     assert architecture_criterion(unclipped, alexnet, zf)[0]
-    assert not architecture_criterion(variant(0.3, 0.0, 0.2, 2.99), alexnet, zf)[0]           # (a) no filter dominates
-    assert not architecture_criterion(unclipped, variant(0.35, 0.09, 0.4, 1.5), zf)[0]        # (b) too few dead
-    assert not architecture_criterion(unclipped, variant(0.35, 0.2, 0.2, 1.5), zf)[0]         # (b) aliases no more
-    assert not architecture_criterion(unclipped, alexnet, variant(0.25, 0.10, 0.2, 1.5))[0]   # (c) as many dead
-    assert not architecture_criterion(unclipped, alexnet, variant(0.30, 0.05, 0.2, 1.5))[0]   # (c) ties (a)'s error
+    assert not architecture_criterion(variant(0.3, 0.0, 0.2, 2.99), alexnet, zf)[0]  # (a) no filter dominates
+    assert not architecture_criterion(unclipped, variant(0.35, 0.09, 0.4, 1.5), zf)[0]  # (b) too few dead
+    assert not architecture_criterion(unclipped, variant(0.35, 0.2, 0.2, 1.5), zf)[0]  # (b) aliases no more
+    assert not architecture_criterion(unclipped, alexnet, variant(0.25, 0.10, 0.2, 1.5))[0]  # (c) as many dead
+    assert not architecture_criterion(unclipped, alexnet, variant(0.30, 0.05, 0.2, 1.5))[0]  # (c) ties (a)'s error
     with pytest.raises(ValueError, match="rms_ratio"):
         architecture_criterion({"val_error": 0.3}, alexnet, zf)
 
 
 def test_occlusion_criterion_bounds():
-    assert occlusion_criterion([0.3] * 18 + [0.0] * 2, [0.01] * 20)[0]        # 18 of 20 = 90%
+    assert occlusion_criterion([0.3] * 18 + [0.0] * 2, [0.01] * 20)[0]  # 18 of 20 = 90%
     passed, text = occlusion_criterion([0.3] * 17 + [0.0] * 3, [0.01] * 20)
     assert not passed and "17 of 20" in text
-    assert not occlusion_criterion([0.3] * 19, [0.0] * 19)[0]                 # fewer than 20 images
+    assert not occlusion_criterion([0.3] * 19, [0.0] * 19)[0]  # fewer than 20 images
     assert occlusion_criterion([0.3] * 18 + [0.4] * 2, [0.0] * 18 + [math.nan] * 2)[0]  # 18 of 20 still enough
     assert not occlusion_criterion([0.3] * 17 + [0.4] * 3, [0.0] * 17 + [math.nan] * 3)[0]  # NaN counts against
     with pytest.raises(ValueError, match="one value per image"):
@@ -98,9 +122,9 @@ def test_occlusion_criterion_bounds():
 
 def test_correspondence_criterion_bounds():
     random5, random7 = [0.1] * 10, [0.1] * 10
-    assert correspondence_criterion([0.08] * 10, random5, [0.09] * 10, random7)[0]   # 0.8 x random exactly
+    assert correspondence_criterion([0.08] * 10, random5, [0.09] * 10, random7)[0]  # 0.8 x random exactly
     assert not correspondence_criterion([0.081] * 10, random5, [0.09] * 10, random7)[0]
-    mostly = [0.05] * 8 + [0.11] * 2                                                   # lower in 8 of 10 draws
+    mostly = [0.05] * 8 + [0.11] * 2  # lower in 8 of 10 draws
     assert correspondence_criterion(mostly, random5, [0.09] * 10, random7)[0]
     assert not correspondence_criterion([0.05] * 7 + [0.11] * 3, random5, [0.09] * 10, random7)[0]
     assert not correspondence_criterion([0.08] * 10, random5, [0.08] * 10, random7)[0]  # same gap at layer 7
@@ -115,10 +139,10 @@ DEPTH_STDS = {"full": 0.02, "no conv3,4": 0.01, "no fc7": 0.01, "no fc6,7": 0.01
 
 def test_depth_criterion_bounds():
     assert tuple(DEPTH_MEANS) == DEPTH_VARIANTS and set(DEPTH_VARIANTS) <= set(ablation_variants())
-    passed, text = depth_criterion(DEPTH_MEANS, DEPTH_STDS)                   # +10 over full, +5 over the worst single
+    passed, text = depth_criterion(DEPTH_MEANS, DEPTH_STDS)  # +10 over full, +5 over the worst single
     assert passed and "+10.0 points" in text
     assert not depth_criterion({**DEPTH_MEANS, "no conv3,4 + fc6,7": 0.299}, DEPTH_STDS)[0]
-    assert not depth_criterion({**DEPTH_MEANS, "no conv3,4": 0.251}, DEPTH_STDS)[0]   # collapse < single + 5
+    assert not depth_criterion({**DEPTH_MEANS, "no conv3,4": 0.251}, DEPTH_STDS)[0]  # collapse < single + 5
     assert not depth_criterion({**DEPTH_MEANS, "no fc7": 0.2501, "no conv3,4 + fc6,7": 0.40}, DEPTH_STDS)[0]
     assert depth_criterion(DEPTH_MEANS, {**DEPTH_STDS, "no conv3,4 + fc6,7": 0.0333})[0]  # 3 std = 0.0999 < 0.1
     assert not depth_criterion(DEPTH_MEANS, {**DEPTH_STDS, "no conv3,4 + fc6,7": 0.034})[0]
@@ -134,13 +158,13 @@ def test_generalization_criterion_bounds():
     pretrained = {1: [0.5, 0.5, 0.5], 5: [0.6] * 3, 20: [0.7] * 3}
     scratch = {1: [0.2] * 3, 5: [0.3] * 3, 20: [0.69, 0.69, 0.69]}
     assert generalization_criterion(pretrained, scratch, PROBES)[0]
-    assert not generalization_criterion(pretrained, {**scratch, 20: [0.7] * 3}, PROBES)[0]   # a tie is no win
+    assert not generalization_criterion(pretrained, {**scratch, 20: [0.7] * 3}, PROBES)[0]  # a tie is no win
     passed, text = generalization_criterion({**pretrained, 5: [0.9, 0.9]}, scratch, PROBES)
-    assert not passed and "5/class: 2 seeds" in text                                         # too few seeds
-    assert not generalization_criterion({1: [0.5] * 3, 5: [0.6] * 3}, scratch, PROBES)[0]     # 20/class missing
-    assert not generalization_criterion(pretrained, scratch, {**PROBES, "relu4": 0.71})[0]   # peaks at layer 4
-    assert not generalization_criterion(pretrained, scratch, {**PROBES, "relu4": 0.7})[0]    # a tie: the lower layer
-    assert not generalization_criterion(pretrained, scratch, {**PROBES, "relu7": 0.5})[0]    # layer 7 = layer 2
+    assert not passed and "5/class: 2 seeds" in text  # too few seeds
+    assert not generalization_criterion({1: [0.5] * 3, 5: [0.6] * 3}, scratch, PROBES)[0]  # 20/class missing
+    assert not generalization_criterion(pretrained, scratch, {**PROBES, "relu4": 0.71})[0]  # peaks at layer 4
+    assert not generalization_criterion(pretrained, scratch, {**PROBES, "relu4": 0.7})[0]  # a tie: the lower layer
+    assert not generalization_criterion(pretrained, scratch, {**PROBES, "relu7": 0.5})[0]  # layer 7 = layer 2
     with pytest.raises(ValueError, match="relu6"):
         generalization_criterion(pretrained, scratch, {k: v for k, v in PROBES.items() if k != "relu6"})
 
@@ -149,11 +173,21 @@ def test_generalization_criterion_bounds():
 # Tables: hand-made records
 # --------------------------------------------------------------------------------------------
 
+
 def depth_records(means=DEPTH_MEANS, seeds=(0, 1, 2)) -> list[dict]:
     offsets = (-0.01, 0.0, 0.01)
-    return [{"variant": name, "seed": seed, "parameters": 100 + index, "train_error": 0.1,
-             "val_error": mean + offsets[seed % 3], "seconds": 1.0}
-            for index, (name, mean) in enumerate(means.items()) for seed in seeds]
+    return [
+        {
+            "variant": name,
+            "seed": seed,
+            "parameters": 100 + index,
+            "train_error": 0.1,
+            "val_error": mean + offsets[seed % 3],
+            "seconds": 1.0,
+        }
+        for index, (name, mean) in enumerate(means.items())
+        for seed in seeds
+    ]
 
 
 def test_depth_finding_from_records():
@@ -190,11 +224,21 @@ def arch_records(first_layer: bool = True) -> list[dict]:
     records = []
     for name, (error, dead, aliased, ratio) in numbers.items():
         for seed in range(3):
-            record = {"variant": name, "seed": seed, "parameters": 10, "train_error": 0.1, "val_error": error,
-                      "seconds": 1.0}
+            record = {
+                "variant": name,
+                "seed": seed,
+                "parameters": 10,
+                "train_error": 0.1,
+                "val_error": error,
+                "seconds": 1.0,
+            }
             if first_layer:
-                record["first_layer"] = {"dead_fraction": dead, "aliased_energy": aliased, "rms_max": 0.1 * ratio,
-                                         "rms_median": 0.1}
+                record["first_layer"] = {
+                    "dead_fraction": dead,
+                    "aliased_energy": aliased,
+                    "rms_max": 0.1 * ratio,
+                    "rms_median": 0.1,
+                }
             records.append(record)
     return records
 
@@ -226,6 +270,7 @@ def test_table_completeness_counts_at_most_min_seeds_per_variant():
 # Findings end to end: a tiny random network on a tiny embedded dataset
 # --------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny_val(tmp_path_factory):
     return load_embedded("val", root=tmp_path_factory.mktemp("embedded"), num_images=80, progress=False)
@@ -234,8 +279,14 @@ def tiny_val(tmp_path_factory):
 def tiny_model(dataset, seed: int = 0, always: int | None = None) -> ZFNet:
     """A random ZFNet; with ``always`` it predicts that class for every image (fc8: zero weights, one bias)."""
     torch.manual_seed(seed)
-    model = ZFNet(ZFNetConfig(conv_widths=(4, 6, 6, 6, 4), fc_widths=(8, 8), num_classes=dataset.num_classes,
-                              image_size=dataset.images.shape[-1])).eval()
+    model = ZFNet(
+        ZFNetConfig(
+            conv_widths=(4, 6, 6, 6, 4),
+            fc_widths=(8, 8),
+            num_classes=dataset.num_classes,
+            image_size=dataset.images.shape[-1],
+        )
+    ).eval()
     if always is not None:
         with torch.no_grad():
             model.fc8.weight.zero_()
@@ -316,6 +367,7 @@ def test_generalization_finding_on_a_tiny_network():
 # The scoreboard and the command line
 # --------------------------------------------------------------------------------------------
 
+
 def test_format_scoreboard_ends_with_the_count():
     rows = [Finding("A", "paper says", "we see " * 20, "must hold", True), Finding("B", "p", "o", "c", False)]
     text = format_scoreboard(rows)
@@ -329,8 +381,17 @@ def test_main_reports_missing_tables_and_another_model_without_crashing(tiny_val
     monkeypatch.setattr(findings, "load_shipped_model", lambda name: (model, metadata))
     monkeypatch.setattr("course_utils.data.load_dataset", lambda name, split, **options: tiny_val)
     out = tmp_path / "rows.json"
-    arguments = ["--ablation", str(tmp_path / "none.json"), "--arch-selection", str(tmp_path / "none.json"),
-                 "--threads", "1", "--no-progress", "--json", str(out)]
+    arguments = [
+        "--ablation",
+        str(tmp_path / "none.json"),
+        "--arch-selection",
+        str(tmp_path / "none.json"),
+        "--threads",
+        "1",
+        "--no-progress",
+        "--json",
+        str(out),
+    ]
     rows = findings.main(arguments)
     printed = capsys.readouterr().out.splitlines()
     assert printed[-1] == "findings reproduced: 0 of 8" and len(rows) == 8

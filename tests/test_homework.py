@@ -1,4 +1,5 @@
 """Homework: solution sources, generated student versions, reference data, grader and handouts."""
+
 from __future__ import annotations
 
 import json
@@ -56,6 +57,7 @@ def references(assignment: str):
 # rel_error
 # --------------------------------------------------------------------------------------------
 
+
 def test_rel_error_by_hand():
     assert rel_error([1.0, 2.0], [1.0, 2.002]) == pytest.approx(0.002 / 4.002)
     assert rel_error(np.zeros(3), np.zeros(3)) == 0.0  # 0 / max(1e-8, 0)
@@ -73,6 +75,7 @@ def test_rel_error_refuses_different_shapes():
 # --------------------------------------------------------------------------------------------
 # Solutions and stubs
 # --------------------------------------------------------------------------------------------
+
 
 def test_every_solution_source_is_an_assignment():
     assert sorted(path.stem for path in SOLUTION_DIR.glob("hw*.py")) == sorted(ASSIGNMENTS)
@@ -131,6 +134,7 @@ def test_grading_only_some_exercises():
 # Wrong solutions lose marks
 # --------------------------------------------------------------------------------------------
 
+
 def mean_unpool(signal, switches, input_size):
     """Spread each value evenly over its region of the input (what the switches avoid)."""
     spread = F.interpolate(signal, size=tuple(input_size), mode="nearest")
@@ -153,7 +157,7 @@ def logits_map(model, image, window, stride, target_class, fill=0.0):
 
 
 def occlude_in_place(image, top, left, window, fill):
-    image[:, top:top + window, left:left + window] = fill
+    image[:, top : top + window, left : left + window] = fill
     return image
 
 
@@ -170,33 +174,83 @@ def receptive_field_without_padding(layers):
     return size, stride, 0
 
 
-@pytest.mark.parametrize("assignment, function, wrong, failing", [
-    ("hw1_deconv", "unpool", mean_unpool,
-     {"unpool/non_overlapping_2x2_windows", "unpool/overlapping_3x3_windows_sharing_switches",
-      "unpool/batch_with_padding", "deconv_step/3x3_convolution_and_2x2_pool",
-      "deconv_step/zf_layer_1_7x7_stride_2", "deconv_step/batch_5x5_stride_2_odd_size"}),
-    ("hw1_deconv", "unpool", overwriting_unpool,
-     {"unpool/overlapping_3x3_windows_sharing_switches", "unpool/batch_with_padding",
-      "deconv_step/zf_layer_1_7x7_stride_2", "deconv_step/batch_5x5_stride_2_odd_size"}),  # 3x3/2 pools
-    ("hw2_occlusion", "occlusion_map", logits_map,
-     {"occlusion_map/window_4_stride_2", "occlusion_map/window_6_stride_5_dark_fill", "occlusion_map/window_3_stride_3"}),
-    ("hw3_correspondence", "sign_disagreement", binary_sign_disagreement,
-     {"sign_disagreement/by_hand", "sign_disagreement/sparse_random", "sign_disagreement/long_sparse_random",
-      "hamming_consistency/two_rows", "hamming_consistency/five_rows", "hamming_consistency/seven_rows",
-      "correspondence_delta/pool5"}),  # at relu7 and conv4 every feature changes: no zeros in eps
-    ("hw4_receptive_field", "receptive_field", receptive_field_without_padding,
-     {"receptive_field/one_convolution", "receptive_field/zfnet_conv1_to_pool1",
-      "receptive_field/alexnet_conv1_to_pool2", "receptive_field/zfnet_conv1_to_pool5", "unit_box/zfnet_conv2_inside",
-      "unit_box/zfnet_pool2_clipped_at_the_corner", "unit_box/alexnet_pool2_non_square_image"}),
-], ids=["mean_unpooling", "overwriting_unpooling", "no_softmax", "binary_signs", "no_padding"])
+@pytest.mark.parametrize(
+    "assignment, function, wrong, failing",
+    [
+        (
+            "hw1_deconv",
+            "unpool",
+            mean_unpool,
+            {
+                "unpool/non_overlapping_2x2_windows",
+                "unpool/overlapping_3x3_windows_sharing_switches",
+                "unpool/batch_with_padding",
+                "deconv_step/3x3_convolution_and_2x2_pool",
+                "deconv_step/zf_layer_1_7x7_stride_2",
+                "deconv_step/batch_5x5_stride_2_odd_size",
+            },
+        ),
+        (
+            "hw1_deconv",
+            "unpool",
+            overwriting_unpool,
+            {
+                "unpool/overlapping_3x3_windows_sharing_switches",
+                "unpool/batch_with_padding",
+                "deconv_step/zf_layer_1_7x7_stride_2",
+                "deconv_step/batch_5x5_stride_2_odd_size",
+            },
+        ),  # 3x3/2 pools
+        (
+            "hw2_occlusion",
+            "occlusion_map",
+            logits_map,
+            {
+                "occlusion_map/window_4_stride_2",
+                "occlusion_map/window_6_stride_5_dark_fill",
+                "occlusion_map/window_3_stride_3",
+            },
+        ),
+        (
+            "hw3_correspondence",
+            "sign_disagreement",
+            binary_sign_disagreement,
+            {
+                "sign_disagreement/by_hand",
+                "sign_disagreement/sparse_random",
+                "sign_disagreement/long_sparse_random",
+                "hamming_consistency/two_rows",
+                "hamming_consistency/five_rows",
+                "hamming_consistency/seven_rows",
+                "correspondence_delta/pool5",
+            },
+        ),  # at relu7 and conv4 every feature changes: no zeros in eps
+        (
+            "hw4_receptive_field",
+            "receptive_field",
+            receptive_field_without_padding,
+            {
+                "receptive_field/one_convolution",
+                "receptive_field/zfnet_conv1_to_pool1",
+                "receptive_field/alexnet_conv1_to_pool2",
+                "receptive_field/zfnet_conv1_to_pool5",
+                "unit_box/zfnet_conv2_inside",
+                "unit_box/zfnet_pool2_clipped_at_the_corner",
+                "unit_box/alexnet_pool2_non_square_image",
+            },
+        ),
+    ],
+    ids=["mean_unpooling", "overwriting_unpooling", "no_softmax", "binary_signs", "no_padding"],
+)
 def test_wrong_solutions_lose_marks(monkeypatch, assignment, function, wrong, failing):
     """The solution's other functions call the patched one, so its errors propagate as a student's would."""
     module = solution_module(assignment)
     monkeypatch.setattr(module, function, wrong)
     report = grade(assignment, module, verbose=False)
     assert {result.check.id for result in report.results if not result.passed} == failing
-    assert all(result.status == "fail" and "relative error" in result.message
-               for result in report.results if not result.passed)
+    assert all(
+        result.status == "fail" and "relative error" in result.message for result in report.results if not result.passed
+    )
     assert report.earned < report.possible
 
 
@@ -212,6 +266,7 @@ def test_changing_an_input_in_place_fails_the_check(monkeypatch):
 # The grader never crashes on a student's module
 # --------------------------------------------------------------------------------------------
 
+
 def one_check(expected: np.ndarray, function: str = "f") -> StoredCheck:
     arrays = {"c/x": np.arange(3.0)}
     return StoredCheck(function, "c", 1, False, {"x": {"tensor": "c/x"}}, expected, arrays)
@@ -224,7 +279,8 @@ def module_with(source: str, tmp_path: Path) -> types.ModuleType:
 
 
 def test_run_check_reports_errors_shapes_types_and_dtypes(tmp_path):
-    module = module_with("""
+    module = module_with(
+        """
         import torch
         def f(x):
             return x.float() / 3   # float32
@@ -236,7 +292,9 @@ def test_run_check_reports_errors_shapes_types_and_dtypes(tmp_path):
             return "text"
         def ragged(x):
             return [1, [2, 3]]
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     expected = np.arange(3.0) / 3 + 1e-4
     result = run_check(one_check(expected), module)
     assert result.status == "fail"
@@ -255,14 +313,18 @@ def test_a_module_that_does_not_import_scores_zero(tmp_path):
     broken.write_text("def receptive_field(layers)\n    return 1\n")
     report = grade("hw4_receptive_field", broken, verbose=False)
     assert report.earned == 0
-    assert all(r.status == "error" and r.message.startswith("could not import hw4_receptive_field.py: SyntaxError")
-               for r in report.results)
+    assert all(
+        r.status == "error" and r.message.startswith("could not import hw4_receptive_field.py: SyntaxError")
+        for r in report.results
+    )
 
 
 def test_corrupt_reference_data_is_refused_with_the_fix(tmp_path):
     path = write_references(references("hw4_receptive_field"), tmp_path / "hw4.npz")
     path.write_bytes(path.read_bytes()[:-10])
-    with pytest.raises(ValueError, match="sha256 mismatch.*python -m course_utils.homework references hw4_receptive_field"):
+    with pytest.raises(
+        ValueError, match="sha256 mismatch.*python -m course_utils.homework references hw4_receptive_field"
+    ):
         load_references("hw4_receptive_field", path)
     with pytest.raises(ValueError, match="cannot be used for hw1_deconv"):
         load_references("hw1_deconv", REFERENCE_DIR / "hw4_receptive_field.npz")
@@ -286,13 +348,14 @@ def test_checks_accept_only_storable_inputs():
 # Reference data and student versions are reproducible from the solution sources
 # --------------------------------------------------------------------------------------------
 
+
 def test_reference_data_is_reproducible_from_the_solutions(tmp_path):
     assert write_solution_references(tmp_path) == [tmp_path / f"{a}.npz" for a in ASSIGNMENTS]
     for assignment in ASSIGNMENTS:
         committed, fresh = references(assignment), load_references(assignment, tmp_path / f"{assignment}.npz")
-        assert [(c.id, c.points, c.hidden, c.arguments) for c in fresh.checks] == \
-               [(c.id, c.points, c.hidden, c.arguments) for c in committed.checks], \
-            "regenerate with `python -m course_utils.homework references`"
+        assert [(c.id, c.points, c.hidden, c.arguments) for c in fresh.checks] == [
+            (c.id, c.points, c.hidden, c.arguments) for c in committed.checks
+        ], "regenerate with `python -m course_utils.homework references`"
         for old, new in zip(committed.checks, fresh.checks):
             assert old.arrays.keys() == new.arrays.keys()
             for name in old.arrays:
@@ -304,8 +367,11 @@ def test_reference_data_is_reproducible_from_the_solutions(tmp_path):
 def test_committed_student_versions_are_up_to_date(tmp_path):
     write_student_versions(tmp_path)
     generated = sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*") if path.is_file())
-    committed = sorted(path.relative_to(HOMEWORK_DIR) for path in HOMEWORK_DIR.rglob("*")
-                       if path.is_file() and "__pycache__" not in path.parts and ".ipynb_checkpoints" not in path.parts)
+    committed = sorted(
+        path.relative_to(HOMEWORK_DIR)
+        for path in HOMEWORK_DIR.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and ".ipynb_checkpoints" not in path.parts
+    )
     assert generated == committed
     stale = [str(p) for p in generated if (tmp_path / p).read_bytes() != (HOMEWORK_DIR / p).read_bytes()]
     assert not stale, f"regenerate with `python -m course_utils.homework generate --out homework/`: {stale}"
@@ -324,7 +390,7 @@ def test_student_versions_hide_solutions_and_hidden_checks(assignment):
     sources = ["".join(cell["source"]) for cell in notebook["cells"]]
     for exercise in exercises(assignment):
         assert f'report = grade("{assignment}", exercises=["{exercise.function}"])' in sources
-        assert any(source.startswith(f"## Exercise") and f"`{exercise.function}`" in source for source in sources)
+        assert any(source.startswith("## Exercise") and f"`{exercise.function}`" in source for source in sources)
 
 
 # --------------------------------------------------------------------------------------------
@@ -363,7 +429,9 @@ CHECKS = [
 
 def test_student_source_by_hand():
     student = remove_hidden_checks(strip_solutions(SOURCE))
-    assert student == '''\
+    assert (
+        student
+        == '''\
 """Task."""
 def f(x):
     """Doc."""
@@ -384,32 +452,47 @@ CHECKS = [
     Check("g", "public", lambda g: {"x": 1}, hidden=False),
 ]
 '''
+    )
 
 
-@pytest.mark.parametrize("source, message", [
-    ("def f():\n    # BEGIN SOLUTION\n    # BEGIN SOLUTION\n    return 1\n",
-     "line 3: # BEGIN SOLUTION inside the block opened on line 2"),
-    ("def f():\n    # END SOLUTION\n    return 1\n", "line 2: # END SOLUTION without a # BEGIN SOLUTION"),
-    ("def f():\n    # BEGIN SOLUTION\n    return 1\n    # END SOLUTION\n",
-     "line 2: the solution block of f() needs a '# HINT: ...' line"),
-    ("def f():\n    # BEGIN SOLUTION\n    # HINT: x\n    return 1\n", "line 2: # BEGIN SOLUTION is never closed"),
-    ("# BEGIN SOLUTION\n# HINT: x\n# END SOLUTION\n", "line 1: a solution block must be inside a function body"),
-    ("def f():\n    # BEGIN SOLUTION\n    # HINT: x\n    return 1\n  # END SOLUTION\n",
-     "line 5: # END SOLUTION is indented differently"),
-    ("def f():\n    return 1  # BEGIN SOLUTION\n", "line 2: solution markers and # HINT: lines must stand alone"),
-])
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        (
+            "def f():\n    # BEGIN SOLUTION\n    # BEGIN SOLUTION\n    return 1\n",
+            "line 3: # BEGIN SOLUTION inside the block opened on line 2",
+        ),
+        ("def f():\n    # END SOLUTION\n    return 1\n", "line 2: # END SOLUTION without a # BEGIN SOLUTION"),
+        (
+            "def f():\n    # BEGIN SOLUTION\n    return 1\n    # END SOLUTION\n",
+            "line 2: the solution block of f() needs a '# HINT: ...' line",
+        ),
+        ("def f():\n    # BEGIN SOLUTION\n    # HINT: x\n    return 1\n", "line 2: # BEGIN SOLUTION is never closed"),
+        ("# BEGIN SOLUTION\n# HINT: x\n# END SOLUTION\n", "line 1: a solution block must be inside a function body"),
+        (
+            "def f():\n    # BEGIN SOLUTION\n    # HINT: x\n    return 1\n  # END SOLUTION\n",
+            "line 5: # END SOLUTION is indented differently",
+        ),
+        ("def f():\n    return 1  # BEGIN SOLUTION\n", "line 2: solution markers and # HINT: lines must stand alone"),
+    ],
+)
 def test_broken_solution_markers_are_reported_with_their_line(source, message):
     with pytest.raises(SolutionSourceError, match=re.escape(f"hw.py, {message}")):
         strip_solutions(source, "hw.py")
 
 
-@pytest.mark.parametrize("source, message", [
-    ("X = 1\n", "hw.py defines no CHECKS list"),
-    ("CHECKS = tuple()\n", "hw.py, line 1: CHECKS must be a list literal"),
-    ("HIDE = True\nCHECKS = [\n    Check('f', 'a', f, hidden=HIDE),\n]\n",
-     "hw.py, line 3: write hidden=True or hidden=False literally"),
-    ("CHECKS = [Check('f', 'a', f, hidden=True)]\n", "hw.py, line 1: put each hidden check on lines of its own"),
-])
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("X = 1\n", "hw.py defines no CHECKS list"),
+        ("CHECKS = tuple()\n", "hw.py, line 1: CHECKS must be a list literal"),
+        (
+            "HIDE = True\nCHECKS = [\n    Check('f', 'a', f, hidden=HIDE),\n]\n",
+            "hw.py, line 3: write hidden=True or hidden=False literally",
+        ),
+        ("CHECKS = [Check('f', 'a', f, hidden=True)]\n", "hw.py, line 1: put each hidden check on lines of its own"),
+    ],
+)
 def test_broken_checks_lists_are_reported(source, message):
     with pytest.raises(SolutionSourceError, match=re.escape(message)):
         remove_hidden_checks(source, "hw.py")
@@ -418,6 +501,7 @@ def test_broken_checks_lists_are_reported(source, message):
 # --------------------------------------------------------------------------------------------
 # The solutions agree with the course's own implementations
 # --------------------------------------------------------------------------------------------
+
 
 def stored(assignment: str, function: str):
     return [check for check in references(assignment).checks if check.function == function]
@@ -462,8 +546,15 @@ def test_hw2_agrees_with_the_course_occlusion():
         assert torch.equal(hw.occluder_positions(**inputs), occlusion.occluder_positions(**inputs))
     for check in stored("hw2_occlusion", "occlusion_map"):
         inputs = check.inputs()
-        course = occlusion.occlusion_map(inputs["model"], inputs["image"], inputs["window"], inputs["stride"],
-                                         baseline=inputs["fill"], target_class=inputs["target_class"], layer=None)
+        course = occlusion.occlusion_map(
+            inputs["model"],
+            inputs["image"],
+            inputs["window"],
+            inputs["stride"],
+            baseline=inputs["fill"],
+            target_class=inputs["target_class"],
+            layer=None,
+        )
         ours = hw.occlusion_map(**inputs)
         assert ours.shape == course.probability.shape
         assert torch.allclose(ours.float(), course.probability, rtol=0, atol=1e-6)
@@ -479,8 +570,9 @@ def test_hw3_agrees_with_the_course_correspondence():
         assert hw.hamming_consistency(eps) == pytest.approx(correspondence.hamming_consistency(eps), abs=1e-7)
     for check in stored("hw3_correspondence", "correspondence_delta"):
         inputs = check.inputs()
-        course = correspondence.correspondence_delta(inputs["model"], inputs["images"], inputs["centres"],
-                                                     inputs["size"], layers=(inputs["layer"],))
+        course = correspondence.correspondence_delta(
+            inputs["model"], inputs["images"], inputs["centres"], inputs["size"], layers=(inputs["layer"],)
+        )
         assert hw.correspondence_delta(**inputs) == pytest.approx(course[inputs["layer"]], abs=1e-7)
 
 
@@ -492,8 +584,12 @@ def test_hw4_agrees_with_the_course_receptive_fields():
         if name == "flatten":
             break
         if isinstance(module, (nn.Conv2d, nn.MaxPool2d)):
-            windows.append(tuple(value if isinstance(value, int) else value[0]
-                                 for value in (module.kernel_size, module.stride, module.padding)))
+            windows.append(
+                tuple(
+                    value if isinstance(value, int) else value[0]
+                    for value in (module.kernel_size, module.stride, module.padding)
+                )
+            )
         assert hw.receptive_field(windows) == activations.receptive_field(model, name)
         assert hw.unit_box(windows, 1, 2, (64, 48)) == activations.receptive_field_box(model, name, 1, 2, (64, 48))
     assert tuple(windows) == hw.ZFNET_LAYERS
@@ -520,22 +616,30 @@ def test_handout_is_graded_standalone(tmp_path):
     assert archive == tmp_path / "handouts" / "hw1_deconv.zip"
     with zipfile.ZipFile(archive) as bundle:
         assert sorted(bundle.namelist()) == [
-            "hw1_deconv/README.md", "hw1_deconv/hw1_deconv.ipynb", "hw1_deconv/hw1_deconv.py",
-            "hw1_deconv/hw1_deconv_references.json", "hw1_deconv/hw1_deconv_references.npz",
-            "hw1_deconv/test_hw1_deconv.py"]
+            "hw1_deconv/README.md",
+            "hw1_deconv/hw1_deconv.ipynb",
+            "hw1_deconv/hw1_deconv.py",
+            "hw1_deconv/hw1_deconv_references.json",
+            "hw1_deconv/hw1_deconv_references.npz",
+            "hw1_deconv/test_hw1_deconv.py",
+        ]
         bundle.extractall(tmp_path / "student")
     folder = tmp_path / "student" / "hw1_deconv"
     assert (folder / "hw1_deconv.py").read_bytes() == (HOMEWORK_DIR / "hw1_deconv" / "hw1_deconv.py").read_bytes()
     data = load_references("hw1_deconv", folder / "hw1_deconv_references.npz")
     assert [check.id for check in data.checks] == [
-        "unpool/non_overlapping_2x2_windows", "unpool/overlapping_3x3_windows_sharing_switches",
-        "deconv_step/3x3_convolution_and_2x2_pool", "deconv_step/zf_layer_1_7x7_stride_2"]
+        "unpool/non_overlapping_2x2_windows",
+        "unpool/overlapping_3x3_windows_sharing_switches",
+        "deconv_step/3x3_convolution_and_2x2_pool",
+        "deconv_step/zf_layer_1_7x7_stride_2",
+    ]
     assert not any("batch" in name for check in data.checks for name in check.arrays)  # no hidden inputs
     assert (data.hidden_left_out, data.hidden_points_left_out) == (2, 2)
 
     # The stubs, graded in the unpacked folder by a Python that cannot import the solutions.
-    run = subprocess.run([sys.executable, "-c", BLOCK_SOLUTIONS], cwd=folder, capture_output=True, text=True,
-                         timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", BLOCK_SOLUTIONS], cwd=folder, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 1, run.stderr
     assert "Traceback" not in run.stderr
     assert f"reference data: {folder / 'hw1_deconv_references.npz'}" in run.stdout
@@ -544,8 +648,10 @@ def test_handout_is_graded_standalone(tmp_path):
 
     # A complete answer scores full marks on the public checks; the pytest file finds the data.
     (folder / "hw1_deconv.py").write_bytes(solution_path("hw1_deconv").read_bytes())
-    assert grade("hw1_deconv", folder / "hw1_deconv.py", verbose=False).summary() == \
-        "hw1_deconv: unpool 2/2, deconv_step 3/3 -> 5/5"
+    assert (
+        grade("hw1_deconv", folder / "hw1_deconv.py", verbose=False).summary()
+        == "hw1_deconv: unpool 2/2, deconv_step 3/3 -> 5/5"
+    )
     tests = load_module(folder / "test_hw1_deconv.py", "handout_tests")
     assert [check.id for check in tests.CHECKS] == [check.id for check in data.checks]
     tests.test_check(tests.CHECKS[0])
@@ -564,7 +670,8 @@ def test_generated_notebook_runs_with_a_complete_answer(tmp_path):
     folder = tmp_path / "hw4_receptive_field"
     (folder / "hw4_receptive_field.py").write_bytes(solution_path("hw4_receptive_field").read_bytes())
     notebook = nbformat.read(folder / "hw4_receptive_field.ipynb", as_version=4)
-    NotebookClient(notebook, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(folder)}}).execute()
+    NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+    ).execute()
     last = "".join(output.get("text", "") for output in notebook.cells[-1].outputs)
     assert last.splitlines()[-1] == "hw4_receptive_field: receptive_field 4/4, unit_box 4/4 -> 8/8"

@@ -4,6 +4,7 @@ References written here: a forward pass through the named children that keeps th
 layers' outputs, shifts built with torch.roll and a fill, torch.rot90, and torch's own
 affine_grid/grid_sample for scaling.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -14,8 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils.data import ImageTensorDataset
-from course_utils.invariance import (TRANSFORMATIONS, centred_correct_images, invariance_curves, mask_centroids,
-                                     transform_images)
+from course_utils.invariance import (
+    TRANSFORMATIONS,
+    centred_correct_images,
+    invariance_curves,
+    mask_centroids,
+    transform_images,
+)
 from course_utils.models import NamedSequential, ZFNet, ZFNetConfig
 
 
@@ -44,6 +50,7 @@ def manual_features(model: nn.Module, images: torch.Tensor, layers: tuple[str, .
 # Transformations
 # --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("shift", [3, -5])
 def test_integer_translation_is_a_roll_with_fill(shift):
     images = random_images(2, 16)
@@ -65,8 +72,9 @@ def test_rotation_by_360_degrees_is_the_identity_and_90_is_rot90():
     images = random_images(2, 16)
     torch.testing.assert_close(transform_images(images, "rotate", 360), images, atol=1e-5, rtol=0)
     # Positive angles turn counter-clockwise, like torch.rot90 with k=1 on (H, W).
-    torch.testing.assert_close(transform_images(images, "rotate", 90), torch.rot90(images, 1, dims=(2, 3)),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        transform_images(images, "rotate", 90), torch.rot90(images, 1, dims=(2, 3)), atol=1e-5, rtol=0
+    )
 
 
 def test_scaling_matches_affine_grid_inside_the_image():
@@ -96,8 +104,10 @@ def test_transformation_errors():
 # Curves
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind, amounts", [("translate", [-6, 0, 4]), ("scale", [0.8, 1.0, 1.3]),
-                                           ("rotate", [0, 30, 180])])
+
+@pytest.mark.parametrize(
+    "kind, amounts", [("translate", [-6, 0, 4]), ("scale", [0.8, 1.0, 1.3]), ("rotate", [0, 30, 180])]
+)
 def test_curves_equal_an_independent_forward(kind, amounts):
     model = small_zfnet()
     images = random_images(3)
@@ -140,17 +150,31 @@ def test_shapes_defaults_and_metadata():
 
 
 def test_in_place_relus_and_mode_are_handled():
-    """A conv output hooked before an in-place ReLU keeps its pre-activation values."""
+    """A conv output hooked before an in-place ReLU keeps its pre-activation values; a model in
+    training mode is refused, never switched behind the caller's back."""
     torch.manual_seed(3)
-    model = NamedSequential(OrderedDict([
-        ("conv1", nn.Conv2d(3, 4, 3, padding=1)), ("relu1", nn.ReLU(inplace=True)),
-        ("pool1", nn.AdaptiveAvgPool2d(2)), ("flatten", nn.Flatten()), ("drop", nn.Dropout(0.5)),
-        ("fc8", nn.Linear(16, 3)),
-    ])).train()
+    model = NamedSequential(
+        OrderedDict(
+            [
+                ("conv1", nn.Conv2d(3, 4, 3, padding=1)),
+                ("relu1", nn.ReLU(inplace=True)),
+                ("pool1", nn.AdaptiveAvgPool2d(2)),
+                ("flatten", nn.Flatten()),
+                ("drop", nn.Dropout(0.5)),
+                ("fc8", nn.Linear(16, 3)),
+            ]
+        )
+    ).train()
     images = random_images(2, 12, seed=3)
-    curves = invariance_curves(model, images, "rotate", [0, 45], layers=("conv1",))
+    with pytest.raises(ValueError, match="training mode"):
+        invariance_curves(model, images, "rotate", [0, 45], layers=("conv1",))
     assert model.training and model.drop.training
-    original, _ = manual_features(model.eval(), images, ("conv1",))
+    model.eval()
+    model.drop.train()  # one submodule left in training mode is refused too
+    with pytest.raises(ValueError, match="'drop'.*training mode"):
+        invariance_curves(model, images, "rotate", [0, 45], layers=("conv1",))
+    curves = invariance_curves(model.eval(), images, "rotate", [0, 45], layers=("conv1",))
+    original, _ = manual_features(model, images, ("conv1",))
     rotated, _ = manual_features(model, transform_images(images, "rotate", 45), ("conv1",))
     assert bool((original["conv1"] < 0).any())  # the hook saw pre-ReLU values
     expected = (rotated["conv1"] - original["conv1"]).double().norm(dim=1)
@@ -184,9 +208,9 @@ def test_errors():
 def test_hooks_are_removed_when_the_forward_fails():
     model = small_zfnet()
     wrong_size = random_images(2, 32)  # fc6 expects 64x64 inputs
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ValueError, match="layer 'fc6' failed on its input"):
         invariance_curves(model, wrong_size, "rotate", [0, 10])
-    assert all(not module._forward_hooks for module in model.modules())
+    assert all(not module._forward_hooks and not module._forward_pre_hooks for module in model.modules())
     with pytest.raises(ValueError):
         invariance_curves(model, random_images(2), "rotate", [0], target_labels=[9, 9])
     assert all(not module._forward_hooks for module in model.modules())
@@ -194,7 +218,7 @@ def test_hooks_are_removed_when_the_forward_fails():
 
 def test_mask_centroids_by_hand():
     masks = torch.zeros(3, 5, 7, dtype=torch.bool)
-    masks[0, 1:3, 4:7] = True          # rows 1-2, columns 4-6
+    masks[0, 1:3, 4:7] = True  # rows 1-2, columns 4-6
     masks[1, 4, 0] = True
     torch.testing.assert_close(mask_centroids(masks)[:2], torch.tensor([[5.0, 1.5], [0.0, 4.0]], dtype=torch.float64))
     assert mask_centroids(masks)[2].isnan().all()  # empty mask
@@ -217,7 +241,7 @@ def test_centred_correct_images_picks_the_most_centred_correct_ones_per_class():
             return torch.stack([torch.ones(len(x)), torch.zeros(len(x))], dim=1)
 
     model = AlwaysZero()
-    assert centred_correct_images(model, dataset, per_class=2).tolist() == [1, 2]   # class 1: none correct
+    assert centred_correct_images(model, dataset, per_class=2).tolist() == [1, 2]  # class 1: none correct
     assert centred_correct_images(model, dataset, per_class=9).tolist() == [1, 2, 4, 0, 7]
     assert centred_correct_images(model, dataset, per_class=9, search=3).tolist() == [1, 2, 0]
     with pytest.raises(ValueError, match="masks"):

@@ -1,4 +1,5 @@
 """ZFNet shapes and naming, layer removal, torchvision adapters, checkpoints."""
+
 from __future__ import annotations
 
 import urllib.error
@@ -8,8 +9,8 @@ import torch
 from torch import nn
 
 from course_utils import models
-from course_utils.models import (CheckpointError, ZFNet, ZFNetConfig, count_parameters, get_layer,
-                                 load_checkpoint, save_checkpoint)
+from course_utils.layers import get_layer
+from course_utils.models import CheckpointError, ZFNet, ZFNetConfig, count_parameters, load_checkpoint, save_checkpoint
 
 
 def layer_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
@@ -23,9 +24,29 @@ def layer_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]
 def test_zfnet_layer_names_and_shapes():
     model = ZFNet().eval()
     shapes = layer_shapes(model, torch.zeros(2, 3, 64, 64))
-    assert list(shapes) == ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3", "conv4",
-                            "relu4", "conv5", "relu5", "pool5", "flatten", "fc6", "relu6", "drop6", "fc7",
-                            "relu7", "drop7", "fc8"]
+    assert list(shapes) == [
+        "conv1",
+        "relu1",
+        "pool1",
+        "conv2",
+        "relu2",
+        "pool2",
+        "conv3",
+        "relu3",
+        "conv4",
+        "relu4",
+        "conv5",
+        "relu5",
+        "pool5",
+        "flatten",
+        "fc6",
+        "relu6",
+        "drop6",
+        "fc7",
+        "relu7",
+        "drop7",
+        "fc8",
+    ]
     assert shapes["conv1"] == (2, 32, 32, 32)
     assert shapes["pool1"] == (2, 32, 16, 16)
     assert shapes["conv2"] == (2, 64, 16, 16)
@@ -66,10 +87,13 @@ def test_get_layer_lists_valid_names():
         get_layer(ZFNet(), "conv9")
 
 
-@pytest.mark.parametrize("factory, tv_name, names", [
-    (models.alexnet, "alexnet", ["conv1", "pool1", "conv5", "pool5", "fc6", "fc7", "fc8"]),
-    (models.vgg16, "vgg16", ["conv1_1", "conv5_3", "pool5", "fc6", "fc8"]),
-])
+@pytest.mark.parametrize(
+    "factory, tv_name, names",
+    [
+        (models.alexnet, "alexnet", ["conv1", "pool1", "conv5", "pool5", "fc6", "fc7", "fc8"]),
+        (models.vgg16, "vgg16", ["conv1_1", "conv5_3", "pool5", "fc6", "fc8"]),
+    ],
+)
 def test_torchvision_adapters_keep_the_computation(factory, tv_name, names):
     import torchvision
 

@@ -4,6 +4,7 @@ References, all written in this file: an explicit loop that pastes the grey squa
 image and runs the model on each occluded image; Captum's ``Occlusion``; small cases worked
 out by hand.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -12,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from course_utils.layers import layer_names, layer_outputs
 from course_utils.models import NamedSequential, ZFNet, ZFNetConfig
 from course_utils.occlusion import (
     OcclusionResult,
@@ -35,14 +37,23 @@ def torchvision_style_net(seed: int = 0) -> NamedSequential:
     """In-place ReLUs, an unpadded pool, a dilated conv, batch norm, a padded pool of values of
     both signs with no ReLU after it (so its -inf padding matters) and an adaptive pool."""
     torch.manual_seed(seed)
-    model = NamedSequential(OrderedDict([
-        ("conv1", nn.Conv2d(3, 8, 5, stride=2, padding=1)), ("relu1", nn.ReLU(inplace=True)),
-        ("pool1", nn.MaxPool2d(3, 2)),
-        ("conv2", nn.Conv2d(8, 12, 3, padding=2, dilation=2)), ("norm2", nn.BatchNorm2d(12)),
-        ("pool2", nn.MaxPool2d(3, 1, padding=1)),
-        ("conv3", nn.Conv2d(12, 12, 3, padding=1)), ("relu3", nn.ReLU(inplace=True)),
-        ("avgpool", nn.AdaptiveAvgPool2d(3)), ("flatten", nn.Flatten()), ("fc8", nn.Linear(108, 4)),
-    ]))
+    model = NamedSequential(
+        OrderedDict(
+            [
+                ("conv1", nn.Conv2d(3, 8, 5, stride=2, padding=1)),
+                ("relu1", nn.ReLU(inplace=True)),
+                ("pool1", nn.MaxPool2d(3, 2)),
+                ("conv2", nn.Conv2d(8, 12, 3, padding=2, dilation=2)),
+                ("norm2", nn.BatchNorm2d(12)),
+                ("pool2", nn.MaxPool2d(3, 1, padding=1)),
+                ("conv3", nn.Conv2d(12, 12, 3, padding=1)),
+                ("relu3", nn.ReLU(inplace=True)),
+                ("avgpool", nn.AdaptiveAvgPool2d(3)),
+                ("flatten", nn.Flatten()),
+                ("fc8", nn.Linear(108, 4)),
+            ]
+        )
+    )
     with torch.no_grad():
         model.norm2.running_mean.uniform_(-0.5, 0.5)
         model.norm2.running_var.uniform_(0.5, 2.0)
@@ -67,7 +78,7 @@ def brute_force(model, image, window, stride, baseline, layer, channel):
     for top in rows:
         for left in cols:
             occluded = image.clone()
-            occluded[:, top:top + window, left:left + window] = torch.as_tensor(baseline).view(-1, 1, 1)
+            occluded[:, top : top + window, left : left + window] = torch.as_tensor(baseline).view(-1, 1, 1)
             occluded_images.append(occluded)
     captured = []
     hook = dict(model.named_children())[layer].register_forward_hook(
@@ -83,8 +94,9 @@ def brute_force(model, image, window, stride, baseline, layer, channel):
 
 
 def assert_matches_brute_force(model, image, window, stride, baseline, layer, max_batch=256):
-    result = occlusion_map(model, image, window, stride, baseline=baseline, target_class=1, layer=layer,
-                           max_batch=max_batch)
+    result = occlusion_map(
+        model, image, window, stride, baseline=baseline, target_class=1, layer=layer, max_batch=max_batch
+    )
     probabilities, sums = brute_force(model, image, window, stride, baseline, layer, result.channel)
     assert result.probabilities.shape == probabilities.shape
     torch.testing.assert_close(result.probabilities, probabilities, atol=ATOL, rtol=0)
@@ -98,6 +110,7 @@ def assert_matches_brute_force(model, image, window, stride, baseline, layer, ma
 # --------------------------------------------------------------------------------------------
 # Equality with the explicit loop
 # --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("window, stride", [(8, 2), (12, 4), (5, 3), (9, 7), (64, 1), (1, 9)])
 def test_matches_brute_force_on_zfnet(window, stride):
@@ -136,11 +149,13 @@ def test_the_brute_force_cases_exercise_every_route():
     for model, size in ((small_zfnet(), 64), (torchvision_style_net(), 64)):
         children = list(model.children())
         image = torch.zeros(1, 3, size, size)
-        outputs = occlusion._reference_forward(children, image)
+        outputs = list(layer_outputs(model, image, layer_names(model)).values())
         rows = occluder_positions(size, 6, 2)
-        kinds = {(type(step.module).__name__, step.kind)
-                 for band in (rows[:8], rows[-8:])
-                 for step in occlusion._plan(children, image, outputs, band, rows, 6)[0]}
+        kinds = {
+            (type(step.module).__name__, step.kind)
+            for band in (rows[:8], rows[-8:])
+            for step in occlusion._plan(children, image, outputs, band, rows, 6)[0]
+        }
         assert {("Conv2d", "direct"), ("Conv2d", "delta"), ("MaxPool2d", "direct")} <= kinds, kinds
 
 
@@ -172,22 +187,30 @@ def test_result_metadata_and_defaults():
     assert occlusion_map(model, image, 12, 8, layer=None).activation is None
 
 
-def test_training_mode_model_is_evaluated_in_eval_mode_and_restored():
+def test_a_model_in_training_mode_is_refused_and_left_unchanged():
     model = small_zfnet(seed=7).train()
-    model.drop6.eval()  # a mixed state must come back as it was
+    model.drop6.eval()  # a mixed state stays as it was
     image = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(7))
-    result = occlusion_map(model, image, 16, 16, target_class=0, layer="conv5")
-    states = [module.training for module in model.modules()]
-    assert states[0] and not model.drop6.training and model.drop7.training
-    probabilities, _ = brute_force(model.eval(), image, 16, 16, 0.0, "conv5", result.channel)
-    torch.testing.assert_close(result.probabilities, probabilities, atol=ATOL, rtol=0)
+    with pytest.raises(ValueError, match="training mode.*model.eval"):
+        occlusion_map(model, image, 16, 16, target_class=0, layer="conv5")
+    assert model.training and not model.drop6.training and model.drop7.training
+    model.eval()
+    model.drop7.train()
+    with pytest.raises(ValueError, match="'drop7'.*training mode"):
+        occlusion_map(model, image, 16, 16, target_class=0, layer="conv5")
 
 
 def test_activation_map_by_hand():
     """conv1 sums the channels (1x1 kernel of ones): the map is image total - covered + baseline."""
-    model = NamedSequential(OrderedDict([
-        ("conv1", nn.Conv2d(3, 1, 1, bias=False)), ("flatten", nn.Flatten()), ("fc8", nn.Linear(36, 2)),
-    ])).eval()
+    model = NamedSequential(
+        OrderedDict(
+            [
+                ("conv1", nn.Conv2d(3, 1, 1, bias=False)),
+                ("flatten", nn.Flatten()),
+                ("fc8", nn.Linear(36, 2)),
+            ]
+        )
+    ).eval()
     with torch.no_grad():
         model.conv1.weight.fill_(1.0)
     image = torch.arange(3 * 6 * 6, dtype=torch.float32).view(3, 6, 6) / 10
@@ -195,7 +218,7 @@ def test_activation_map_by_hand():
     total = image.sum()
     for i, top in enumerate((0, 2, 4)):
         for j, left in enumerate((0, 2, 4)):
-            covered = image[:, top:top + 2, left:left + 2].sum()
+            covered = image[:, top : top + 2, left : left + 2].sum()
             expected = total - covered + 4 * (1.0 + 2.0 + 3.0)
             assert result.activation[i, j] == pytest.approx(float(expected), rel=1e-6)
 
@@ -203,6 +226,7 @@ def test_activation_map_by_hand():
 # --------------------------------------------------------------------------------------------
 # Captum
 # --------------------------------------------------------------------------------------------
+
 
 def test_equals_captum_occlusion_through_the_pixel_mean():
     """Captum: per pixel, mean over covering windows of f(clean) - f(occluded)."""
@@ -213,16 +237,26 @@ def test_equals_captum_occlusion_through_the_pixel_mean():
     result = occlusion_map(model, image, window, stride, baseline=0.25, target_class=target, layer="conv5")
     with torch.no_grad():
         occlusion = captum.Occlusion(lambda x: model(x).softmax(dim=1))
-        attribution = occlusion.attribute(image[None], sliding_window_shapes=(3, window, window),
-                                          strides=(3, stride, stride), baselines=0.25, target=target,
-                                          perturbations_per_eval=64)[0]
+        attribution = occlusion.attribute(
+            image[None],
+            sliding_window_shapes=(3, window, window),
+            strides=(3, stride, stride),
+            baselines=0.25,
+            target=target,
+            perturbations_per_eval=64,
+        )[0]
         ours = result.unoccluded_probabilities[target] - result.to_pixels(result.probability)
         torch.testing.assert_close(attribution, ours.expand(3, -1, -1), atol=ATOL, rtol=0)
 
         channel = result.channel
         summed = captum.Occlusion(lambda x: run_until(model, x, "conv5")[:, channel].sum(dim=(1, 2)))
-        attribution = summed.attribute(image[None], sliding_window_shapes=(3, window, window),
-                                       strides=(3, stride, stride), baselines=0.25, perturbations_per_eval=64)[0, 0]
+        attribution = summed.attribute(
+            image[None],
+            sliding_window_shapes=(3, window, window),
+            strides=(3, stride, stride),
+            baselines=0.25,
+            perturbations_per_eval=64,
+        )[0, 0]
         ours = result.unoccluded_activation - result.to_pixels(result.activation)
         torch.testing.assert_close(attribution, ours, atol=ATOL * float(result.activation.abs().max()), rtol=0)
 
@@ -235,7 +269,11 @@ def test_equals_captum_pointwise_for_non_overlapping_windows():
     result = occlusion_map(model, image, 16, 16, target_class=4, layer=None)
     with torch.no_grad():
         attribution = captum.Occlusion(lambda x: model(x).softmax(dim=1)).attribute(
-            image[None], sliding_window_shapes=(3, 16, 16), strides=(3, 16, 16), baselines=0.0, target=4,
+            image[None],
+            sliding_window_shapes=(3, 16, 16),
+            strides=(3, 16, 16),
+            baselines=0.0,
+            target=4,
         )[0, 0]
     from_captum = result.unoccluded_probabilities[4] - attribution[::16, ::16]
     torch.testing.assert_close(result.probability, from_captum, atol=ATOL, rtol=0)
@@ -244,6 +282,7 @@ def test_equals_captum_pointwise_for_non_overlapping_windows():
 # --------------------------------------------------------------------------------------------
 # Grid, pixels, coverage, probability drop
 # --------------------------------------------------------------------------------------------
+
 
 def test_occluder_positions():
     assert occluder_positions(64, 8, 2).tolist() == list(range(0, 57, 2))
@@ -287,8 +326,20 @@ def _result_with(probability: torch.Tensor, clean: float, window: int, stride: i
     """An OcclusionResult whose target-class probabilities are ``probability`` (R, C)."""
     rows = occluder_positions(size, window, stride)
     probabilities = torch.stack([probability, 1 - probability], dim=-1)
-    return OcclusionResult(rows, rows.clone(), window, stride, (size, size), 0, probabilities,
-                           torch.tensor([clean, 1 - clean]), None, None, None, None)
+    return OcclusionResult(
+        rows,
+        rows.clone(),
+        window,
+        stride,
+        (size, size),
+        0,
+        probabilities,
+        torch.tensor([clean, 1 - clean]),
+        None,
+        None,
+        None,
+        None,
+    )
 
 
 def test_probability_drop_by_hand():
@@ -329,13 +380,17 @@ def test_probability_drop_errors():
 # Errors
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("image, message", [
-    (torch.zeros(1, 3, 64, 64), r"\(3, H, W\).*one image"),
-    (torch.zeros(64, 64), r"\(3, H, W\)"),
-    (torch.zeros(1, 64, 64), r"grayscale.*expand\(3, -1, -1\)"),
-    (torch.zeros(4, 64, 64), "3 channels"),
-    (torch.zeros(3, 64, 64, dtype=torch.uint8), "normalize"),
-])
+
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (torch.zeros(1, 3, 64, 64), r"\(3, H, W\).*one image"),
+        (torch.zeros(64, 64), r"\(3, H, W\)"),
+        (torch.zeros(1, 64, 64), r"grayscale.*expand\(3, -1, -1\)"),
+        (torch.zeros(4, 64, 64), "3 channels"),
+        (torch.zeros(3, 64, 64, dtype=torch.uint8), "normalize"),
+    ],
+)
 def test_bad_images(image, message):
     with pytest.raises(ValueError, match=message):
         occlusion_map(small_zfnet(), image, 8, 2)
@@ -346,13 +401,16 @@ def test_image_must_be_a_tensor():
         occlusion_map(small_zfnet(), [[0.0]], 8, 2)
 
 
-@pytest.mark.parametrize("window, stride, message", [
-    (65, 1, "larger than the image.*at most 64"),
-    (0, 1, "window must be a positive int"),
-    (8, 0, "stride must be an int >= 1"),
-    (8, -2, "stride must be an int >= 1"),
-    (8.0, 2, "window must be a positive int"),
-])
+@pytest.mark.parametrize(
+    "window, stride, message",
+    [
+        (65, 1, "larger than the image.*at most 64"),
+        (0, 1, "window must be a positive int"),
+        (8, 0, "stride must be an int >= 1"),
+        (8, -2, "stride must be an int >= 1"),
+        (8.0, 2, "window must be a positive int"),
+    ],
+)
 def test_bad_window_or_stride(window, stride, message):
     with pytest.raises(ValueError, match=message):
         occlusion_map(small_zfnet(), torch.zeros(3, 64, 64), window, stride)
@@ -380,12 +438,30 @@ def test_bad_baseline_batch_and_model():
     with pytest.raises(ValueError, match="max_batch must be a positive int"):
         occlusion_map(model, image, 8, 8, max_batch=0)
 
-    class Wrapped(nn.Module):
+    class Closure(nn.Module):
         def forward(self, x):
             return model(x)
 
-    with pytest.raises(TypeError, match="nn.Sequential"):
-        occlusion_map(Wrapped(), image, 8, 8)
+    with pytest.raises(ValueError, match="no named layers"):
+        occlusion_map(Closure().eval(), image, 8, 8)
+
+    class Wrapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def forward(self, x):
+            return self.net(x)
+
+    with pytest.raises(ValueError, match="'net' is a ZFNet container"):
+        occlusion_map(Wrapped().eval(), image, 8, 8)
+
+    class Skip(NamedSequential):
+        def forward(self, x):  # not the plain sequence of its children
+            return super().forward(x + 1)
+
+    with pytest.raises(ValueError, match="does not receive the unchanged output"):
+        occlusion_map(Skip(OrderedDict(model.named_children())).eval(), image, 8, 8)
 
 
 def test_numpy_and_torch_integers_are_accepted():

@@ -1,5 +1,6 @@
 """The real-data path on small files in the real formats: registry downloads (file:// URLs,
 never the network), CIFAR-10 pickle batches, ImageFolder PNGs, the decode cache."""
+
 from __future__ import annotations
 
 import hashlib
@@ -20,13 +21,20 @@ from torchvision.datasets import CIFAR10, Imagenette
 
 from course_utils.data import real
 from course_utils.data.real import (
-    REGISTRY, DownloadError, RegistryEntry, download, load_cifar10, load_image_folder, load_imagenette,
+    REGISTRY,
+    DownloadError,
+    RegistryEntry,
+    download,
+    load_cifar10,
+    load_image_folder,
+    load_imagenette,
 )
 
 CIFAR_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
 # ----------------------------------------------------------------------------- builders
+
 
 def cifar_batches(root: Path, per_batch: int = 4, seed: int = 0) -> dict[str, tuple[np.ndarray, list[int]]]:
     """Write ``root/cifar-10-batches-py`` as in the real archive: pickled dicts with ``data``
@@ -40,8 +48,12 @@ def cifar_batches(root: Path, per_batch: int = 4, seed: int = 0) -> dict[str, tu
     for number, filename in enumerate([name for name, _ in CIFAR10.train_list + CIFAR10.test_list]):
         data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
         labels = [int(label) for label in rng.integers(0, 10, size=per_batch)]
-        batch = {"batch_label": f"batch {number + 1} of 6", "labels": labels, "data": data,
-                 "filenames": [f"image_{number}_{i}.png" for i in range(per_batch)]}
+        batch = {
+            "batch_label": f"batch {number + 1} of 6",
+            "labels": labels,
+            "data": data,
+            "filenames": [f"image_{number}_{i}.png" for i in range(per_batch)],
+        }
         (folder / filename).write_bytes(pickle.dumps(batch, protocol=2))
         written[filename] = (data, labels)
     meta = {"num_cases_per_batch": per_batch, "label_names": CIFAR_NAMES[::-1], "num_vis": 3072}
@@ -96,8 +108,10 @@ def rewrite(path: Path, image: Image.Image) -> None:
 @pytest.fixture
 def offline(monkeypatch):
     """Any network access raises URLError, as on a machine without internet."""
+
     def refuse(url, *args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
 
 
@@ -113,6 +127,7 @@ def cifar_archive(tmp_path, monkeypatch) -> tuple[Path, dict]:
 
 # ----------------------------------------------------------------------------- registry
 
+
 def test_registry_matches_torchvision_urls_and_md5s():
     assert REGISTRY["cifar10"].url == CIFAR10.url
     assert REGISTRY["cifar10"].hash == f"md5:{CIFAR10.tgz_md5}"
@@ -122,8 +137,7 @@ def test_registry_matches_torchvision_urls_and_md5s():
     assert REGISTRY["imagenette"].folder == Path(url).stem
 
 
-@pytest.mark.parametrize("bad", ["c58f30108f718f92721af3b95e74349a", "md5:abc", "sha1:" + "0" * 40,
-                                 "md5:" + "G" * 32])
+@pytest.mark.parametrize("bad", ["c58f30108f718f92721af3b95e74349a", "md5:abc", "sha1:" + "0" * 40, "md5:" + "G" * 32])
 def test_registry_entry_rejects_malformed_hash(bad):
     with pytest.raises(ValueError, match="md5:<32 hex digits>"):
         RegistryEntry(url="https://x/y.tgz", filename="y.tgz", hash=bad, description="y", folder="y")
@@ -135,6 +149,7 @@ def test_download_unknown_name_lists_registry(tmp_path):
 
 
 # ----------------------------------------------------------------------------- download
+
 
 def test_download_fetches_verifies_and_extracts(tmp_path, cifar_archive):
     archive, written = cifar_archive
@@ -229,6 +244,7 @@ def test_archive_without_the_expected_folder_is_reported(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- CIFAR-10
 
+
 def expected_cifar(written: dict, files: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     data = np.concatenate([written[name][0] for name in files])
     labels = sum((written[name][1] for name in files), [])
@@ -283,6 +299,7 @@ def test_load_cifar10_rejects_unknown_split(tmp_path):
 
 
 # ----------------------------------------------------------------------------- ImageFolder
+
 
 def test_image_folder_decodes_colours_labels_and_modes(tmp_path):
     colour_folder(tmp_path / "photos")
@@ -404,6 +421,7 @@ def test_image_folder_argument_errors(tmp_path):
 
 # ----------------------------------------------------------------------------- Imagenette
 
+
 def test_load_imagenette_through_registry(tmp_path, monkeypatch):
     source = tmp_path / "source" / "imagenette2-160"
     png(source / "train" / "n01440764" / "a.png", solid((255, 0, 0), size=(24, 16)))
@@ -414,8 +432,7 @@ def test_load_imagenette_through_registry(tmp_path, monkeypatch):
     root = tmp_path / "downloads"
     with pytest.raises(FileNotFoundError, match="download=True"):
         load_imagenette("val", root=root, cache_dir=tmp_path / "cache")
-    val = load_imagenette("val", root=root, download=True, image_size=8, progress=False,
-                          cache_dir=tmp_path / "cache")
+    val = load_imagenette("val", root=root, download=True, image_size=8, progress=False, cache_dir=tmp_path / "cache")
     assert val.class_names == ["tench", "parachute"]
     assert val.images.shape == (2, 3, 8, 8) and val.images[:, :, 4, 4].tolist() == [[0, 0, 255], [9, 9, 9]]
     assert (val.mean, val.std) == (real.IMAGENET_MEAN, real.IMAGENET_STD)
@@ -425,9 +442,17 @@ def test_load_imagenette_through_registry(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- the real-photo slice
 
+
 def test_tiny_imagenet_val_loads_as_pil_decodes_it(tiny_imagenet, tmp_path):
-    val = load_image_folder(tiny_imagenet, "val", image_size=64, mean=real.IMAGENET_MEAN, std=real.IMAGENET_STD,
-                            progress=False, cache_dir=tmp_path / "cache")
+    val = load_image_folder(
+        tiny_imagenet,
+        "val",
+        image_size=64,
+        mean=real.IMAGENET_MEAN,
+        std=real.IMAGENET_STD,
+        progress=False,
+        cache_dir=tmp_path / "cache",
+    )
     assert val.images.shape == (500, 3, 64, 64)
     assert val.num_classes == 10 and torch.bincount(val.labels).tolist() == [50] * 10
     names = dict(line.split("\t") for line in (tiny_imagenet / "classes.tsv").read_text().splitlines())

@@ -1,4 +1,5 @@
 """The training recipe: filter renormalization, determinism, checkpoints, CLI, DDP."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,9 @@ SMALL = ZFNetConfig(conv_widths=(8, 8, 8, 8, 8), fc_widths=(16, 16), conv1_init_
 def test_renormalize_filters_caps_rms_at_threshold():
     conv = torch.nn.Conv2d(2, 3, 3)
     with torch.no_grad():
-        conv.weight.copy_(torch.stack([torch.full((2, 3, 3), 0.5), torch.full((2, 3, 3), 0.05),
-                                       torch.randn(2, 3, 3) * 10]))
+        conv.weight.copy_(
+            torch.stack([torch.full((2, 3, 3), 0.5), torch.full((2, 3, 3), 0.05), torch.randn(2, 3, 3) * 10])
+        )
     before = conv.weight.detach().clone()
     assert renormalize_filters(torch.nn.Sequential(conv), 0.1) == 2
     rms = conv.weight.pow(2).mean(dim=(1, 2, 3)).sqrt()
@@ -53,8 +55,9 @@ def test_training_learns_and_is_deterministic(colour_data, tmp_path):
     matrix = confusion_matrix(model, val_set)
     assert matrix.sum() == len(val_set) and matrix.diag().sum() / len(val_set) == pytest.approx(history[-1]["val_acc"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_01.pt", "epoch_02.pt", "final.pt", "history.json"]
-    again, _ = train(config.__class__(**{**config.__dict__, "out_dir": None}), train_set, val_set, SMALL,
-                     progress=False)
+    again, _ = train(
+        config.__class__(**{**config.__dict__, "out_dir": None}), train_set, val_set, SMALL, progress=False
+    )
     for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), name
     loaded, meta = load_checkpoint(tmp_path / "final.pt")
@@ -96,8 +99,26 @@ def private_cache(tmp_path, monkeypatch):
 
 def test_cli_trains_on_an_image_folder(tmp_path, private_cache):
     folder = write_image_folder(tmp_path / "folder")
-    history = main(["--dataset", str(folder), "--epochs", "2", "--batch-size", "24", "--out", str(tmp_path / "out"),
-                    "--conv-widths", "8,8,8,8,8", "--fc-widths", "16,16", "--snapshots", "1", "--threads", "1"])
+    history = main(
+        [
+            "--dataset",
+            str(folder),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "24",
+            "--out",
+            str(tmp_path / "out"),
+            "--conv-widths",
+            "8,8,8,8,8",
+            "--fc-widths",
+            "16,16",
+            "--snapshots",
+            "1",
+            "--threads",
+            "1",
+        ]
+    )
     assert len(history) == 2
     model, meta = load_checkpoint(tmp_path / "out" / "final.pt")
     assert meta["class_names"] == ["blue", "green", "red"]
@@ -110,12 +131,43 @@ def test_cli_trains_on_an_image_folder(tmp_path, private_cache):
 def test_torchrun_ddp_matches_single_process(tmp_path, private_cache):
     """Two gloo processes with half batches each follow the same trajectory as one process."""
     folder = write_image_folder(tmp_path / "folder")
-    common = ["--dataset", str(folder), "--epochs", "1", "--batch-size", "24", "--conv-widths", "8,8,8,8,8",
-              "--fc-widths", "16,16", "--dropout", "0", "--augment", "none", "--threads", "1"]
+    common = [
+        "--dataset",
+        str(folder),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "24",
+        "--conv-widths",
+        "8,8,8,8,8",
+        "--fc-widths",
+        "16,16",
+        "--dropout",
+        "0",
+        "--augment",
+        "none",
+        "--threads",
+        "1",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-                          "-m", "course_utils.train", *common, "--out", str(tmp_path / "ddp")],
-                         capture_output=True, text=True, env=env, timeout=300)
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29517",
+            "-m",
+            "course_utils.train",
+            *common,
+            "--out",
+            str(tmp_path / "ddp"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert "on 2 process(es)" in ddp.stdout
     main([*common, "--out", str(tmp_path / "single")])
@@ -130,10 +182,27 @@ def test_real_photo_training_learns(tiny_imagenet, tmp_path):
     """The real-image path end to end on ../shared/data/tiny-imagenet-10, on a short budget
     (the full 55% run is benchmarks/train_real_photos.py): 3 epochs beat chance (10%) clearly."""
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "train_real_photos.py"
-    result = subprocess.run([sys.executable, str(script), "--folder", str(tiny_imagenet), "--epochs", "3",
-                             "--target", "0.25", "--minutes", "15", "--max-aliased", "1.0",  # aliasing: the full run's target
-                             "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=1200)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--folder",
+            str(tiny_imagenet),
+            "--epochs",
+            "3",
+            "--target",
+            "0.25",
+            "--minutes",
+            "15",
+            "--max-aliased",
+            "1.0",  # aliasing: the full run's target
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "real photos:" in result.stdout.splitlines()[-1]
     assert (tmp_path / "final.pt").exists()

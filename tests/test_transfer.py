@@ -1,4 +1,5 @@
 """Feature extraction, linear probes, few-shot subsets and the frozen-features softmax."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -9,11 +10,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils.data import ImageTensorDataset
+from course_utils.layers import layer_outputs
 from course_utils.models import NamedSequential, ZFNet, ZFNetConfig
 from course_utils.train import TrainConfig, evaluate
-from course_utils.transfer import (extract_features, few_shot_comparison, few_shot_subset, finetune_softmax,
-                                   layer_outputs, linear_probe, linear_probe_on_pixels, probe_layers,
-                                   train_softmax_classifier, with_statistics)
+from course_utils.transfer import (
+    extract_features,
+    few_shot_comparison,
+    few_shot_subset,
+    finetune_softmax,
+    linear_probe,
+    linear_probe_on_pixels,
+    probe_layers,
+    train_softmax_classifier,
+    with_statistics,
+)
 
 TINY = ZFNetConfig(num_classes=3, image_size=32, conv_widths=(4, 4, 4, 4, 4), fc_widths=(8, 8))
 
@@ -38,15 +48,18 @@ def no_hooks(model: nn.Module) -> bool:
 
 # ---- features ------------------------------------------------------------------------------------------------------
 
+
 def test_extract_features_match_a_manual_forward(colour_data):
     model, dataset = tiny_model(), colour_data[1]
-    model.train()  # dropout must be off while extracting, and the mode restored afterwards
+    model.train()  # dropout would change the features: a model in training mode is refused, not switched
+    with pytest.raises(ValueError, match="training mode"):
+        extract_features(model, dataset, "conv1")
+    assert model.training
     expected = manual_forward(model.eval(), dataset.normalize(dataset.images))
-    model.train()
     for layer in ("conv1", "pool2", "pool5", "relu7", "fc8"):
         features = extract_features(model, dataset, layer, batch_size=40)
         torch.testing.assert_close(features, expected[layer].flatten(1), rtol=1e-5, atol=1e-6)
-    assert model.training and no_hooks(model)
+    assert no_hooks(model)
     pooled = extract_features(model, dataset, "relu1", pool_to=4)
     torch.testing.assert_close(pooled, F.adaptive_avg_pool2d(expected["relu1"], 4).flatten(1), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(extract_features(model, dataset, "relu7", pool_to=4), expected["relu7"])
@@ -55,11 +68,12 @@ def test_extract_features_match_a_manual_forward(colour_data):
 def test_layer_outputs_survive_in_place_relus_and_remove_hooks_on_errors():
     torch.manual_seed(0)
     model = NamedSequential(OrderedDict([("conv1", nn.Conv2d(3, 4, 3)), ("relu1", nn.ReLU(inplace=True))]))
+    model.eval()
     captured = layer_outputs(model, torch.randn(2, 3, 8, 8), ["conv1", "relu1"])
     assert (captured["conv1"] < 0).any()  # not overwritten by the in-place ReLU
     torch.testing.assert_close(captured["relu1"], captured["conv1"].clamp_min(0))
-    with pytest.raises(RuntimeError):
-        layer_outputs(model, torch.randn(2, 5, 8, 8), ["conv1"])  # wrong channel count fails inside the forward
+    with pytest.raises(ValueError, match="layer 'conv1' failed on its input of shape"):
+        layer_outputs(model, torch.randn(2, 3, 2, 2), ["relu1"])  # smaller than the kernel: fails inside the forward
     assert no_hooks(model)
     with pytest.raises(KeyError, match="unknown layer 'conv7'"):
         layer_outputs(model, torch.randn(2, 3, 8, 8), ["relu1", "conv7"])
@@ -69,6 +83,7 @@ def test_layer_outputs_survive_in_place_relus_and_remove_hooks_on_errors():
 
 
 # ---- linear probes -------------------------------------------------------------------------------------------------
+
 
 def clusters(n: int, dims: int, classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
@@ -86,7 +101,10 @@ def test_linear_probe_separates_separable_features():
 def test_linear_probe_scores_chance_on_random_labels():
     generator = torch.Generator().manual_seed(0)
     train_x, val_x = torch.randn(2000, 20, generator=generator), torch.randn(2000, 20, generator=generator)
-    train_y, val_y = torch.randint(0, 4, (2000,), generator=generator), torch.randint(0, 4, (2000,), generator=generator)
+    train_y, val_y = (
+        torch.randint(0, 4, (2000,), generator=generator),
+        torch.randint(0, 4, (2000,), generator=generator),
+    )
     accuracy = linear_probe(train_x, train_y, val_x, val_y, epochs=10)
     assert abs(accuracy - 0.25) < 0.05  # 5 standard errors of a 2000-sample accuracy at p = 0.25
 
@@ -160,13 +178,19 @@ def test_probe_layers_agrees_with_linear_probe_on_extracted_features(colour_data
     model, (train_set, val_set) = tiny_model(), colour_data
     accuracies = probe_layers(model, train_set, val_set, ["pool1", "relu7"], progress=False, epochs=5)
     for layer in ("pool1", "relu7"):
-        expected = linear_probe(extract_features(model, train_set, layer, pool_to=4), train_set.labels,
-                                extract_features(model, val_set, layer, pool_to=4), val_set.labels, epochs=5)
+        expected = linear_probe(
+            extract_features(model, train_set, layer, pool_to=4),
+            train_set.labels,
+            extract_features(model, val_set, layer, pool_to=4),
+            val_set.labels,
+            epochs=5,
+        )
         assert accuracies[layer] == pytest.approx(expected)
     assert accuracies["pool1"] > 0.9  # colour classes are linearly separable even in random first-layer features
 
 
 # ---- few-shot subsets and transfer ---------------------------------------------------------------------------------
+
 
 def test_few_shot_subset_exact_counts_and_seeding(colour_data):
     dataset = colour_data[0]  # 192 images, 64 per class
@@ -199,18 +223,36 @@ def test_finetune_softmax_replaces_only_fc8(colour_data):
     assert not any(p.requires_grad for p in transferred.parameters())
     assert accuracy == pytest.approx(evaluate(transferred, val_set)[1])
     subset = few_shot_subset(train_set, 10)  # the same softmax as a linear probe on the features fc8 reads
-    assert accuracy == pytest.approx(linear_probe(extract_features(model, subset, "drop7"), subset.labels,
-                                                  extract_features(model, val_set, "drop7"), val_set.labels, epochs=20))
+    assert accuracy == pytest.approx(
+        linear_probe(
+            extract_features(model, subset, "drop7"),
+            subset.labels,
+            extract_features(model, val_set, "drop7"),
+            val_set.labels,
+            epochs=20,
+        )
+    )
     assert no_hooks(model)
 
 
 def test_few_shot_comparison_records(colour_data):
     train_set, val_set = colour_data
     model = tiny_model()
-    records = few_shot_comparison(model, train_set, val_set, shots=(2, 4), seeds=(0,),
-                                  scratch_config=TrainConfig(epochs=1, batch_size=8), progress=False)
+    records = few_shot_comparison(
+        model,
+        train_set,
+        val_set,
+        shots=(2, 4),
+        seeds=(0,),
+        scratch_config=TrainConfig(epochs=1, batch_size=8),
+        progress=False,
+    )
     assert [(r["method"], r["per_class"], r["seed"]) for r in records] == [
-        ("pretrained + softmax", 2, 0), ("from scratch", 2, 0), ("pretrained + softmax", 4, 0), ("from scratch", 4, 0)]
+        ("pretrained + softmax", 2, 0),
+        ("from scratch", 2, 0),
+        ("pretrained + softmax", 4, 0),
+        ("from scratch", 4, 0),
+    ]
     assert all(0 <= r["val_accuracy"] <= 1 and r["seconds"] >= 0 for r in records)
     _, expected = finetune_softmax(model, few_shot_subset(train_set, 4, seed=0), val_set, seed=0)
     assert records[2]["val_accuracy"] == pytest.approx(expected)

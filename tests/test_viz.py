@@ -1,5 +1,6 @@
 """Figure helpers (course_utils.viz): the projection normalization, receptive-field windows,
 the figures' structure (axes, pictures, labels) and mean unpooling against hand computations."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -13,14 +14,16 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from conftest import colour_dataset  # noqa: E402
 from matplotlib.patches import Circle, Rectangle  # noqa: E402
 from torch import nn  # noqa: E402
 
-from conftest import colour_dataset  # noqa: E402
-from course_utils.data import ImageTensorDataset  # noqa: E402
 from course_utils import viz  # noqa: E402
 from course_utils.activations import TopK, image_patch, mine_top_activations, receptive_field  # noqa: E402
-from course_utils.deconvnet import layer_output, project, project_activation, project_top_activations  # noqa: E402
+from course_utils.attribution import mean_unpool, project_mean_unpooling  # noqa: E402
+from course_utils.data import ImageTensorDataset  # noqa: E402
+from course_utils.deconvnet import project, project_activation, project_top_activations  # noqa: E402
+from course_utils.layers import layer_outputs  # noqa: E402
 from course_utils.models import NamedSequential, ZFNet  # noqa: E402
 
 
@@ -53,14 +56,15 @@ def shown_pictures(figure) -> list[np.ndarray]:
 # normalize_projection
 # --------------------------------------------------------------------------------------------
 
+
 def test_normalize_projection_maps_zero_to_grey_and_extremes_to_black_and_white():
     projection = torch.tensor([[[0.0, 2.0], [-4.0, 1.0]], [[0.5, 0.0], [0.0, -1.0]], [[0.0, 0.0], [3.0, 0.0]]])
     shown = viz.normalize_projection(projection)
     assert shown.shape == projection.shape
-    assert shown[0, 0, 0] == 0.5 and shown[1, 0, 1] == 0.5          # zero -> grey
-    assert shown[0, 1, 0] == 0.0                                     # strongest negative (-4) -> 0
-    assert torch.allclose(shown[0, 0, 1], torch.tensor(0.75))        # 2 / 4 -> 0.5 + 0.25
-    assert torch.allclose(shown[2, 1, 0], torch.tensor(0.875))       # colour channels share one scale
+    assert shown[0, 0, 0] == 0.5 and shown[1, 0, 1] == 0.5  # zero -> grey
+    assert shown[0, 1, 0] == 0.0  # strongest negative (-4) -> 0
+    assert torch.allclose(shown[0, 0, 1], torch.tensor(0.75))  # 2 / 4 -> 0.5 + 0.25
+    assert torch.allclose(shown[2, 1, 0], torch.tensor(0.875))  # colour channels share one scale
     assert ((shown > 0.5) == (projection > 0)).all() and ((shown < 0.5) == (projection < 0)).all()
 
 
@@ -72,7 +76,7 @@ def test_normalize_projection_scales_each_projection_of_a_batch_on_its_own():
     assert shown.shape == batch.shape
     assert 0.0 <= shown.min() and shown.max() <= 1.0
     extremes = torch.maximum(shown.amax(dim=(-3, -2, -1)), 1 - shown.amin(dim=(-3, -2, -1)))
-    assert torch.allclose(extremes, torch.ones(2, 4))                # every projection reaches 0 or 1
+    assert torch.allclose(extremes, torch.ones(2, 4))  # every projection reaches 0 or 1
     assert torch.allclose(shown[0, 1], viz.normalize_projection(batch[0, 1] / 1000.0), atol=1e-6)
 
 
@@ -82,11 +86,14 @@ def test_normalize_projection_of_constant_input_does_not_divide_by_zero():
     assert torch.equal(viz.normalize_projection(torch.full((3, 2, 2), -0.1)), torch.zeros(3, 2, 2))
 
 
-@pytest.mark.parametrize("bad, message", [
-    (torch.zeros(4, 4), "(C, H, W)"),
-    (torch.zeros(3, 4, 4, dtype=torch.uint8), "float"),
-    (torch.tensor([[[0.0, float("nan")]]]), "NaN"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (torch.zeros(4, 4), "(C, H, W)"),
+        (torch.zeros(3, 4, 4, dtype=torch.uint8), "float"),
+        (torch.tensor([[[0.0, float("nan")]]]), "NaN"),
+    ],
+)
 def test_normalize_projection_refuses_bad_input(bad, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         viz.normalize_projection(bad)
@@ -96,23 +103,24 @@ def test_normalize_projection_refuses_bad_input(bad, message):
 # Receptive-field windows
 # --------------------------------------------------------------------------------------------
 
+
 def test_receptive_field_window_inside_the_image_is_the_patch(model):
-    size, stride, offset = receptive_field(model, "conv1")              # 7, 2, -3
+    size, stride, offset = receptive_field(model, "conv1")  # 7, 2, -3
     picture = torch.arange(3 * 32 * 32, dtype=torch.float32).view(3, 32, 32) / (3 * 32 * 32)
     window = viz.receptive_field_window(model, "conv1", picture, 5, 6)
     assert window.shape == (3, size, size)
     top, left = 5 * stride + offset, 6 * stride + offset
-    assert torch.equal(window, picture[:, top: top + size, left: left + size])
+    assert torch.equal(window, picture[:, top : top + size, left : left + size])
 
 
 def test_receptive_field_window_fills_what_lies_outside_the_image(model):
-    size, stride, offset = receptive_field(model, "conv3")              # larger than the 32x32 image
+    size, stride, offset = receptive_field(model, "conv3")  # larger than the 32x32 image
     picture = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
     window = viz.receptive_field_window(model, "conv3", picture, 0, 1, fill=0.25)
     assert window.shape == (3, size, size)
-    patch = image_patch(model, picture, "conv3", 0, 1).float() / 255   # the clipped box
-    top, left = -offset, 1 * stride + offset                           # the image's first row in the window
-    inside = window[:, top: top + patch.shape[1], max(0, -left): max(0, -left) + patch.shape[2]]
+    patch = image_patch(model, picture, "conv3", 0, 1).float() / 255  # the clipped box
+    top, left = -offset, 1 * stride + offset  # the image's first row in the window
+    inside = window[:, top : top + patch.shape[1], max(0, -left) : max(0, -left) + patch.shape[2]]
     assert torch.equal(inside, patch)
     assert float(window.sum()) == pytest.approx(float(patch.sum()) + 0.25 * (window.numel() - patch.numel()), rel=1e-5)
 
@@ -125,6 +133,7 @@ def test_receptive_field_window_refuses_a_batch(model):
 # --------------------------------------------------------------------------------------------
 # Figures
 # --------------------------------------------------------------------------------------------
+
 
 def test_image_table_has_one_axis_per_cell_and_draws_the_given_pictures():
     red = torch.zeros(3, 4, 4, dtype=torch.uint8)
@@ -142,13 +151,22 @@ def test_image_table_has_one_axis_per_cell_and_draws_the_given_pictures():
 
 def test_class_gallery_titles_each_picture_with_its_class_broken_at_the_part_names():
     images = torch.arange(6, dtype=torch.uint8).repeat_interleave(3 * 4 * 4).view(6, 3, 4, 4)
-    dataset = ImageTensorDataset(images, torch.tensor([0, 1, 2, 0, 1, 2]),
-                                 ["face:round-eyes/none-ears", "star", "car:two-wheels"], (0.5,) * 3, (0.25,) * 3)
+    dataset = ImageTensorDataset(
+        images,
+        torch.tensor([0, 1, 2, 0, 1, 2]),
+        ["face:round-eyes/none-ears", "star", "car:two-wheels"],
+        (0.5,) * 3,
+        (0.25,) * 3,
+    )
     figure = viz.class_gallery(dataset, classes=["star", "face:round-eyes/none-ears"], per_class=2, columns=3)
     titled = [axis for axis in figure.axes if axis.images]
     assert len(figure.axes) == 6 and len(titled) == 4  # 2 rows of 3, two blank cells
-    assert [axis.get_title() for axis in titled] == ["star", "star", "face:\nround-eyes\nnone-ears",
-                                                     "face:\nround-eyes\nnone-ears"]
+    assert [axis.get_title() for axis in titled] == [
+        "star",
+        "star",
+        "face:\nround-eyes\nnone-ears",
+        "face:\nround-eyes\nnone-ears",
+    ]
     star_pictures = {int(axis.images[0].get_array()[0, 0, 0] * 255 + 0.5) for axis in titled[:2]}
     assert star_pictures == {1, 4}  # the two images of class 1, each shown once
     assert "2 examples of each of 2 classes" in figure._suptitle.get_text()
@@ -210,7 +228,7 @@ def test_feature_evolution_figure_has_rows_of_maps_and_columns_of_snapshots(data
     # the conv3 row of "epoch 2": the strongest conv3 map-4 activation over the data, projected
     later = snapshots["epoch 2"]
     images = data.normalize(data.images)
-    activations = layer_output(later, images, "conv3")[:, 4]
+    activations = layer_outputs(later, images, ["conv3"])["conv3"][:, 4]
     image_index = int(activations.flatten(1).max(1).values.argmax())
     y, x = divmod(int(activations[image_index].argmax()), activations.shape[-1])
     projection = project_activation(later, images[image_index], "conv3", 4, (y, x))
@@ -227,7 +245,9 @@ def test_compare_projections_figure_has_a_patch_column_and_one_column_per_method
     assert [axis.get_title() for axis in figure.axes[:3]] == ["image patch", "deconvnet", "random"]
     assert len(shown_pictures(figure)) == 6
     with pytest.raises(ValueError, match="map 'random' must have shape"):
-        viz.compare_projections_figure(model, data.images[:3], "conv2", selections, {"random": torch.zeros(3, 3, 32, 32)})
+        viz.compare_projections_figure(
+            model, data.images[:3], "conv2", selections, {"random": torch.zeros(3, 3, 32, 32)}
+        )
 
 
 def test_unit_projection_figure_draws_the_receptive_field_box_on_image_and_projection(model, data):
@@ -250,6 +270,7 @@ def test_unit_projection_figure_draws_the_receptive_field_box_on_image_and_proje
 # Mean unpooling
 # --------------------------------------------------------------------------------------------
 
+
 def mean_unpool_by_loops(signal: torch.Tensor, kernel: int, stride: int, padding: int, size: int) -> torch.Tensor:
     """Independent reference: each pooled value / kernel^2 added to every in-image position of its window."""
     out = torch.zeros(*signal.shape[:2], size, size)
@@ -265,86 +286,96 @@ def mean_unpool_by_loops(signal: torch.Tensor, kernel: int, stride: int, padding
 
 def test_mean_unpool_spreads_each_value_over_its_window():
     signal = torch.tensor([[[[9.0, 18.0], [0.0, -9.0]]]])
-    spread = viz.mean_unpool(signal, nn.MaxPool2d(3, stride=2, padding=1), (4, 4))
+    spread = mean_unpool(signal, nn.MaxPool2d(3, stride=2, padding=1), (4, 4))
     # by hand, values / 9 = [[1, 2], [0, -1]]; windows (0, 0): rows 0-1, cols 0-1 (the rest is
     # padding); (0, 1): rows 0-1, cols 1-3; (1, 0): rows 1-3, cols 0-1; (1, 1): rows 1-3, cols 1-3
-    expected = torch.tensor([[1.0, 3.0, 2.0, 2.0],
-                             [1.0, 2.0, 1.0, 1.0],
-                             [0.0, -1.0, -1.0, -1.0],
-                             [0.0, -1.0, -1.0, -1.0]])
+    expected = torch.tensor(
+        [[1.0, 3.0, 2.0, 2.0], [1.0, 2.0, 1.0, 1.0], [0.0, -1.0, -1.0, -1.0], [0.0, -1.0, -1.0, -1.0]]
+    )
     assert torch.allclose(spread[0, 0], expected)
     generator = torch.Generator().manual_seed(0)
     signal = torch.randn(2, 3, 4, 4, generator=generator)
-    assert torch.allclose(viz.mean_unpool(signal, nn.MaxPool2d(3, stride=2, padding=1), (8, 8)),
-                          mean_unpool_by_loops(signal, 3, 2, 1, 8), atol=1e-6)
+    assert torch.allclose(
+        mean_unpool(signal, nn.MaxPool2d(3, stride=2, padding=1), (8, 8)),
+        mean_unpool_by_loops(signal, 3, 2, 1, 8),
+        atol=1e-6,
+    )
 
 
 def test_mean_unpool_refuses_a_wrong_size_and_dilation():
     with pytest.raises(ValueError, match="pools to"):
-        viz.mean_unpool(torch.zeros(1, 1, 2, 2), nn.MaxPool2d(3, stride=2, padding=1), (8, 8))
+        mean_unpool(torch.zeros(1, 1, 2, 2), nn.MaxPool2d(3, stride=2, padding=1), (8, 8))
     with pytest.raises(ValueError, match="dilation"):
-        viz.mean_unpool(torch.zeros(1, 1, 2, 2), nn.MaxPool2d(3, stride=2, dilation=2), (8, 8))
+        mean_unpool(torch.zeros(1, 1, 2, 2), nn.MaxPool2d(3, stride=2, dilation=2), (8, 8))
 
 
 def tiny_pooling_net() -> NamedSequential:
     torch.manual_seed(5)
-    return NamedSequential(OrderedDict([
-        ("conv1", nn.Conv2d(3, 4, 3, padding=1)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(3, stride=2, padding=1)),
-        ("conv2", nn.Conv2d(4, 5, 3, padding=1)), ("relu2", nn.ReLU()), ("fc", nn.Flatten()),
-    ])).eval()
+    return NamedSequential(
+        OrderedDict(
+            [
+                ("conv1", nn.Conv2d(3, 4, 3, padding=1)),
+                ("relu1", nn.ReLU()),
+                ("pool1", nn.MaxPool2d(3, stride=2, padding=1)),
+                ("conv2", nn.Conv2d(4, 5, 3, padding=1)),
+                ("relu2", nn.ReLU()),
+                ("fc", nn.Flatten()),
+            ]
+        )
+    ).eval()
 
 
 def test_project_mean_unpooling_equals_the_reverse_pass_written_out():
     net = tiny_pooling_net()
     images = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
-    activations = layer_output(net, images, "relu2")
+    activations = layer_outputs(net, images, ["relu2"])["relu2"]
     strongest = [divmod(int(activations[i, c].argmax()), 4) for i, c in ((0, 1), (1, 2))]
     selections = torch.tensor([[0, 1, *strongest[0]], [1, 2, *strongest[1]]])
-    ours = viz.project_mean_unpooling(net, images, "relu2", selections)
+    ours = project_mean_unpooling(net, images, "relu2", selections)
     for row, (image_index, channel, y, x) in enumerate(selections.tolist()):
         signal = torch.zeros(1, 5, 4, 4)
         signal[0, channel, y, x] = activations[image_index, channel, y, x]
-        signal = F.conv_transpose2d(F.relu(signal), net.conv2.weight, padding=1)       # relu2, conv2
-        signal = mean_unpool_by_loops(signal, 3, 2, 1, 8)                              # pool1, mean
-        expected = F.conv_transpose2d(F.relu(signal), net.conv1.weight, padding=1)     # relu1, conv1
+        signal = F.conv_transpose2d(F.relu(signal), net.conv2.weight, padding=1)  # relu2, conv2
+        signal = mean_unpool_by_loops(signal, 3, 2, 1, 8)  # pool1, mean
+        expected = F.conv_transpose2d(F.relu(signal), net.conv1.weight, padding=1)  # relu1, conv1
         assert expected.abs().max() > 0
         assert torch.allclose(ours[row], expected[0], atol=1e-5)
     switches = project(net, images, "relu2", selections)
-    assert not torch.allclose(ours, switches, atol=1e-3)                               # only unpooling differs
+    assert not torch.allclose(ours, switches, atol=1e-3)  # only unpooling differs
     assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in net.modules()) == 0
-    assert isinstance(net.pool1, nn.MaxPool2d)                                         # the model is untouched
+    assert isinstance(net.pool1, nn.MaxPool2d)  # the model is untouched
 
 
 def test_project_mean_unpooling_equals_project_without_pooling():
     net = tiny_pooling_net()
     images = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(2))
     selections = torch.tensor([[0, 2, 3, 5], [0, 0, 7, 7]])
-    assert torch.allclose(viz.project_mean_unpooling(net, images, "relu1", selections),
-                          project(net, images, "relu1", selections), atol=1e-6)
+    assert torch.allclose(
+        project_mean_unpooling(net, images, "relu1", selections), project(net, images, "relu1", selections), atol=1e-6
+    )
 
 
 def test_project_mean_unpooling_refuses_training_mode_and_unknown_layers():
     net = tiny_pooling_net()
     images = torch.zeros(1, 3, 8, 8)
     with pytest.raises(ValueError, match="unknown layer 'conv9'"):
-        viz.project_mean_unpooling(net, images, "conv9", torch.tensor([[0, 0, 0, 0]]))
+        project_mean_unpooling(net, images, "conv9", torch.tensor([[0, 0, 0, 0]]))
     net.train()
     with pytest.raises(ValueError, match="training mode"):
-        viz.project_mean_unpooling(net, images, "conv1", torch.tensor([[0, 0, 0, 0]]))
+        project_mean_unpooling(net, images, "conv1", torch.tensor([[0, 0, 0, 0]]))
 
 
 # --------------------------------------------------------------------------------------------
 # Tiny grids
 # --------------------------------------------------------------------------------------------
 
+
 def test_tiny_grids_figure_writes_every_number_and_marks_the_switches():
-    relu_map = torch.tensor([[1.0, 5.0, 0.0, 2.0],
-                             [0.0, 3.0, 0.0, 7.0],
-                             [4.0, 0.0, 6.0, 0.0],
-                             [0.0, 0.0, 0.0, 1.5]])
+    relu_map = torch.tensor([[1.0, 5.0, 0.0, 2.0], [0.0, 3.0, 0.0, 7.0], [4.0, 0.0, 6.0, 0.0], [0.0, 0.0, 0.0, 1.5]])
     pooled, switches = F.max_pool2d(relu_map[None, None], 3, stride=2, padding=1, return_indices=True)
-    figure = viz.tiny_grids_figure([relu_map, pooled[0, 0]], ["relu", "pooled"],
-                                   switches=[(1, 0, switches[0, 0])], title="switches")
+    figure = viz.tiny_grids_figure(
+        [relu_map, pooled[0, 0]], ["relu", "pooled"], switches=[(1, 0, switches[0, 0])], title="switches"
+    )
     assert len(figure.axes) == 2
     relu_axis, pooled_axis = figure.axes
     texts = [text.get_text() for text in relu_axis.texts]
@@ -352,7 +383,7 @@ def test_tiny_grids_figure_writes_every_number_and_marks_the_switches():
     # by hand: window a -> 5 at (0, 1), b -> 7 at (1, 3), c -> 4 at (2, 0), d -> 7 at (1, 3) (shared with b)
     assert [t.get_text() for t in pooled_axis.texts if t.get_text() in "abcd"] == ["a", "b", "c", "d"]
     circles = [patch for patch in relu_axis.patches if isinstance(patch, Circle)]
-    assert sorted(circle.center for circle in circles) == [(0, 2), (1, 0), (3, 1)]   # (column, row)
+    assert sorted(circle.center for circle in circles) == [(0, 2), (1, 0), (3, 1)]  # (column, row)
     assert "b,d" in texts
 
 
@@ -362,13 +393,15 @@ def test_tiny_grids_figure_refuses_bad_input():
     with pytest.raises(ValueError, match="must be 2-D"):
         viz.tiny_grids_figure([torch.zeros(1, 2, 2)], ["a"])
     with pytest.raises(ValueError, match="must lie inside the input grid"):
-        viz.tiny_grids_figure([torch.zeros(2, 2), torch.zeros(1, 1)], ["in", "out"],
-                              switches=[(1, 0, torch.tensor([[4]]))])
+        viz.tiny_grids_figure(
+            [torch.zeros(2, 2), torch.zeros(1, 1)], ["in", "out"], switches=[(1, 0, torch.tensor([[4]]))]
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # Choosing feature maps
 # --------------------------------------------------------------------------------------------
+
 
 def test_select_feature_maps_takes_the_strongest_map_of_each_dominant_class_first():
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
@@ -379,10 +412,10 @@ def test_select_feature_maps_takes_the_strongest_map_of_each_dominant_class_firs
         image_indices=torch.tensor([[0, 1], [0, 1], [2, 3], [4, 5], [2, 3]]),  # classes 0, 0, 1, 2, 1
         locations=torch.zeros(5, 2, 2, dtype=torch.long),
     )
-    assert viz.select_feature_maps(top, labels, count=3) == [0, 2, 3]      # one per class, strongest first
+    assert viz.select_feature_maps(top, labels, count=3) == [0, 2, 3]  # one per class, strongest first
     assert viz.select_feature_maps(top, labels, count=5) == [0, 2, 3, 1, 4]  # then the strongest others
     assert viz.select_feature_maps(top, labels, count=2) == [0, 2]
-    assert viz.select_feature_maps(top, None, count=3) == [0, 1, 2]           # without labels: strongest
+    assert viz.select_feature_maps(top, None, count=3) == [0, 1, 2]  # without labels: strongest
     with pytest.raises(ValueError, match="labels must be the"):
         viz.select_feature_maps(top, labels[:3])
     with pytest.raises(ValueError, match="count must be at least 1"):

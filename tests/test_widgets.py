@@ -1,5 +1,6 @@
 """The explorers (course_utils.widgets), driven headless: set a control's value, check what is shown
 against independent computations (mining, deconvnet, occlusion map, invariance curves)."""
+
 from __future__ import annotations
 
 import io
@@ -9,13 +10,14 @@ import ipywidgets
 import numpy as np
 import pytest
 import torch
+from conftest import colour_dataset
 from PIL import Image
 
-from conftest import colour_dataset
 from course_utils import widgets
 from course_utils.activations import mine_top_activations
-from course_utils.deconvnet import layer_output, project
+from course_utils.deconvnet import project
 from course_utils.invariance import invariance_curves, transform_images
+from course_utils.layers import layer_outputs
 from course_utils.models import ZFNet
 from course_utils.occlusion import occlusion_map
 from course_utils.viz import normalize_projection, receptive_field_window
@@ -60,12 +62,13 @@ def count_redraws(explorer: widgets.Explorer) -> list[dict]:
 # Picture helpers
 # --------------------------------------------------------------------------------------------
 
+
 def test_picture_pixels_repeats_each_pixel_and_rounds_to_uint8():
     picture = torch.tensor([[[0.0, 1.0]], [[0.5, 0.2]], [[1.5, -1.0]]])  # (3, 1, 2)
     pixels = widgets.picture_pixels(picture, 3)
     assert pixels.shape == (3, 6, 3) and pixels.dtype == np.uint8
-    assert pixels[0, 0].tolist() == [0, 128, 255]      # 0.5 -> 127.5 rounds to 128, 1.5 clipped
-    assert pixels[2, 5].tolist() == [255, 51, 0]       # -1 clipped to 0
+    assert pixels[0, 0].tolist() == [0, 128, 255]  # 0.5 -> 127.5 rounds to 128, 1.5 clipped
+    assert pixels[2, 5].tolist() == [255, 51, 0]  # -1 clipped to 0
     assert (pixels[:, :3] == pixels[0, 0]).all()
 
 
@@ -73,10 +76,10 @@ def test_mosaic_places_cells_row_by_row_with_white_gaps():
     cells = [torch.full((3, 2, 2), value) for value in (0.0, 0.2, 0.4, 0.6, 0.8)]
     mosaic = widgets.mosaic_pixels(cells, columns=2, scale=2, gap=1)
     assert mosaic.shape == (3 * 4 + 2, 2 * 4 + 1, 3)
-    assert (mosaic[0:4, 5:9] == 51).all()            # cell 1: row 0, column 1
-    assert (mosaic[10:14, 0:4] == 204).all()         # cell 4: row 2, column 0
-    assert (mosaic[4, :] == 255).all() and (mosaic[:, 4] == 255).all()   # gaps
-    assert (mosaic[10:14, 5:9] == 255).all()         # the missing sixth cell stays white
+    assert (mosaic[0:4, 5:9] == 51).all()  # cell 1: row 0, column 1
+    assert (mosaic[10:14, 0:4] == 204).all()  # cell 4: row 2, column 0
+    assert (mosaic[4, :] == 255).all() and (mosaic[:, 4] == 255).all()  # gaps
+    assert (mosaic[10:14, 5:9] == 255).all()  # the missing sixth cell stays white
 
 
 def test_display_scale_is_a_whole_factor_near_the_target():
@@ -87,6 +90,7 @@ def test_display_scale_is_a_whole_factor_near_the_target():
 # --------------------------------------------------------------------------------------------
 # Deconvnet explorer
 # --------------------------------------------------------------------------------------------
+
 
 def test_deconvnet_explorer_is_a_vbox_with_its_controls_as_attributes(deconvnet):
     assert isinstance(deconvnet, ipywidgets.VBox)
@@ -121,7 +125,7 @@ def test_deconvnet_mosaics_show_the_receptive_field_windows_of_the_projections_a
         row, column = divmod(j, 3)
         shown = decoded(view.value)
         assert shown.shape == (3 * size + 2 * widgets.MOSAIC_GAP, 3 * size + 2 * widgets.MOSAIC_GAP, 3)
-        cell = shown[row * (size + widgets.MOSAIC_GAP):][:size, column * (size + widgets.MOSAIC_GAP):][:, :size]
+        cell = shown[row * (size + widgets.MOSAIC_GAP) :][:size, column * (size + widgets.MOSAIC_GAP) :][:, :size]
         expected = (window.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         np.testing.assert_array_equal(cell[::scale, ::scale], expected)
 
@@ -139,7 +143,7 @@ def test_deconvnet_channel_change_redraws_once_with_new_pictures(deconvnet):
 
 def test_deconvnet_layer_change_clamps_the_channel_and_redraws_once(deconvnet, model, data):
     deconvnet.layer.value = "conv3"
-    deconvnet.channel.value = 7                    # conv3 has 8 channels, conv2 has 6
+    deconvnet.channel.value = 7  # conv3 has 8 channels, conv2 has 6
     calls = count_redraws(deconvnet)
     deconvnet.layer.value = "conv2"
     assert (deconvnet.channel.max, deconvnet.channel.value) == (5, 5)
@@ -154,7 +158,7 @@ def test_deconvnet_explorer_projects_the_chosen_images_strongest_unit(deconvnet,
     deconvnet.channel.value = 3
     deconvnet.image.value = 11
     image = data.normalize(data.images[11:12])
-    feature_map = layer_output(model, image, "conv2")[0, 3]
+    feature_map = layer_outputs(model, image, ["conv2"])["conv2"][0, 3]
     y, x = divmod(int(feature_map.argmax()), feature_map.shape[-1])
     assert deconvnet.image_unit == (y, x, pytest.approx(float(feature_map.max())))
     expected = project(model, image, "conv2", torch.tensor([[0, 3, y, x]]))[0]
@@ -195,6 +199,7 @@ def test_explorers_refuse_data_the_model_cannot_take(model):
 # Occlusion explorer
 # --------------------------------------------------------------------------------------------
 
+
 def test_occlusion_probability_equals_the_occlusion_map_at_that_position(model, data):
     explorer = widgets.occlusion_explorer(model, data, image=5, size=8)
     explorer.y.value, explorer.x.value = 8, 12
@@ -218,12 +223,12 @@ def test_occlusion_slider_moves_the_square_in_the_picture(model, data):
     image = data.normalize(data.images[2])
     inside = torch.zeros(32, 32, dtype=torch.bool)
     inside[0:8, 16:24] = True
-    assert (explorer.occluded[:, inside] == 0).all()                     # the dataset mean
+    assert (explorer.occluded[:, inside] == 0).all()  # the dataset mean
     assert torch.equal(explorer.occluded[:, ~inside], image[:, ~inside])
     scale = widgets.display_scale(32)
     shown = decoded(explorer.image_view.value)
     assert shown.shape == (32 * scale, 32 * scale, 3)
-    assert shown[0, 16 * scale].tolist() == [230, 25, 75]                 # outline at the square's corner
+    assert shown[0, 16 * scale].tolist() == [230, 25, 75]  # outline at the square's corner
     assert shown[0, 8 * scale].tolist() != [230, 25, 75]
 
 
@@ -268,15 +273,21 @@ def invariance(model, data) -> widgets.InvarianceExplorer:
 
 
 def test_invariance_marks_the_point_of_the_independently_computed_curves(invariance, model, data):
-    invariance.image.value = 1                     # dataset image 10
+    invariance.image.value = 1  # dataset image 10
     invariance.kind.value = "rotate"
     invariance.amount.value = 90.0
     image = data.normalize(data.images[10:11])
     torch.testing.assert_close(invariance.transformed, transform_images(image, "rotate", 90.0)[0])
     reference = invariance_curves(model, image, "rotate", [90.0], target_labels=data.labels[10:11])
     assert invariance.marked == pytest.approx(
-        {"relu1": float(reference.distances["relu1"][0, 0]), "relu7": float(reference.distances["relu7"][0, 0]),
-         "probability": float(reference.probabilities[0, 0])}, rel=1e-4, abs=1e-6)
+        {
+            "relu1": float(reference.distances["relu1"][0, 0]),
+            "relu7": float(reference.distances["relu7"][0, 0]),
+            "probability": float(reference.probabilities[0, 0]),
+        },
+        rel=1e-4,
+        abs=1e-6,
+    )
 
 
 def test_invariance_curves_are_computed_once_per_kind(invariance):

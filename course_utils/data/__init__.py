@@ -4,6 +4,7 @@
 no download); ``"cifar10"`` and ``"imagenette"`` go through torchvision and the download
 registry; any other string is treated as the path of an ImageFolder.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,10 +14,25 @@ from .embedded import EMBEDDED_CLASSES, HELDOUT_CLASSES, SYMMETRIC_CLASSES, gene
 from .real import REGISTRY, DownloadError, download, load_cifar10, load_image_folder, load_imagenette
 
 __all__ = [
-    "DATA_DIR", "CacheError", "ImageTensorDataset", "load_array_cache", "save_array_cache",
-    "EMBEDDED_CLASSES", "HELDOUT_CLASSES", "generate_shapes", "load_embedded",
-    "REGISTRY", "DownloadError", "download", "load_cifar10", "load_image_folder", "load_imagenette",
-    "DATASET_NAMES", "load_dataset", "FAMILIES", "class_family",
+    "DATA_DIR",
+    "CacheError",
+    "ImageTensorDataset",
+    "load_array_cache",
+    "save_array_cache",
+    "EMBEDDED_CLASSES",
+    "HELDOUT_CLASSES",
+    "generate_shapes",
+    "load_embedded",
+    "REGISTRY",
+    "DownloadError",
+    "download",
+    "load_cifar10",
+    "load_image_folder",
+    "load_imagenette",
+    "DATASET_NAMES",
+    "load_dataset",
+    "FAMILIES",
+    "class_family",
 ]
 
 DATASET_NAMES = ("embedded", "cifar10", "imagenette")

@@ -4,6 +4,7 @@ Every loader (embedded shapes, CIFAR-10, ImageFolder) returns an :class:`ImageTe
 all images decoded once into a ``uint8`` tensor, with the class names and the per-channel
 normalization that the model expects.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -11,14 +12,23 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any, Iterator, Sequence
+from typing import IO, Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["ImageTensorDataset", "check_float_images", "atomic_write", "CacheError", "save_array_cache", "load_array_cache", "DATA_DIR"]
+__all__ = [
+    "ImageTensorDataset",
+    "check_float_images",
+    "atomic_write",
+    "CacheError",
+    "save_array_cache",
+    "load_array_cache",
+    "DATA_DIR",
+]
 
 #: The project's data folder (small committed assets; generated caches are git-ignored).
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
@@ -90,11 +100,15 @@ class ImageTensorDataset(Dataset):
         mean, std = self._stats(images)
         return (images * std + mean).clamp(0.0, 1.0)
 
-    def subset(self, indices: torch.Tensor | Sequence[int]) -> "ImageTensorDataset":
+    def subset(self, indices: torch.Tensor | Sequence[int]) -> ImageTensorDataset:
         """A new dataset with the rows ``indices`` (extras included)."""
         indices = torch.as_tensor(indices, dtype=torch.long)
         return ImageTensorDataset(
-            self.images[indices], self.labels[indices], self.class_names, self.mean, self.std,
+            self.images[indices],
+            self.labels[indices],
+            self.class_names,
+            self.mean,
+            self.std,
             {name: value[indices] for name, value in self.extras.items()},
         )
 
@@ -123,8 +137,11 @@ def check_float_images(images: torch.Tensor, batched: bool = True, channels: int
     found = images.shape[-3]
     if channels is not None and found != channels:
         expand = f"expand(-1, {channels}, -1, -1)" if batched else f"expand({channels}, -1, -1)"
-        hint = (f" (grayscale); repeat it with {name}.{expand} and normalize with the RGB statistics"
-                if found == 1 and channels == 3 else "")
+        hint = (
+            f" (grayscale); repeat it with {name}.{expand} and normalize with the RGB statistics"
+            if found == 1 and channels == 3
+            else ""
+        )
         kind = " (RGB)" if channels == 3 else ""
         raise ValueError(f"{name} must have {channels} channel{'s' if channels != 1 else ''}{kind}, got {found}{hint}")
     if not images.is_floating_point():

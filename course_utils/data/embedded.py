@@ -26,6 +26,7 @@ pixel ``(row, col)`` centred at ``x = col, y = row``. "Left eye" is the eye on t
 side: faces are never mirrored and turn by at most 30 degrees, so its ``x`` is always the
 smaller one. Occluders never reach the eyes or the nose.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -33,11 +34,11 @@ import multiprocessing
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -100,15 +101,24 @@ def _sd_circle(u: np.ndarray, v: np.ndarray, cx: float, cy: float, radius: float
     return np.hypot(u - cx, v - cy) - radius
 
 
-def _sd_ellipse(u: np.ndarray, v: np.ndarray, cx: float, cy: float, a: float, b: float,
-                angle: float = 0.0) -> np.ndarray:
+def _sd_ellipse(
+    u: np.ndarray, v: np.ndarray, cx: float, cy: float, a: float, b: float, angle: float = 0.0
+) -> np.ndarray:
     """Approximate distance to an ellipse with half-axes ``a`` (along ``angle``) and ``b``."""
     x, y = _rotate(u - cx, v - cy, angle)
     return (np.hypot(x / a, y / b) - 1.0) * min(a, b)
 
 
-def _sd_box(u: np.ndarray, v: np.ndarray, cx: float, cy: float, half_width: float,
-            half_height: float, angle: float = 0.0, corner: float = 0.0) -> np.ndarray:
+def _sd_box(
+    u: np.ndarray,
+    v: np.ndarray,
+    cx: float,
+    cy: float,
+    half_width: float,
+    half_height: float,
+    angle: float = 0.0,
+    corner: float = 0.0,
+) -> np.ndarray:
     """Box with half sizes ``half_width`` x ``half_height`` and rounded corners of radius ``corner``."""
     x, y = _rotate(u - cx, v - cy, angle)
     qx = np.abs(x) - half_width + corner
@@ -117,8 +127,9 @@ def _sd_box(u: np.ndarray, v: np.ndarray, cx: float, cy: float, half_width: floa
     return outside + np.minimum(np.maximum(qx, qy), 0.0) - corner
 
 
-def _sd_segment(u: np.ndarray, v: np.ndarray, start: tuple[float, float], stop: tuple[float, float],
-                radius: float) -> np.ndarray:
+def _sd_segment(
+    u: np.ndarray, v: np.ndarray, start: tuple[float, float], stop: tuple[float, float], radius: float
+) -> np.ndarray:
     """Capsule: points within ``radius`` of the segment ``start``-``stop``."""
     ax, ay = start
     ex, ey = stop[0] - ax, stop[1] - ay
@@ -152,9 +163,14 @@ def _luma(colour: np.ndarray) -> float:
     return float(colour @ np.array([0.299, 0.587, 0.114]))
 
 
-def _colour(rng: np.random.Generator, hue: tuple[float, float] = (0.0, 1.0),
-            saturation: tuple[float, float] = (0.35, 0.95), value: tuple[float, float] = (0.1, 1.0),
-            far_from: np.ndarray | None = None, contrast: float = 0.3) -> np.ndarray:
+def _colour(
+    rng: np.random.Generator,
+    hue: tuple[float, float] = (0.0, 1.0),
+    saturation: tuple[float, float] = (0.35, 0.95),
+    value: tuple[float, float] = (0.1, 1.0),
+    far_from: np.ndarray | None = None,
+    contrast: float = 0.3,
+) -> np.ndarray:
     """A random RGB colour in [0, 1], optionally with luma at least ``contrast`` from ``far_from``.
 
     Rejection-samples (deterministically from ``rng``); when no draw qualifies the value
@@ -162,8 +178,7 @@ def _colour(rng: np.random.Generator, hue: tuple[float, float] = (0.0, 1.0),
     """
     for attempt in range(40):
         low, high = value if attempt < 20 else (0.0, 1.0)
-        rgb = np.array(colorsys.hsv_to_rgb(rng.uniform(*hue) % 1.0, rng.uniform(*saturation),
-                                           rng.uniform(low, high)))
+        rgb = np.array(colorsys.hsv_to_rgb(rng.uniform(*hue) % 1.0, rng.uniform(*saturation), rng.uniform(low, high)))
         if far_from is None or abs(_luma(rgb) - _luma(far_from)) >= contrast:
             return rgb
     return np.zeros(3) if _luma(far_from) > 0.5 else np.ones(3)
@@ -204,8 +219,7 @@ class _Style:
     extent: float  # radius (local units) that the object reaches from its centre
 
 
-def _textured_disc(pen: _Pen, texture: Callable[[np.ndarray, np.ndarray, float, float], np.ndarray]
-                   ) -> _Drawing:
+def _textured_disc(pen: _Pen, texture: Callable[[np.ndarray, np.ndarray, float, float], np.ndarray]) -> _Drawing:
     """A unit disc filled with two colours mixed by ``texture(x, y, period, edge)`` in [0, 1]."""
     period = pen.rng.uniform(0.42, 0.6)
     second = _colour(pen.rng, far_from=pen.ink, contrast=0.35)
@@ -244,15 +258,24 @@ def _draw_symmetric(pen: _Pen, kind: str) -> _Drawing:
     """Rotation-symmetric classes: textured discs, a star, a cross."""
     u, v, rng, ink = pen.u, pen.v, pen.rng, pen.ink
     if kind in ("striped_disc", "checkered_disc", "dotted_disc", "ringed_disc"):
-        texture = {"striped_disc": _stripes, "checkered_disc": _checks, "dotted_disc": _dots,
-                   "ringed_disc": _rings}[kind]
+        texture = {"striped_disc": _stripes, "checkered_disc": _checks, "dotted_disc": _dots, "ringed_disc": _rings}[
+            kind
+        ]
         return _textured_disc(pen, texture)
     if kind == "star":
         return _Drawing([(_sd_polygon(u, v, _star_outline(5, rng.uniform(0.38, 0.5))), ink)])
     if kind == "cross":
         arm = rng.uniform(0.25, 0.33)
-        return _Drawing([(np.minimum(_sd_box(u, v, 0.0, 0.0, 0.95, arm, corner=0.05),
-                                     _sd_box(u, v, 0.0, 0.0, arm, 0.95, corner=0.05)), ink)])
+        return _Drawing(
+            [
+                (
+                    np.minimum(
+                        _sd_box(u, v, 0.0, 0.0, 0.95, arm, corner=0.05), _sd_box(u, v, 0.0, 0.0, arm, 0.95, corner=0.05)
+                    ),
+                    ink,
+                )
+            ]
+        )
     raise ValueError(kind)
 
 
@@ -280,8 +303,12 @@ def _draw_face(pen: _Pen, eyes: str, ears: str, snout: str) -> _Drawing:
     ear = np.full(u.shape, np.inf)
     for side in (-1.0, 1.0):
         if ears == "pointy":
-            ear = np.minimum(ear, _sd_polygon(u, v, np.array(
-                [[side * 0.18, -0.38], [side * 0.62, -0.2], [side * rng.uniform(0.45, 0.6), -0.95]])))
+            ear = np.minimum(
+                ear,
+                _sd_polygon(
+                    u, v, np.array([[side * 0.18, -0.38], [side * 0.62, -0.2], [side * rng.uniform(0.45, 0.6), -0.95]])
+                ),
+            )
         elif ears == "round":
             ear = np.minimum(ear, _sd_circle(u, v, side * 0.5, -0.42, rng.uniform(0.2, 0.26)))
         elif ears == "long":
@@ -295,16 +322,34 @@ def _draw_face(pen: _Pen, eyes: str, ears: str, snout: str) -> _Drawing:
     nose_y = head_y + rng.uniform(0.05, 0.15)
     nose_size = rng.uniform(0.1, 0.13)
     nose_colour = _colour(rng, far_from=ink, contrast=0.35)
-    layers = [(ear, ear_colour), (head, ink), (np.minimum(left, right), eye_colour),
-              (np.minimum(left_pupil, right_pupil), pupil_colour)]
+    layers = [
+        (ear, ear_colour),
+        (head, ink),
+        (np.minimum(left, right), eye_colour),
+        (np.minimum(left_pupil, right_pupil), pupil_colour),
+    ]
     if snout == "muzzle":
         muzzle_colour = _colour(rng, far_from=ink, contrast=0.3)
         layers.append((_sd_ellipse(u, v, 0.0, nose_y + 0.12, 0.3, 0.2), muzzle_colour))
         nose_colour = _colour(rng, far_from=muzzle_colour, contrast=0.35)
         layers.append((_sd_ellipse(u, v, 0.0, nose_y + 0.02, 0.12, 0.07), nose_colour))
     elif snout == "triangle":
-        layers.append((_sd_polygon(u, v, np.array([[0.0, nose_y + 1.1 * nose_size], [nose_size * 1.2, nose_y - 0.7 * nose_size],
-                                                   [-nose_size * 1.2, nose_y - 0.7 * nose_size]])), nose_colour))
+        layers.append(
+            (
+                _sd_polygon(
+                    u,
+                    v,
+                    np.array(
+                        [
+                            [0.0, nose_y + 1.1 * nose_size],
+                            [nose_size * 1.2, nose_y - 0.7 * nose_size],
+                            [-nose_size * 1.2, nose_y - 0.7 * nose_size],
+                        ]
+                    ),
+                ),
+                nose_colour,
+            )
+        )
     else:
         layers.append((_sd_circle(u, v, 0.0, nose_y, nose_size), nose_colour))
     parts = np.array([[-eye_x, eye_y], [eye_x, eye_y], [0.0, nose_y]])
@@ -316,8 +361,10 @@ def _draw_vehicle(pen: _Pen, body: str, wheels: str, windows: str) -> _Drawing:
     u, v, rng, ink = pen.u, pen.v, pen.rng, pen.ink
     bottom = 0.3
     if body == "car":
-        hull = np.minimum(_sd_box(u, v, 0.0, 0.12, 0.95, 0.2, corner=0.08),
-                          _sd_polygon(u, v, np.array([[-0.55, -0.05], [0.45, -0.05], [0.25, -0.42], [-0.4, -0.42]])))
+        hull = np.minimum(
+            _sd_box(u, v, 0.0, 0.12, 0.95, 0.2, corner=0.08),
+            _sd_polygon(u, v, np.array([[-0.55, -0.05], [0.45, -0.05], [0.25, -0.42], [-0.4, -0.42]])),
+        )
         slots = [(-0.3, -0.22), (0.15, -0.22)]
     elif body == "truck":
         hull = np.minimum(_sd_box(u, v, 0.62, 0.0, 0.3, 0.32, corner=0.06), _sd_box(u, v, -0.3, -0.12, 0.62, 0.45))
@@ -329,8 +376,9 @@ def _draw_vehicle(pen: _Pen, body: str, wheels: str, windows: str) -> _Drawing:
     size = rng.uniform(0.11, 0.14)
     glass = np.full(u.shape, np.inf)
     for x, y in slots:
-        glass = np.minimum(glass, _sd_circle(u, v, x, y, size) if windows == "round" else
-                           _sd_box(u, v, x, y, 1.1 * size, 0.9 * size))
+        glass = np.minimum(
+            glass, _sd_circle(u, v, x, y, size) if windows == "round" else _sd_box(u, v, x, y, 1.1 * size, 0.9 * size)
+        )
     radius = rng.uniform(0.17, 0.21)
     axles = (-0.6, 0.6) if wheels == "two" else (-0.68, -0.25, 0.62)
     tyre = np.minimum.reduce([_sd_circle(u, v, x, bottom + 0.05, radius) for x in axles])
@@ -347,8 +395,9 @@ def _draw_building(pen: _Pen, roof: str, windows: str, chimney: bool) -> _Drawin
     walls = _sd_box(u, v, 0.0, (top + 0.85) / 2, width, (0.85 - top) / 2)
     roof_colour = _colour(rng, far_from=ink, contrast=0.25)
     if roof == "gable":
-        cover = _sd_polygon(u, v, np.array([[-width - 0.15, top + 0.02], [width + 0.15, top + 0.02],
-                                            [0.0, rng.uniform(-0.95, -0.8)]]))
+        cover = _sd_polygon(
+            u, v, np.array([[-width - 0.15, top + 0.02], [width + 0.15, top + 0.02], [0.0, rng.uniform(-0.95, -0.8)]])
+        )
     elif roof == "dome":
         cover = np.maximum(_sd_circle(u, v, 0.0, top, width * 0.95), v - top)
     else:  # flat roof with a parapet
@@ -361,8 +410,9 @@ def _draw_building(pen: _Pen, roof: str, windows: str, chimney: bool) -> _Drawin
     glass = np.full(u.shape, np.inf)
     for x in (-0.45 * width, 0.45 * width):
         for y in (top + 0.25, top + 0.6):
-            glass = np.minimum(glass, _sd_circle(u, v, x, y, size) if windows == "round" else
-                               _sd_box(u, v, x, y, size, size))
+            glass = np.minimum(
+                glass, _sd_circle(u, v, x, y, size) if windows == "round" else _sd_box(u, v, x, y, size, size)
+            )
     door = _sd_box(u, v, 0.0, 0.67, 0.13, 0.18)
     layers += [(glass, window_colour), (door, _colour(rng, far_from=ink, contrast=0.35))]
     return _Drawing(layers)
@@ -376,34 +426,54 @@ def _draw_plant(pen: _Pen, kind: str) -> _Drawing:
         count, ring, head_y = int(rng.integers(6, 9)), rng.uniform(0.33, 0.4), -0.3
         turn = rng.uniform(0.0, 2 * np.pi)
         if kind == "daisy":
-            petals = np.minimum.reduce([_sd_circle(u, v, ring * np.cos(a), head_y + ring * np.sin(a), 0.2)
-                                        for a in turn + 2 * np.pi * np.arange(count) / count])
+            petals = np.minimum.reduce(
+                [
+                    _sd_circle(u, v, ring * np.cos(a), head_y + ring * np.sin(a), 0.2)
+                    for a in turn + 2 * np.pi * np.arange(count) / count
+                ]
+            )
         else:
             petals = _sd_polygon(u, v, _star_outline(count, 0.3, 0.62, turn) + np.array([0.0, head_y]))
         centre = _sd_circle(u, v, 0.0, head_y, rng.uniform(0.15, 0.2))
-        stem = np.minimum(_sd_segment(u, v, (0.0, head_y), (0.0, 1.0), 0.06),
-                          _sd_ellipse(u, v, 0.2, 0.55, 0.22, 0.09, -0.5))
+        stem = np.minimum(
+            _sd_segment(u, v, (0.0, head_y), (0.0, 1.0), 0.06), _sd_ellipse(u, v, 0.2, 0.55, 0.22, 0.09, -0.5)
+        )
         return _Drawing([(stem, stem_colour), (petals, ink), (centre, _colour(rng, far_from=ink, contrast=0.35))])
     if kind == "tulip":
-        cup = np.maximum(_sd_circle(u, v, 0.0, -0.35, 0.42),
-                         -_sd_polygon(u, v, np.array([[-0.45, -0.9], [-0.22, -0.45], [0.0, -0.9], [0.22, -0.45],
-                                                      [0.45, -0.9]])))
-        stem = np.minimum(_sd_segment(u, v, (0.0, -0.2), (0.0, 1.0), 0.06),
-                          _sd_ellipse(u, v, -0.2, 0.5, 0.3, 0.1, 0.7))
+        cup = np.maximum(
+            _sd_circle(u, v, 0.0, -0.35, 0.42),
+            -_sd_polygon(u, v, np.array([[-0.45, -0.9], [-0.22, -0.45], [0.0, -0.9], [0.22, -0.45], [0.45, -0.9]])),
+        )
+        stem = np.minimum(_sd_segment(u, v, (0.0, -0.2), (0.0, 1.0), 0.06), _sd_ellipse(u, v, -0.2, 0.5, 0.3, 0.1, 0.7))
         return _Drawing([(stem, stem_colour), (cup, ink)])
     trunk = _sd_box(u, v, 0.0, 0.6, rng.uniform(0.1, 0.14), 0.4)
     if kind == "broadleaf":
-        crown = np.minimum.reduce([_sd_circle(u, v, -0.32, -0.15, 0.4), _sd_circle(u, v, 0.32, -0.15, 0.4),
-                                   _sd_circle(u, v, 0.0, -0.5, 0.45), _sd_circle(u, v, 0.0, -0.1, 0.4)])
+        crown = np.minimum.reduce(
+            [
+                _sd_circle(u, v, -0.32, -0.15, 0.4),
+                _sd_circle(u, v, 0.32, -0.15, 0.4),
+                _sd_circle(u, v, 0.0, -0.5, 0.45),
+                _sd_circle(u, v, 0.0, -0.1, 0.4),
+            ]
+        )
     elif kind == "conifer":
-        crown = np.minimum.reduce([_sd_polygon(u, v, np.array([[-w, y], [w, y], [0.0, y - 0.65]]))
-                                   for w, y in ((0.75, 0.25), (0.6, -0.15), (0.45, -0.5))])
+        crown = np.minimum.reduce(
+            [
+                _sd_polygon(u, v, np.array([[-w, y], [w, y], [0.0, y - 0.65]]))
+                for w, y in ((0.75, 0.25), (0.6, -0.15), (0.45, -0.5))
+            ]
+        )
     elif kind == "cactus":
         trunk = _sd_box(u, v, 0.0, 0.05, 0.17, 0.9, corner=0.15)
-        crown = np.minimum(_sd_segment(u, v, (-0.55, -0.45), (-0.55, 0.1), 0.12),
-                           _sd_segment(u, v, (0.55, -0.6), (0.55, -0.05), 0.12))
-        crown = np.minimum(crown, np.minimum(_sd_segment(u, v, (-0.55, 0.1), (0.0, 0.1), 0.12),
-                                             _sd_segment(u, v, (0.55, -0.05), (0.0, -0.05), 0.12)))
+        crown = np.minimum(
+            _sd_segment(u, v, (-0.55, -0.45), (-0.55, 0.1), 0.12), _sd_segment(u, v, (0.55, -0.6), (0.55, -0.05), 0.12)
+        )
+        crown = np.minimum(
+            crown,
+            np.minimum(
+                _sd_segment(u, v, (-0.55, 0.1), (0.0, 0.1), 0.12), _sd_segment(u, v, (0.55, -0.05), (0.0, -0.05), 0.12)
+            ),
+        )
         return _Drawing([(np.minimum(trunk, crown), ink)])
     else:  # mushroom
         trunk = _sd_box(u, v, 0.0, 0.4, 0.18, 0.5, corner=0.08)
@@ -414,9 +484,13 @@ def _draw_plant(pen: _Pen, kind: str) -> _Drawing:
 
 
 def _faces(combinations: list[tuple[int, int, int]]) -> dict[str, tuple[Callable[..., _Drawing], _Style]]:
-    return {f"face:{_EYES[e]}-eyes/{_EARS[r]}-ears/{_SNOUTS[s]}": (
-        partial(_draw_face, eyes=_EYES[e], ears=_EARS[r], snout=_SNOUTS[s]), _Style(_MAX_TILT_DEG, False, 1.0))
-        for e, r, s in combinations}
+    return {
+        f"face:{_EYES[e]}-eyes/{_EARS[r]}-ears/{_SNOUTS[s]}": (
+            partial(_draw_face, eyes=_EYES[e], ears=_EARS[r], snout=_SNOUTS[s]),
+            _Style(_MAX_TILT_DEG, False, 1.0),
+        )
+        for e, r, s in combinations
+    }
 
 
 _UPRIGHT = _Style(_MAX_TILT_DEG, True, 1.0)
@@ -424,25 +498,60 @@ _ANY_ANGLE = _Style(180.0, False, 1.0)
 _RENDERERS: dict[str, tuple[Callable[..., _Drawing], _Style]] = {
     # 12 faces: every (eyes, ears) pair once, the snout decided by both
     **_faces([(e, r, (e + r) % 3) for e in range(3) for r in range(4)]),
-    **{f"{body}:{wheels}-wheels/{windows}-windows": (
-        partial(_draw_vehicle, body=body, wheels=wheels, windows=windows), _UPRIGHT)
-       for body, wheels, windows in (("car", "two", "square"), ("car", "three", "round"), ("truck", "two", "round"),
-                                     ("truck", "three", "square"), ("bus", "two", "round"), ("bus", "three", "square"),
-                                     ("car", "two", "round"), ("bus", "three", "round"))},
-    **{f"house:{roof}-roof/{windows}-windows" + ("/chimney" if chimney else ""): (
-        partial(_draw_building, roof=roof, windows=windows, chimney=chimney), _UPRIGHT)
-       for roof, windows, chimney in (("gable", "square", True), ("gable", "round", False), ("flat", "square", False),
-                                      ("flat", "round", True), ("dome", "square", False), ("dome", "round", True))},
-    **{kind: (partial(_draw_plant, kind=kind), _UPRIGHT) for kind in ("daisy", "aster", "tulip", "broadleaf", "conifer", "cactus")},
-    **{kind: (partial(_draw_symmetric, kind=kind), _ANY_ANGLE)
-       for kind in ("striped_disc", "checkered_disc", "dotted_disc", "ringed_disc", "star", "cross")},
+    **{
+        f"{body}:{wheels}-wheels/{windows}-windows": (
+            partial(_draw_vehicle, body=body, wheels=wheels, windows=windows),
+            _UPRIGHT,
+        )
+        for body, wheels, windows in (
+            ("car", "two", "square"),
+            ("car", "three", "round"),
+            ("truck", "two", "round"),
+            ("truck", "three", "square"),
+            ("bus", "two", "round"),
+            ("bus", "three", "square"),
+            ("car", "two", "round"),
+            ("bus", "three", "round"),
+        )
+    },
+    **{
+        f"house:{roof}-roof/{windows}-windows" + ("/chimney" if chimney else ""): (
+            partial(_draw_building, roof=roof, windows=windows, chimney=chimney),
+            _UPRIGHT,
+        )
+        for roof, windows, chimney in (
+            ("gable", "square", True),
+            ("gable", "round", False),
+            ("flat", "square", False),
+            ("flat", "round", True),
+            ("dome", "square", False),
+            ("dome", "round", True),
+        )
+    },
+    **{
+        kind: (partial(_draw_plant, kind=kind), _UPRIGHT)
+        for kind in ("daisy", "aster", "tulip", "broadleaf", "conifer", "cactus")
+    },
+    **{
+        kind: (partial(_draw_symmetric, kind=kind), _ANY_ANGLE)
+        for kind in ("striped_disc", "checkered_disc", "dotted_disc", "ringed_disc", "star", "cross")
+    },
 }
 _HELDOUT_RENDERERS: dict[str, tuple[Callable[..., _Drawing], _Style]] = {
     **_faces([(0, 0, 1), (1, 1, 0), (2, 2, 2), (2, 3, 0)]),
-    "truck:three-wheels/round-windows": (partial(_draw_vehicle, body="truck", wheels="three", windows="round"), _UPRIGHT),
+    "truck:three-wheels/round-windows": (
+        partial(_draw_vehicle, body="truck", wheels="three", windows="round"),
+        _UPRIGHT,
+    ),
     "car:three-wheels/square-windows": (partial(_draw_vehicle, body="car", wheels="three", windows="square"), _UPRIGHT),
-    "house:gable-roof/round-windows/chimney": (partial(_draw_building, roof="gable", windows="round", chimney=True), _UPRIGHT),
-    "house:dome-roof/square-windows/chimney": (partial(_draw_building, roof="dome", windows="square", chimney=True), _UPRIGHT),
+    "house:gable-roof/round-windows/chimney": (
+        partial(_draw_building, roof="gable", windows="round", chimney=True),
+        _UPRIGHT,
+    ),
+    "house:dome-roof/square-windows/chimney": (
+        partial(_draw_building, roof="dome", windows="square", chimney=True),
+        _UPRIGHT,
+    ),
     "mushroom": (partial(_draw_plant, kind="mushroom"), _UPRIGHT),
 }
 _RENDERERS.update(_HELDOUT_RENDERERS)
@@ -450,8 +559,9 @@ _RENDERERS.update(_HELDOUT_RENDERERS)
 EMBEDDED_CLASSES: tuple[str, ...] = tuple(name for name in _RENDERERS if name not in _HELDOUT_RENDERERS)
 HELDOUT_CLASSES: tuple[str, ...] = tuple(_HELDOUT_RENDERERS)
 #: Classes drawn at any angle (rotation-symmetric); all others are drawn upright (within +-30 degrees).
-SYMMETRIC_CLASSES: frozenset[str] = frozenset(name for name, (_, style) in _RENDERERS.items()
-                                              if style.max_rotation_deg >= 180)
+SYMMETRIC_CLASSES: frozenset[str] = frozenset(
+    name for name, (_, style) in _RENDERERS.items() if style.max_rotation_deg >= 180
+)
 #: The face family: heads whose eyes, ears and snout differ; their images record eye and nose positions.
 FACE_CLASSES: tuple[str, ...] = tuple(name for name in EMBEDDED_CLASSES if name.startswith("face:"))
 #: Class sets by name; ``classes=`` arguments take these keys.
@@ -484,14 +594,22 @@ def _background(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, size: in
         else:
             angle, length = rng.uniform(0, np.pi), rng.uniform(0.15, 0.6) * size
             offset = np.array([np.cos(angle), np.sin(angle)]) * length / 2
-            sdf = _sd_segment(x, y, (cx - offset[0], cy - offset[1]), (cx + offset[0], cy + offset[1]),
-                              rng.uniform(0.4, 1.6))
+            sdf = _sd_segment(
+                x, y, (cx - offset[0], cy - offset[1]), (cx + offset[0], cy + offset[1]), rng.uniform(0.4, 1.6)
+            )
         _paint(canvas, sdf, shade)
     return canvas
 
 
-def _place(rng: np.random.Generator, style: _Style, size: int, scale: float, x: np.ndarray, y: np.ndarray,
-           centre: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+def _place(
+    rng: np.random.Generator,
+    style: _Style,
+    size: int,
+    scale: float,
+    x: np.ndarray,
+    y: np.ndarray,
+    centre: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
     """Local coordinates ``(u, v)`` of an object of ``style`` at ``centre`` (random inside the image if None)."""
     if centre is None:
         margin = 0.85 * style.extent * scale
@@ -502,14 +620,16 @@ def _place(rng: np.random.Generator, style: _Style, size: int, scale: float, x: 
     return mirror * u, v, centre, angle, mirror
 
 
-def _draw(rng: np.random.Generator, class_name: str, u: np.ndarray, v: np.ndarray, ground: np.ndarray,
-          scale: float) -> _Drawing:
+def _draw(
+    rng: np.random.Generator, class_name: str, u: np.ndarray, v: np.ndarray, ground: np.ndarray, scale: float
+) -> _Drawing:
     draw, _ = _RENDERERS[class_name]
     return draw(_Pen(u, v, rng, _colour(rng, far_from=ground, contrast=0.3), ground, scale))
 
 
-def _render_image(rng: np.random.Generator, class_name: str, size: int, names: tuple[str, ...]
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def _render_image(
+    rng: np.random.Generator, class_name: str, size: int, names: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """One picture: ``(image (3, H, W) uint8, mask (H, W) bool, parts (3, 2), part_radius)``.
 
     Background clutter, then 2-4 fragments of other objects of the class set ``names`` (each a
@@ -521,8 +641,9 @@ def _render_image(rng: np.random.Generator, class_name: str, size: int, names: t
     for _ in range(int(rng.integers(*_FRAGMENTS))):
         other = names[int(rng.integers(len(names)))]
         scale = rng.uniform(*_FRAGMENT_SCALE) * size
-        u, v, centre, angle, mirror = _place(rng, _RENDERERS[other][1], size, scale, x, y,
-                                             rng.uniform(-0.1, 1.1, size=2) * size)
+        u, v, centre, angle, mirror = _place(
+            rng, _RENDERERS[other][1], size, scale, x, y, rng.uniform(-0.1, 1.1, size=2) * size
+        )
         ground = canvas[int(np.clip(centre[1], 0, size - 1)), int(np.clip(centre[0], 0, size - 1))].copy()
         window_u, window_v = rng.uniform(-0.6, 0.6, size=2)
         window_radius = rng.uniform(*_FRAGMENT_WINDOW)
@@ -573,12 +694,16 @@ def _class_set(classes: str) -> tuple[int, tuple[str, ...]]:
 def _labels(start: int, stop: int, seed: int, set_index: int, num_classes: int) -> np.ndarray:
     """Labels of images ``start..stop-1``: each block of ``num_classes`` images is a permutation."""
     blocks = range(start // num_classes, (stop - 1) // num_classes + 1)
-    labels = np.concatenate([
-        np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(set_index, 0, block))).permutation(num_classes)
-        for block in blocks
-    ])
+    labels = np.concatenate(
+        [
+            np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(set_index, 0, block))).permutation(
+                num_classes
+            )
+            for block in blocks
+        ]
+    )
     offset = blocks[0] * num_classes
-    return labels[start - offset:stop - offset]
+    return labels[start - offset : stop - offset]
 
 
 def _render_range(start: int, stop: int, seed: int, classes: str, size: int) -> dict[str, np.ndarray]:
@@ -596,7 +721,8 @@ def _render_range(start: int, stop: int, seed: int, classes: str, size: int) -> 
     for row, (index, label) in enumerate(zip(range(start, stop), labels)):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(set_index, 1, index)))
         out["images"][row], out["masks"][row], out["parts"][row], out["part_radius"][row] = _render_image(
-            rng, names[label], size, names)
+            rng, names[label], size, names
+        )
     return out
 
 
@@ -605,8 +731,14 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("fork" if sys.platform == "linux" else None)
 
 
-def generate_shapes(num_images: int, seed: int, classes: str = "main", image_size: int = 64,
-                    progress: bool = True, workers: int | None = None) -> dict[str, np.ndarray]:
+def generate_shapes(
+    num_images: int,
+    seed: int,
+    classes: str = "main",
+    image_size: int = 64,
+    progress: bool = True,
+    workers: int | None = None,
+) -> dict[str, np.ndarray]:
     """Generate ``num_images`` pictures of the class set ``classes`` ("main" or "heldout").
 
     Image ``i`` depends only on ``(seed, classes, i, image_size)``; every block of
@@ -670,8 +802,14 @@ def _channel_statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values.mean(axis=1), values.std(axis=1)
 
 
-def load_embedded(split: str = "train", root: str | Path | None = None, seed: int = 0, classes: str = "main",
-                  num_images: int | None = None, progress: bool = True) -> ImageTensorDataset:
+def load_embedded(
+    split: str = "train",
+    root: str | Path | None = None,
+    seed: int = 0,
+    classes: str = "main",
+    num_images: int | None = None,
+    progress: bool = True,
+) -> ImageTensorDataset:
     """The embedded dataset's ``split``, generated once and then read from a hashed cache.
 
     Args:
@@ -693,10 +831,19 @@ def load_embedded(split: str = "train", root: str | Path | None = None, seed: in
     if not isinstance(num_images, (int, np.integer)) or num_images < 1:
         raise ValueError(f"num_images must be a positive integer or None for the default, got {num_images!r}")
     path = Path(root if root is not None else DATA_DIR / "cache") / (
-        f"embedded-{classes}-{split}-seed{seed}-n{num_images}-v{GENERATOR_VERSION}.npz")
-    info = {"dataset": "embedded", "classes": classes, "class_names": list(names), "split": split,
-            "seed": int(seed), "num_images": int(num_images), "image_size": IMAGE_SIZE,
-            "generator_version": GENERATOR_VERSION, "stats_images": STATS_IMAGES}
+        f"embedded-{classes}-{split}-seed{seed}-n{num_images}-v{GENERATOR_VERSION}.npz"
+    )
+    info = {
+        "dataset": "embedded",
+        "classes": classes,
+        "class_names": list(names),
+        "split": split,
+        "seed": int(seed),
+        "num_images": int(num_images),
+        "image_size": IMAGE_SIZE,
+        "generator_version": GENERATOR_VERSION,
+        "stats_images": STATS_IMAGES,
+    }
     arrays = None
     if path.exists() or path.with_suffix(".json").exists():
         try:
@@ -712,7 +859,10 @@ def load_embedded(split: str = "train", root: str | Path | None = None, seed: in
         arrays["mean"], arrays["std"] = _channel_statistics(sample)
         save_array_cache(path, arrays, info)
     return ImageTensorDataset(
-        torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"]), names,
-        arrays["mean"].tolist(), arrays["std"].tolist(),
+        torch.from_numpy(arrays["images"]),
+        torch.from_numpy(arrays["labels"]),
+        names,
+        arrays["mean"].tolist(),
+        arrays["std"].tolist(),
         {key: torch.from_numpy(arrays[key]) for key in ("parts", "part_radius", "masks")},
     )

@@ -9,6 +9,7 @@ Photos (:func:`load_image_folder`) are decoded once into a ``uint8`` tensor and 
 ``DATA_DIR / "cache"`` with :func:`save_array_cache`, keyed by the folder, the size and
 modification time of every image, and the image size, so a second load skips decoding.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,10 +18,10 @@ import shutil
 import tarfile
 import tempfile
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -32,9 +33,18 @@ from tqdm.auto import tqdm
 from .core import DATA_DIR, CacheError, ImageTensorDataset, load_array_cache, save_array_cache
 
 __all__ = [
-    "RegistryEntry", "REGISTRY", "DownloadError", "download",
-    "CIFAR10_MEAN", "CIFAR10_STD", "IMAGENET_MEAN", "IMAGENET_STD", "IMAGENETTE_CLASSES",
-    "load_cifar10", "load_image_folder", "load_imagenette",
+    "RegistryEntry",
+    "REGISTRY",
+    "DownloadError",
+    "download",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMAGENETTE_CLASSES",
+    "load_cifar10",
+    "load_image_folder",
+    "load_imagenette",
 ]
 
 _HASH_LENGTHS = {"md5": 32, "sha256": 64}
@@ -92,9 +102,15 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Readable names of Imagenette's WordNet ids.
 IMAGENETTE_CLASSES = {
-    "n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
-    "n03000684": "chain saw", "n03028079": "church", "n03394916": "French horn",
-    "n03417042": "garbage truck", "n03425413": "gas pump", "n03445777": "golf ball",
+    "n01440764": "tench",
+    "n02102040": "English springer",
+    "n02979186": "cassette player",
+    "n03000684": "chain saw",
+    "n03028079": "church",
+    "n03394916": "French horn",
+    "n03417042": "garbage truck",
+    "n03425413": "gas pump",
+    "n03445777": "golf ball",
     "n03888257": "parachute",
 }
 
@@ -154,8 +170,7 @@ def _fetch(entry: RegistryEntry, archive: Path, progress: bool) -> None:
             try:
                 with urllib.request.urlopen(entry.url, timeout=30) as response:
                     total = int(response.headers.get("Content-Length") or 0) or None
-                    with tqdm(total=total, unit="B", unit_scale=True, desc=entry.filename,
-                              disable=not progress) as bar:
+                    with tqdm(total=total, unit="B", unit_scale=True, desc=entry.filename, disable=not progress) as bar:
                         for block in iter(lambda: response.read(1 << 20), b""):
                             stream.write(block)
                             bar.update(len(block))
@@ -248,8 +263,9 @@ class _CIFAR10Batches(CIFAR10):
     meta = {**CIFAR10.meta, "md5": None}
 
 
-def load_cifar10(split: str = "train", root: str | os.PathLike | None = None,
-                 download: bool = False) -> ImageTensorDataset:
+def load_cifar10(
+    split: str = "train", root: str | os.PathLike | None = None, download: bool = False
+) -> ImageTensorDataset:
     """CIFAR-10 from its python pickle batches, as ``(N, 3, 32, 32)`` uint8 images.
 
     Args:
@@ -318,8 +334,11 @@ def _decoded_folder(image_root: Path, image_size: int, cache_dir: Path, progress
     ``(C,)`` str, ``mean`` and ``std`` ``(3,)`` float64.
     """
     try:
-        folder = ImageFolder(str(image_root), loader=partial(_open_rgb, image_size=image_size),
-                             transform=partial(_to_square_tensor, image_size=image_size))
+        folder = ImageFolder(
+            str(image_root),
+            loader=partial(_open_rgb, image_size=image_size),
+            transform=partial(_to_square_tensor, image_size=image_size),
+        )
     except FileNotFoundError as error:
         raise ValueError(
             f"{image_root} is not an image folder ({error}); expected <folder>/<class name>/<image file>, "
@@ -330,8 +349,13 @@ def _decoded_folder(image_root: Path, image_size: int, cache_dir: Path, progress
         status = os.stat(path)
         relative = os.path.relpath(path, image_root)
         listing.update(f"{relative}\t{label}\t{status.st_size}\t{status.st_mtime_ns}\n".encode())
-    info = {"format": _CACHE_FORMAT, "folder": str(image_root), "image_size": image_size,
-            "images": len(folder), "files_sha256": listing.hexdigest()}
+    info = {
+        "format": _CACHE_FORMAT,
+        "folder": str(image_root),
+        "image_size": image_size,
+        "images": len(folder),
+        "files_sha256": listing.hexdigest(),
+    }
     cache_key = hashlib.sha256(str(image_root).encode()).hexdigest()[:16]
     cache_path = cache_dir / f"image-folder-{image_root.name}-{cache_key}-{image_size}px.npz"
     try:
@@ -340,8 +364,13 @@ def _decoded_folder(image_root: Path, image_size: int, cache_dir: Path, progress
         pass
     images = _decode_images(folder, image_size, progress, f"decoding {image_root.name}")
     mean, std = _channel_stats(images)
-    arrays = {"images": images.numpy(), "labels": np.array(folder.targets, dtype=np.int64),
-              "classes": np.array(folder.classes), "mean": mean, "std": std}
+    arrays = {
+        "images": images.numpy(),
+        "labels": np.array(folder.targets, dtype=np.int64),
+        "classes": np.array(folder.classes),
+        "mean": mean,
+        "std": std,
+    }
     save_array_cache(cache_path, arrays, info)
     return arrays
 
@@ -405,9 +434,7 @@ def load_image_folder(
     if split is not None and (root / split).is_dir():
         image_root = root / split
     elif splits:
-        raise ValueError(
-            f"{root} has the split folders {', '.join(splits)}; pass split= one of them, got {split!r}"
-        )
+        raise ValueError(f"{root} has the split folders {', '.join(splits)}; pass split= one of them, got {split!r}")
     else:
         image_root = root
     if cache_dir is None:
@@ -420,8 +447,9 @@ def load_image_folder(
         mean, std = stats["mean"].tolist(), stats["std"].tolist()
     readable = _read_class_names([image_root, root])
     class_names = [readable.get(name, name) for name in arrays["classes"].tolist()]
-    return ImageTensorDataset(torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"]),
-                              class_names, mean, std)
+    return ImageTensorDataset(
+        torch.from_numpy(arrays["images"]), torch.from_numpy(arrays["labels"]), class_names, mean, std
+    )
 
 
 def load_imagenette(

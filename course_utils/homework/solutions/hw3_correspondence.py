@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from course_utils.homework import Check, random_zfnet
-from course_utils.transfer import layer_outputs
+from course_utils.layers import layer_outputs
 
 
 def mask_square(image: Tensor, centre: tuple[float, float], size: int, fill: float = 0.0) -> Tensor:
