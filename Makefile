@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 BUILD  := build
 
-.PHONY: setup course test test-fast lab checkpoints ablation findings homework handouts slides clean
+.PHONY: setup lint course test test-fast lab checkpoints ablation findings homework handouts slides clean
 
 setup: $(VENV)/.installed
 
@@ -19,6 +19,12 @@ $(VENV)/.installed: pyproject.toml
 		apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
 		echo "note: Chromium not installed (run 'sudo apt-get install chromium'); the browser test will skip"
 	touch $@
+
+## Lint, format check and type check of the package, tests and benchmarks (CI runs it first).
+lint: setup
+	$(BIN)/ruff check course_utils tests benchmarks
+	$(BIN)/ruff format --check course_utils tests benchmarks
+	$(BIN)/mypy
 
 ## The course's main job: execute every notebook headless, write HTML under build/course/.
 course: setup

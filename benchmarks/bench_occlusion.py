@@ -9,7 +9,7 @@ normalized space) moved by ``STRIDE`` pixels:
 * ours: :func:`course_utils.occlusion.occlusion_map` plus the conversion of its map to
   Captum's per-pixel attribution (``P(clean) - occlusion_to_pixels(map)``);
 * Captum: ``Occlusion(lambda x: softmax(model(x))).attribute(...)`` with the same window,
-  stride, baseline and target, ``perturbations_per_eval`` tuned (every value in
+  stride, fill and target, ``perturbations_per_eval`` tuned (every value in
   ``CAPTUM_PERTURBATIONS`` is timed on the first image and the fastest is kept). For
   information, Captum is also timed with a forward function that converts its input to
   channels-last memory (not what the target is defined on).
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         """Captum-style attributions from our occlusion maps."""
         attributions = []
         for image, label in zip(images, labels):
-            result = occlusion_map(model, image, window, stride, target_class=int(label), layer=None)
+            result = occlusion_map(model, image, window, stride, target=int(label), layer=None)
             clean = result.unoccluded_probabilities[int(label)]
             attributions.append(clean - result.to_pixels(result.probability))
         return attributions

@@ -34,18 +34,21 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from .architecture import FIRST_LAYER_VARIANTS, first_layer_numbers
 from .data.core import DATA_DIR, ImageTensorDataset, atomic_write
 from .models import ZFNetConfig, count_parameters
+from .progress import progress_bar
+from .stats import MeanStd
 from .train import TrainConfig, evaluate, train
 from .transfer import few_shot_subset
 
@@ -60,7 +63,9 @@ __all__ = [
     "run_ablation",
     "load_results",
     "summarize",
-    "format_summary",
+    "AblationSummary",
+    "Reversal",
+    "VariantSummary",
     "single_run_reversals",
     "main",
 ]
@@ -204,7 +209,7 @@ def run_ablation(
     records = load_results(path) if path is not None else []
     done = {(record["variant"], record["seed"]): record for record in records}
     split = {name: split_overrides(name, overrides) for name, overrides in variants.items()}
-    runs = tqdm([(name, seed) for name in variants for seed in seeds], desc="ablation runs", disable=not progress)
+    runs = progress_bar([(name, seed) for name in variants for seed in seeds], desc="ablation runs", progress=progress)
     for name, seed in runs:
         model_overrides, train_overrides = split[name]
         model_config = dataclasses.replace(
@@ -254,18 +259,63 @@ def run_ablation(
     return records
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
-    tensor = torch.tensor(values, dtype=torch.float64)
-    return tensor.mean().item(), (tensor.std().item() if len(values) > 1 else None)
+@dataclass(frozen=True)
+class VariantSummary:
+    """One variant of a table over its seeds (errors are fractions in [0, 1])."""
+
+    variant: str
+    parameters: int
+    seeds: tuple[int, ...]
+    train_error: MeanStd
+    val_error: MeanStd
+    seconds: MeanStd
 
 
-def summarize(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per variant (in order of first appearance) with mean and sample std over seeds.
+@dataclass(frozen=True)
+class AblationSummary:
+    """:func:`summarize`'s result: one :class:`VariantSummary` per variant, in order of first
+    appearance; ``summary["full"]`` picks one by name."""
 
-    Row: ``{"variant", "parameters", "seeds", "train_error_mean", "train_error_std",
-    "val_error_mean", "val_error_std", "seconds_mean"}``; a std is ``None`` with one seed.
+    rows: tuple[VariantSummary, ...]
+
+    def __getitem__(self, variant: str) -> VariantSummary:
+        for row in self.rows:
+            if row.variant == variant:
+                return row
+        raise KeyError(f"no variant {variant!r}; the summary has {[row.variant for row in self.rows]}")
+
+    def __iter__(self) -> Iterator[VariantSummary]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def format(self, paper: Mapping[str, tuple[float, float]] | None = None) -> str:
+        """A text table: errors in percent, mean +- std over seeds; with ``paper``
+        (``{variant: (train error %, val error %)}``) the paper's numbers beside ours."""
+        width = max([len(row.variant) for row in self.rows] + [len("variant")])
+        header = f"{'variant'.ljust(width)}  {'parameters':>10}  {'seeds':>5}  {'train error %':>14}  "
+        header += f"{'paper':>6}  " if paper is not None else ""
+        header += f"{'val error %':>14}  " + (f"{'paper':>6}  " if paper is not None else "") + f"{'s/run':>6}"
+        lines = [header]
+        for row in self.rows:
+            reference = (paper or {}).get(row.variant, (math.nan, math.nan))
+            line = f"{row.variant.ljust(width)}  {row.parameters:>10,}  {len(row.seeds):>5}  "
+            line += f"{row.train_error.format(1, scale=100):>14}  "
+            line += f"{reference[0]:>6.1f}  " if paper is not None else ""
+            line += f"{row.val_error.format(1, scale=100):>14}  "
+            line += f"{reference[1]:>6.1f}  " if paper is not None else ""
+            lines.append(line + f"{row.seconds.mean:>6.1f}")
+        return "\n".join(lines)
+
+
+def summarize(results: Sequence[Mapping[str, Any]]) -> AblationSummary:
+    """Mean and sample std over seeds of each variant's records (see :class:`AblationSummary`).
+
+    Raises ``ValueError`` when one variant's records have different parameter counts (they come
+    from different architectures).
     """
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[Mapping[str, Any]]] = {}
     for record in results:
         groups.setdefault(record["variant"], []).append(record)
     rows = []
@@ -276,50 +326,36 @@ def summarize(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 f"variant {name!r} has records with different parameter counts {sorted(counts)}; "
                 "they come from different architectures and cannot be averaged"
             )
-        train_mean, train_std = _mean_std([record["train_error"] for record in group])
-        val_mean, val_std = _mean_std([record["val_error"] for record in group])
         rows.append(
-            {
-                "variant": name,
-                "parameters": counts.pop(),
-                "seeds": [record["seed"] for record in group],
-                "train_error_mean": train_mean,
-                "train_error_std": train_std,
-                "val_error_mean": val_mean,
-                "val_error_std": val_std,
-                "seconds_mean": _mean_std([record["seconds"] for record in group])[0],
-            }
+            VariantSummary(
+                variant=name,
+                parameters=counts.pop(),
+                seeds=tuple(record["seed"] for record in group),
+                train_error=MeanStd.of(record["train_error"] for record in group),
+                val_error=MeanStd.of(record["val_error"] for record in group),
+                seconds=MeanStd.of(record["seconds"] for record in group),
+            )
         )
-    return rows
+    return AblationSummary(tuple(rows))
 
 
-def format_summary(rows: Sequence[dict[str, Any]]) -> str:
-    """:func:`summarize`'s rows as a text table (errors in percent, mean +- std over seeds)."""
+@dataclass(frozen=True)
+class Reversal:
+    """How often single runs rank two variants against their means: ``reversed`` is the fraction
+    of ``(seed of better, seed of worse)`` pairs in which ``better`` has the higher val error;
+    ``gap`` the difference of their mean val errors."""
 
-    def percent(mean: float, std: float | None) -> str:
-        return f"{100 * mean:5.1f}" + ("" if std is None else f" +- {100 * std:4.1f}")
-
-    width = max([len(row["variant"]) for row in rows] + [len("variant")])
-    lines = [
-        f"{'variant'.ljust(width)}  {'parameters':>10}  {'seeds':>5}  {'train error %':>14}  "
-        f"{'val error %':>14}  {'s/run':>6}"
-    ]
-    for row in rows:
-        lines.append(
-            f"{row['variant'].ljust(width)}  {row['parameters']:>10,}  {len(row['seeds']):>5}  "
-            f"{percent(row['train_error_mean'], row['train_error_std']):>14}  "
-            f"{percent(row['val_error_mean'], row['val_error_std']):>14}  {row['seconds_mean']:>6.1f}"
-        )
-    return "\n".join(lines)
+    better: str
+    worse: str
+    gap: float
+    reversed: float
 
 
-def single_run_reversals(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def single_run_reversals(results: Sequence[Mapping[str, Any]]) -> list[Reversal]:
     """How often one run per variant, as in the paper, would rank two variants the wrong way round.
 
-    For every pair of variants ``better``/``worse`` (ordered by mean val error over seeds), the
-    fraction of the ``(seed of better, seed of worse)`` combinations in which the single run of
-    ``better`` has the *higher* val error. Returns rows ``{"better", "worse", "gap",
-    "reversed"}`` (``gap``: difference of the means, in [0, 1]), largest ``reversed`` first.
+    One :class:`Reversal` for every pair of variants ordered by mean val error over seeds,
+    most often reversed first.
     """
     errors: dict[str, list[float]] = {}
     for record in results:
@@ -330,15 +366,9 @@ def single_run_reversals(results: Sequence[dict[str, Any]]) -> list[dict[str, An
     for position, better in enumerate(names):
         for worse in names[position + 1 :]:
             combinations = [(a, b) for a in errors[better] for b in errors[worse]]
-            rows.append(
-                {
-                    "better": better,
-                    "worse": worse,
-                    "gap": means[worse] - means[better],
-                    "reversed": sum(a > b for a, b in combinations) / len(combinations),
-                }
-            )
-    return sorted(rows, key=lambda row: (-row["reversed"], row["gap"]))
+            reversed_fraction = sum(a > b for a, b in combinations) / len(combinations)
+            rows.append(Reversal(better, worse, means[worse] - means[better], reversed_fraction))
+    return sorted(rows, key=lambda row: (-row.reversed, row.gap))
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -404,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     )
     seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
     records = run_ablation(variants, train_set, val_set, config, seeds, results_path=args.out or default_out)
-    print(format_summary(summarize([r for r in records if r["variant"] in variants and r["seed"] in seeds])))
+    print(summarize([r for r in records if r["variant"] in variants and r["seed"] in seeds]).format())
     return records
 
 

@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .checks import check_eval_mode, check_images
 from .layers import layer_path, pair, record_forward
+from .progress import progress_bar
 
 __all__ = [
     "TopK",
@@ -105,6 +105,7 @@ def mine_top_activations(
     model: nn.Module,
     data: Any,
     layers: Sequence[str] | str,
+    *,
     k: int = 9,
     batch_size: int = 128,
     progress: bool = True,
@@ -166,7 +167,7 @@ def mine_top_activations(
     batches, total = _image_batches(data, batch_size)
     seen = 0
     with torch.no_grad():
-        for batch in tqdm(batches, total=total, desc="mining top activations", disable=not progress):
+        for batch in progress_bar(batches, total=total, desc="mining top activations", progress=progress):
             images = _batch_images(batch)
             check_images(model, images, check_finite=False)  # the maxima are checked instead
             recording = record_forward(model, images, paths[deepest], keep=layers)

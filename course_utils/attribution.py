@@ -41,11 +41,11 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .checks import check_eval_mode, check_images, check_selections, check_units
 from .deconvnet import UnitValue, check_reversible
 from .layers import layer_path, record_forward, unit_values
+from .progress import progress_bar
 
 __all__ = ["RULES", "MaximizedActivation", "attribute", "maximize_activation", "mean_unpool", "project_mean_unpooling"]
 
@@ -78,9 +78,9 @@ def attribute(
     images: Tensor,
     layer: str,
     selections: Tensor,
-    rule: Rule = "gradient",
     *,
-    unit_value: UnitValue = "one",
+    rule: Rule = "gradient",
+    unit_value: UnitValue = "activation",
     batch_size: int = 64,
 ) -> Tensor:
     """Backward pass from selected units of ``layer`` to the input, with a ReLU ``rule``.
@@ -174,7 +174,7 @@ def maximize_activation(
     jitter: int = 2,
     blur_every: int = 4,
     blur_sigma: float = 0.5,
-    progress: bool = False,
+    progress: bool = True,
 ) -> MaximizedActivation:
     """Synthesize an input that excites ``channel`` of ``layer`` strongly (gradient ascent).
 
@@ -209,7 +209,7 @@ def maximize_activation(
     with torch.no_grad():
         start_activation = float(objective(image))
     history = []
-    for step in tqdm(range(steps), desc=f"maximizing {layer}[{channel}]", disable=not progress):
+    for step in progress_bar(range(steps), desc=f"maximizing {layer}[{channel}]", progress=progress):
         shift = [int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=generator)]
         shifted = torch.roll(image, shift, dims=(2, 3)).requires_grad_(True)
         with torch.enable_grad():

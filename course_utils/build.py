@@ -1,4 +1,5 @@
-"""Readable versions of the course: a static site for self-study, reveal.js slides for lectures.
+"""Readable versions of the course: a static site for self-study, reveal.js slides for lectures.from .progress import progress_bar
+
 
     python -m course_utils.build --out build/course          # the site (the course's main job)
     python -m course_utils.build slides --out build/slides   # one reveal.js deck per notebook
@@ -34,6 +35,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .progress import progress_bar
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 #: Where slides load reveal.js from (nbconvert's default CDN).
@@ -192,11 +195,10 @@ def build_course(
 ) -> Path:
     """Execute ``notebooks`` (default: all of the course) into ``out_dir``; write
     ``timings.json`` and ``index.html`` (see the module docstring). Returns the index."""
-    from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
     rows = []
-    for path in tqdm(list(notebooks or course_notebooks()), desc="executing notebooks"):
+    for path in progress_bar(list(notebooks or course_notebooks()), desc="executing notebooks"):
         if path.stem not in course_map:
             print(f"note: {path.name} has no entry in course_utils.build.COURSE_MAP", file=sys.stderr)
         html_path, seconds = execute_notebook(path, out_dir)
@@ -272,13 +274,12 @@ def build_slides(
     """
     import nbformat
     from nbconvert import SlidesExporter
-    from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     exporter = SlidesExporter(reveal_url_prefix=reveal_prefix, reveal_scroll=True)
     written = []
-    for path in tqdm(list(notebooks or course_notebooks()), desc="building slides"):
+    for path in progress_bar(list(notebooks or course_notebooks()), desc="building slides"):
         if executed is None:
             notebook, _ = run_notebook(path)
         else:

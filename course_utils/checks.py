@@ -16,6 +16,7 @@ trace or, worse, a silently wrong picture. Conventions:
 from __future__ import annotations
 
 import numbers
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -26,6 +27,7 @@ __all__ = [
     "check_fill",
     "check_float_images",
     "check_images",
+    "check_index",
     "check_positive_int",
     "check_selections",
     "check_units",
@@ -94,12 +96,36 @@ def check_eval_mode(model: nn.Module) -> None:
             )
 
 
-def check_positive_int(value: object, name: str) -> int:
-    """``value`` as an ``int`` if it is an integer >= 1 (``bool`` and non-integral numbers are
-    refused, never truncated); a ``ValueError`` naming ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+def check_positive_int(value: object, name: str, meaning: str = "") -> int:
+    """``value`` as an ``int`` if it is an integer >= 1 (Python, numpy or 0-d torch integers;
+    ``bool`` and non-integral numbers are refused, never truncated); otherwise a ``ValueError``
+    naming ``name`` (and what it means, e.g. ``"occluder side in pixels"``)."""
+    number = None
+    if not isinstance(value, bool):
+        try:
+            number = operator.index(value)  # type: ignore[arg-type]
+        except TypeError:
+            pass
+    if number is None or number < 1:
+        what = f" ({meaning})" if meaning else ""
+        raise ValueError(f"{name} must be a positive integer{what}, got {value!r}")
+    return number
+
+
+def check_index(value: object, name: str, size: int, what: str) -> int:
+    """``value`` as an ``int`` in ``0 .. size - 1`` (an integer, never truncated); otherwise a
+    ``ValueError`` naming ``name`` and the valid range of ``what`` (e.g. ``"the model's classes"``)."""
+    number = None
+    if not isinstance(value, bool):
+        try:
+            number = operator.index(value)  # type: ignore[arg-type]
+        except TypeError:
+            pass
+    if number is None:
+        raise ValueError(f"{name} must be an integer index into {what}, got {value!r}")
+    if not 0 <= number < size:
+        raise ValueError(f"{name} {number} is out of range: {what} are 0..{size - 1}")
+    return number
 
 
 def check_fill(value: float | Sequence[float] | Tensor, name: str, channels: int = 3) -> Tensor:
@@ -112,10 +138,13 @@ def check_fill(value: float | Sequence[float] | Tensor, name: str, channels: int
                 "normalize it like the images (0.0 is the dataset mean)"
             )
         values = value.detach().to("cpu", torch.float64).flatten()
-    elif isinstance(value, bool) or not isinstance(value, (numbers.Real, Sequence)):
+    elif isinstance(value, (bool, str)) or not isinstance(value, (numbers.Real, Sequence)):
         raise ValueError(f"{name} must be a float or {channels} per-channel floats, got {type(value).__name__}")
     else:
-        values = torch.as_tensor([value] if isinstance(value, numbers.Real) else list(value), dtype=torch.float64)
+        items = [value] if isinstance(value, numbers.Real) else list(value)
+        if not all(isinstance(item, numbers.Real) and not isinstance(item, bool) for item in items):
+            raise ValueError(f"{name} must be a float or {channels} per-channel floats, got {value!r}")
+        values = torch.tensor([float(item) for item in items], dtype=torch.float64)
     if values.numel() == 1:
         values = values.expand(channels).clone()
     if values.numel() != channels:

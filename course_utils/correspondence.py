@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from .checks import check_fill, check_float_images, check_positive_int
 from .data.core import ImageTensorDataset
 from .layers import layer_outputs
+from .progress import progress_bar
+from .stats import MeanStd
 
 __all__ = [
     "PART_NAMES",
@@ -42,45 +44,42 @@ __all__ = [
     "hamming_consistency",
     "correspondence_delta",
     "random_centres",
-    "part_sizes",
+    "part_windows",
     "correspondence_table",
-    "format_correspondence_table",
+    "CorrespondenceTable",
 ]
 
 #: Order of the parts in the embedded dataset's ``extras["parts"]`` ``(N, 3, 2)``.
 PART_NAMES = ("left_eye", "right_eye", "nose")
 
 
-def _square_start(centre: float, size: int) -> int:
-    """First pixel of a ``size``-pixel run centred on ``centre`` (the nearest pixel for odd sizes)."""
-    return math.floor(centre - (size - 1) / 2 + 0.5)
+def _square_start(centre: float, window: int) -> int:
+    """First pixel of a ``window``-pixel run centred on ``centre`` (the nearest pixel for odd windows)."""
+    return math.floor(centre - (window - 1) / 2 + 0.5)
 
 
-def mask_square(image: torch.Tensor, centre: Sequence[float], size: int, fill: float = 0.0) -> torch.Tensor:
-    """A copy of ``image (C, H, W)`` with a ``size x size`` square around ``centre = (x, y)`` set to ``fill``.
+def mask_square(image: torch.Tensor, centre: Sequence[float], window: int, fill: float = 0.0) -> torch.Tensor:
+    """A copy of ``image (C, H, W)`` with a ``window x window`` square around ``centre = (y, x)``
+    set to ``fill``.
 
-    ``x`` is the column and ``y`` the row, in pixels (pixel centres at integers). The square
-    covers columns ``x0 .. x0 + size - 1`` with ``x0 = floor(x - (size - 1) / 2 + 0.5)`` (same
-    for rows) and is clipped at the image border. ``fill`` is in the image's units: 0 in a
+    ``y`` is the row and ``x`` the column, in pixels (pixel centres at integers). The square
+    covers rows ``y0 .. y0 + window - 1`` with ``y0 = floor(y - (window - 1) / 2 + 0.5)`` (same
+    for columns) and is clipped at the image border. ``fill`` is in the image's units: 0 in a
     normalized image is the dataset's mean colour, the grey of the paper's masks.
     """
-    if image.ndim != 3:
-        raise ValueError(
-            f"image must have shape (C, H, W), got {tuple(image.shape)}; "
-            "mask a batch one image at a time or index it with images[i]"
-        )
-    if size < 1:
-        raise ValueError(f"size must be at least 1 pixel, got {size}")
-    x, y = (float(value) for value in centre)
+    check_float_images(image, batched=False, channels=None)
+    window = check_positive_int(window, "window", "the square's side in pixels")
+    fill_value = float(check_fill(fill, "fill", channels=1))
+    y, x = (float(value) for value in centre)
     height, width = image.shape[-2:]
     if not (0 <= x <= width - 1 and 0 <= y <= height - 1):
         raise ValueError(
-            f"centre (x={x}, y={y}) lies outside the {width}x{height} image "
-            f"(need 0 <= x <= {width - 1}, 0 <= y <= {height - 1}); is it (x, y) and not NaN?"
+            f"centre (y={y}, x={x}) lies outside the {height}x{width} image "
+            f"(need 0 <= y <= {height - 1}, 0 <= x <= {width - 1}); is it (y, x) and not NaN?"
         )
-    left, top = _square_start(x, size), _square_start(y, size)
+    top, left = _square_start(y, window), _square_start(x, window)
     masked = image.clone()
-    masked[:, max(top, 0) : top + size, max(left, 0) : left + size] = fill
+    masked[:, max(top, 0) : top + window, max(left, 0) : left + window] = fill_value
     return masked
 
 
@@ -101,43 +100,47 @@ def hamming_consistency(eps: torch.Tensor) -> float:
     return (signs[first] != signs[second]).float().mean().item()
 
 
-def _per_image_sizes(size: int | Sequence[int] | torch.Tensor, count: int) -> list[int]:
-    values = torch.as_tensor(size)
-    sizes = [int(s) for s in (values.expand(count) if values.ndim == 0 else values.flatten())]
-    if len(sizes) != count:
-        raise ValueError(f"size must be one int or one per image ({count}), got {len(sizes)} values")
-    return sizes
+def _per_image_windows(window: int | Sequence[int] | torch.Tensor, count: int) -> list[int]:
+    values = torch.as_tensor(window)
+    if values.is_floating_point() or values.dtype == torch.bool:
+        raise ValueError(f"window must be integers (square sides in pixels), got {values.dtype} values")
+    windows = [int(w) for w in (values.expand(count) if values.ndim == 0 else values.flatten())]
+    if len(windows) != count:
+        raise ValueError(f"window must be one int or one per image ({count}), got {len(windows)} values")
+    return [check_positive_int(w, "window", "the square's side in pixels") for w in windows]
 
 
 def correspondence_delta(
     model: nn.Module,
     images: torch.Tensor,
     centres: torch.Tensor,
-    size: int | Sequence[int] | torch.Tensor,
+    window: int | Sequence[int] | torch.Tensor,
+    *,
     layers: Sequence[str] = ("pool5", "relu7"),
     fill: float = 0.0,
 ) -> dict[str, float]:
     """``{layer: Delta}`` for masking a square around ``centres[i]`` in each of ``images``.
 
     Args:
-        model: a network with the paper's layer names (eval mode is used).
+        model: a flat model in eval mode with the paper's layer names.
         images: ``(N, 3, H, W)`` normalized images, ``N >= 2``.
-        centres: ``(N, 2)`` square centres ``(x, y)`` in pixels, one per image.
-        size: the square's side in pixels, one int or ``N`` of them.
+        centres: ``(N, 2)`` square centres ``(y, x)`` in pixels, one per image.
+        window: the square's side in pixels, one int or ``N`` of them.
         layers: where the features are compared; ``pool5`` is the paper's "layer 5" (its
             output after pooling), ``relu7`` its "layer 7".
         fill: value written into the square (0: the mean colour of a normalized image).
     """
-    if images.ndim != 4 or images.shape[0] < 2:
-        raise ValueError(f"images must have shape (N, 3, H, W) with N >= 2, got {tuple(images.shape)}")
+    check_float_images(images)
+    if images.shape[0] < 2:
+        raise ValueError(f"images must hold N >= 2 images to compare, got {images.shape[0]}")
     centres = torch.as_tensor(centres, dtype=torch.float64)
     if centres.shape != (images.shape[0], 2):
         raise ValueError(
-            f"centres must have shape ({images.shape[0]}, 2): one (x, y) per image, got {tuple(centres.shape)}"
+            f"centres must have shape ({images.shape[0]}, 2): one (y, x) per image, got {tuple(centres.shape)}"
         )
-    sizes = _per_image_sizes(size, len(images))
+    windows = _per_image_windows(window, len(images))
     masked = torch.stack(
-        [mask_square(image, centre.tolist(), side, fill) for image, centre, side in zip(images, centres, sizes)]
+        [mask_square(image, centre.tolist(), side, fill) for image, centre, side in zip(images, centres, windows)]
     )
     features = layer_outputs(model, torch.cat([images, masked]), layers)  # one forward pass for both
     count = len(images)
@@ -148,22 +151,22 @@ def correspondence_delta(
 
 def random_centres(
     region: torch.Tensor,
-    size: int | Sequence[int] | torch.Tensor,
+    window: int | Sequence[int] | torch.Tensor,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Random square centres ``(N, 2)`` as ``(x, y)``: one per image, inside ``region``, square fully in the image.
+    """Random square centres ``(N, 2)`` as ``(y, x)``: one per image, inside ``region``, square fully in the image.
 
     ``region`` is ``(N, H, W)`` bool: where a centre may fall (an object mask, or
     ``torch.ones(N, H, W, dtype=torch.bool)`` for anywhere). Centres are drawn uniformly among
-    the allowed pixels whose ``size x size`` square (see :func:`mask_square`) lies entirely
+    the allowed pixels whose ``window x window`` square (see :func:`mask_square`) lies entirely
     inside the image.
     """
     if region.ndim != 3 or region.dtype != torch.bool:
         raise ValueError(f"region must be a bool tensor of shape (N, H, W), got {region.dtype} {tuple(region.shape)}")
     count, height, width = region.shape
-    sizes = _per_image_sizes(size, count)
+    windows = _per_image_windows(window, count)
     centres = torch.empty(count, 2)
-    for index, (allowed, side) in enumerate(zip(region, sizes)):
+    for index, (allowed, side) in enumerate(zip(region, windows)):
         low = -_square_start(0.0, side)  # the first centre whose square starts at pixel 0
         inside = torch.zeros_like(allowed)
         inside[low : height - side + 1 + low, low : width - side + 1 + low] = True
@@ -171,14 +174,44 @@ def random_centres(
         if len(rows) == 0:
             raise ValueError(
                 f"image {index}: no pixel of the region can centre a {side}x{side} square "
-                "inside the image; use a smaller size or a larger region"
+                "inside the image; use a smaller window or a larger region"
             )
         pick = int(torch.randint(len(rows), (1,), generator=generator))
-        centres[index] = torch.tensor([float(columns[pick]), float(rows[pick])])
+        centres[index] = torch.tensor([float(rows[pick]), float(columns[pick])])
     return centres
 
 
-def part_sizes(part_radius: torch.Tensor) -> torch.Tensor:
+@dataclass(frozen=True)
+class CorrespondenceTable:
+    """Table 1: ``Delta`` per occlusion and layer over random draws of face images.
+
+    Attributes:
+        occlusions: the masked parts, then ``"random"``.
+        layers: the layers compared (``pool5`` is the paper's layer 5, ``relu7`` its layer 7).
+        deltas: ``{(occlusion, layer): Delta of each draw}``.
+    """
+
+    occlusions: tuple[str, ...]
+    layers: tuple[str, ...]
+    deltas: dict[tuple[str, str], MeanStd]
+
+    def __getitem__(self, key: tuple[str, str]) -> MeanStd:
+        """``table[occlusion, layer]``: the ``Delta`` of every draw."""
+        if key not in self.deltas:
+            raise KeyError(f"no entry {key}; occlusions {self.occlusions}, layers {self.layers}")
+        return self.deltas[key]
+
+    def format(self) -> str:
+        """A text table: occlusions down, layers across, ``mean +- std`` over draws."""
+        width = max(len(o) for o in (*self.occlusions, "occlusion"))
+        lines = ["occlusion".ljust(width) + "".join(f"  {('Delta ' + layer):>15}" for layer in self.layers)]
+        for occlusion in self.occlusions:
+            cells = "".join(f"  {self.deltas[(occlusion, layer)].format():>15}" for layer in self.layers)
+            lines.append(occlusion.ljust(width) + cells)
+        return "\n".join(lines)
+
+
+def part_windows(part_radius: torch.Tensor) -> torch.Tensor:
     """Square sides ``(N,)`` covering a part of radius ``part_radius (N,)``: ``2 * ceil(r) + 1`` pixels."""
     return 2 * torch.ceil(part_radius).long() + 1
 
@@ -195,7 +228,7 @@ def _face_indices(dataset: ImageTensorDataset) -> torch.Tensor:
         raise ValueError(f"extras['parts'] must have shape (N, {len(PART_NAMES)}, 2), got {tuple(parts.shape)}")
     height, width = dataset.images.shape[-2:]
     inside = (
-        (parts[..., 0] >= 0) & (parts[..., 0] <= width - 1) & (parts[..., 1] >= 0) & (parts[..., 1] <= height - 1)
+        (parts[..., 0] >= 0) & (parts[..., 0] <= height - 1) & (parts[..., 1] >= 0) & (parts[..., 1] <= width - 1)
     ).all(dim=1)  # False for NaN
     return inside.nonzero().flatten()
 
@@ -208,23 +241,23 @@ def correspondence_table(
     seed: int = 0,
     num_images: int = 5,
     layers: Sequence[str] = ("pool5", "relu7"),
-    size: int | None = None,
+    window: int | None = None,
     fill: float = 0.0,
     random_within: str = "object",
     progress: bool = True,
-) -> list[dict[str, Any]]:
+) -> CorrespondenceTable:
     """Table 1: ``Delta`` per masked part and layer, mean +- std over ``draws`` random draws.
 
     Each draw picks ``num_images`` face images at random (those whose ``extras["parts"]`` are
     not NaN and lie inside the image) and masks, in all of them, each part of ``parts`` and then a random square
     (fresh positions each draw; centre inside the face mask when ``random_within="object"``,
-    anywhere with ``"image"``). Squares are ``size`` pixels, or with ``size=None`` sized per
-    image from ``extras["part_radius"]`` (:func:`part_sizes`); the random square of an image
+    anywhere with ``"image"``). Squares are ``window`` pixels, or with ``window=None`` sized per
+    image from ``extras["part_radius"]`` (:func:`part_windows`); the random square of an image
     has the same size as its parts'.
 
-    Returns one row per occlusion (``*parts``, then ``"random"``) and layer:
-    ``{"occlusion", "layer", "mean", "std", "values"}``; ``std`` is the sample standard
-    deviation over draws (``None`` for a single draw).
+    Returns a :class:`CorrespondenceTable`: per occlusion (``*parts``, then ``"random"``) and
+    layer, the ``Delta`` of every draw (a :class:`~course_utils.stats.MeanStd`; its std is the
+    sample standard deviation over draws, ``None`` for a single draw).
     """
     unknown = [part for part in parts if part not in PART_NAMES]
     if unknown:
@@ -242,46 +275,23 @@ def correspondence_table(
     generator = torch.Generator().manual_seed(seed)
     occlusions = [*parts, "random"]
     values: dict[tuple[str, str], list[float]] = {(o, layer): [] for o in occlusions for layer in layers}
-    for _ in tqdm(range(draws), desc="correspondence draws", leave=False, disable=not progress):
+    for _ in progress_bar(range(draws), desc="correspondence draws", leave=False, progress=progress):
         chosen = faces[torch.randperm(len(faces), generator=generator)[:num_images]]
         images = dataset.normalize(dataset.images[chosen])
-        sizes = part_sizes(dataset.extras["part_radius"][chosen]) if size is None else torch.full((len(chosen),), size)
+        windows = (
+            part_windows(dataset.extras["part_radius"][chosen])
+            if window is None
+            else torch.full((len(chosen),), window)
+        )
         region = dataset.extras["masks"][chosen].bool()
         if random_within == "image":
             region = torch.ones_like(region)
         centres = {part: dataset.extras["parts"][chosen, PART_NAMES.index(part)] for part in parts}
-        centres["random"] = random_centres(region, sizes, generator)
+        centres["random"] = random_centres(region, windows, generator)
         for occlusion in occlusions:
-            deltas = correspondence_delta(model, images, centres[occlusion], sizes, layers, fill)
+            deltas = correspondence_delta(model, images, centres[occlusion], windows, layers=layers, fill=fill)
             for layer, delta in deltas.items():
                 values[(occlusion, layer)].append(delta)
-    rows = []
-    for (occlusion, layer), samples in values.items():
-        tensor = torch.tensor(samples, dtype=torch.float64)
-        rows.append(
-            {
-                "occlusion": occlusion,
-                "layer": layer,
-                "mean": tensor.mean().item(),
-                "std": tensor.std().item() if len(samples) > 1 else None,
-                "values": samples,
-            }
-        )
-    return rows
-
-
-def format_correspondence_table(rows: Sequence[dict[str, Any]]) -> str:
-    """The rows of :func:`correspondence_table` as a text table: occlusions down, layers across."""
-    layers = list(dict.fromkeys(row["layer"] for row in rows))
-    occlusions = list(dict.fromkeys(row["occlusion"] for row in rows))
-    cells = {(row["occlusion"], row["layer"]): row for row in rows}
-    width = max(len(o) for o in occlusions + ["occlusion"])
-
-    def cell(row: dict[str, Any]) -> str:
-        spread = "" if row["std"] is None else f" +- {row['std']:.3f}"
-        return f"{row['mean']:.3f}{spread}"
-
-    lines = ["occlusion".ljust(width) + "".join(f"  {('Delta ' + layer):>15}" for layer in layers)]
-    for occlusion in occlusions:
-        lines.append(occlusion.ljust(width) + "".join(f"  {cell(cells[(occlusion, layer)]):>15}" for layer in layers))
-    return "\n".join(lines)
+    return CorrespondenceTable(
+        tuple(occlusions), tuple(layers), {key: MeanStd.of(samples) for key, samples in values.items()}
+    )

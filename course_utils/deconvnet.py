@@ -41,15 +41,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from .activations import TopK
 from .checks import check_eval_mode, check_images, check_selections, check_units
-from .layers import Recording, layer_outputs, layer_path, record_forward, unit_values
+from .data.core import ImageTensorDataset
+from .layers import Recording, layer_outputs, layer_path, pair, record_forward, unit_values
+from .progress import progress_bar
 
 __all__ = [
     "REVERSIBLE_LAYERS",
@@ -145,7 +147,7 @@ def filter_transposed(signal: Tensor, conv: nn.Conv2d, output_size: Sequence[int
         conv.weight,
         None,
         conv.stride,
-        conv.padding,
+        pair(conv.padding),  # type: ignore[arg-type]  # numeric: checked by _check_conv_reversible
         tuple(output_padding),
         conv.groups,
         conv.dilation,
@@ -205,6 +207,7 @@ def _reverse(path: list[tuple[str, nn.Module]], recording: Recording, signal: Te
         elif isinstance(module, nn.Flatten):
             signal = signal.reshape(signal.shape[0], *input_shape[1:])
         elif isinstance(module, nn.BatchNorm2d):
+            assert module.running_var is not None  # checked by check_reversible
             scale = torch.rsqrt(module.running_var + module.eps)
             if module.weight is not None:
                 scale = scale * module.weight
@@ -243,7 +246,7 @@ def project(
     *,
     unit_value: UnitValue = "activation",
     batch_size: int = 64,
-    progress: bool = False,
+    progress: bool = True,
 ) -> Tensor:
     """Project selected activations of ``layer`` back to pixel space with the deconvnet.
 
@@ -274,7 +277,9 @@ def project(
     projections = images.new_zeros(len(selections), *images.shape[1:])
     chunks = list(_chunks_by_image(selections, batch_size))
     with torch.no_grad():
-        for number, (rows, distinct, local) in enumerate(tqdm(chunks, desc=f"deconvnet {layer}", disable=not progress)):
+        for number, (rows, distinct, local) in enumerate(
+            progress_bar(chunks, desc=f"deconvnet {layer}", progress=progress)
+        ):
             recording = record_forward(model, images[distinct.to(images.device)], path, record_switches=True)
             output = recording.output
             if number == 0:
@@ -324,13 +329,13 @@ def project_activation(
 
 def project_top_activations(
     model: nn.Module,
-    images: Any,
-    top: Any,
+    images: Tensor | ImageTensorDataset,
+    top: TopK,
     channels: Sequence[int] | Tensor | None = None,
     *,
     unit_value: UnitValue = "activation",
     batch_size: int = 64,
-    progress: bool = False,
+    progress: bool = True,
 ) -> Tensor:
     """Project the mined top activations of a layer (Fig. 2 of the paper).
 
@@ -348,7 +353,7 @@ def project_top_activations(
     selections = top.selections(channels)
     if isinstance(images, Tensor):
         chosen_images = images
-    elif hasattr(images, "normalize") and hasattr(images, "images"):
+    elif isinstance(images, ImageTensorDataset):
         needed, dataset_to_needed = torch.unique(selections[:, 0], return_inverse=True)
         selections[:, 0] = dataset_to_needed
         chosen_images = images.normalize(images.images[needed])

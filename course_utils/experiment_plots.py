@@ -5,7 +5,7 @@ and axis labels, like :mod:`course_utils.viz`.
 
 * :func:`grouped_bars`: bars of mean +- std for several series over shared categories
   (Table 1's Delta per occlusion and layer, Table 3's train and val error per variant).
-* :func:`mean_std_table` / :func:`mean_std_lines`: mean and sample std of a value over repeated
+* :func:`mean_std_lines` (with :func:`course_utils.stats.group_mean_std`): mean and sample std of a value over repeated
   records (seeds), and the curves ``x -> mean +- std`` per group (few-shot accuracy per method).
 * :func:`filter_mosaic` / :func:`first_layer_figure`: a conv layer's filters on the layer's
   common contrast scale and their mean power spectrum with the stride's Nyquist band (Fig 6).
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -33,11 +33,11 @@ from .data import ImageTensorDataset
 from .invariance import InvarianceCurves, transform_images
 from .layers import get_layer
 from .occlusion import OcclusionResult
+from .stats import MeanStd, group_mean_std
 from .viz import normalize_projection, to_display
 
 __all__ = [
     "grouped_bars",
-    "mean_std_table",
     "mean_std_lines",
     "filter_mosaic",
     "first_layer_figure",
@@ -48,38 +48,39 @@ __all__ = [
 
 def grouped_bars(
     categories: Sequence[str],
-    series: dict[str, tuple[Sequence[float], Sequence[float | None] | None]],
+    series: Mapping[str, Sequence[MeanStd]],
     ylabel: str,
     title: str,
-    reference: dict[str, Sequence[float | None]] | None = None,
+    reference: Mapping[str, Sequence[float | None]] | None = None,
+    scale: float = 1.0,
 ) -> Figure:
     """Grouped bar chart: one group per category, one bar per series, error bars of one std.
 
     Args:
         categories: the ``K`` group labels along the x axis.
-        series: ``{label: (means, stds)}``, each sequence of length ``K``; ``stds`` (or one of
-            its entries) may be ``None`` for no error bar.
+        series: ``{label: K summaries}`` (:class:`~course_utils.stats.MeanStd`; one value: no
+            error bar).
         ylabel, title: axis label and figure title.
         reference: optional ``{label: values}`` of length ``K`` drawn as black ticks over the
-            groups (e.g. the paper's numbers); ``None`` entries are skipped.
+            groups (e.g. the paper's numbers, already in the plotted units); ``None`` entries
+            are skipped.
+        scale: multiplies means and stds (100 plots fractions as percent).
     """
     if not categories or not series:
         raise ValueError("grouped_bars needs at least one category and one series")
     count = len(categories)
-    for label, (means, stds) in series.items():
-        if len(means) != count or (stds is not None and len(stds) != count):
-            raise ValueError(
-                f"series {label!r} must have {count} means and stds (one per category), "
-                f"got {len(means)} and {None if stds is None else len(stds)}"
-            )
+    for label, summaries in series.items():
+        if len(summaries) != count:
+            raise ValueError(f"series {label!r} must have {count} summaries (one per category), got {len(summaries)}")
     for label, values in (reference or {}).items():
         if len(values) != count:
             raise ValueError(f"reference {label!r} must have {count} values (one per category), got {len(values)}")
     figure, axis = plt.subplots(figsize=(max(6.0, 1.0 + count * (0.5 + 0.35 * len(series))) + 2.5, 4.2))
     width = 0.8 / len(series)
     positions = np.arange(count)
-    for index, (label, (means, stds)) in enumerate(series.items()):
-        errors = None if stds is None else [0.0 if s is None else s for s in stds]
+    for index, (label, summaries) in enumerate(series.items()):
+        means = [scale * summary.mean for summary in summaries]
+        errors = [0.0 if summary.std is None else scale * summary.std for summary in summaries]
         axis.bar(positions + (index - (len(series) - 1) / 2) * width, means, width, yerr=errors, capsize=3, label=label)
     markers = ("_", "x", "+", "1")
     for index, (label, values) in enumerate((reference or {}).items()):
@@ -102,28 +103,6 @@ def grouped_bars(
     return figure
 
 
-def mean_std_table(
-    records: Sequence[dict[str, Any]],
-    by: Sequence[str],
-    value: str,
-) -> dict[tuple[Any, ...], tuple[float, float | None, int]]:
-    """``{key: (mean, sample std, count)}`` of ``record[value]`` grouped by ``key = tuple(record[k] for k in by)``.
-
-    Keys keep the order of first appearance; the std is ``None`` for a single record.
-    """
-    groups: dict[tuple[Any, ...], list[float]] = {}
-    for record in records:
-        missing = [key for key in (*by, value) if key not in record]
-        if missing:
-            raise ValueError(f"record {record} has no {missing}; group by fields that every record has")
-        groups.setdefault(tuple(record[key] for key in by), []).append(float(record[value]))
-    table = {}
-    for key, values in groups.items():
-        tensor = torch.tensor(values, dtype=torch.float64)
-        table[key] = (tensor.mean().item(), tensor.std().item() if len(values) > 1 else None, len(values))
-    return table
-
-
 def mean_std_lines(
     records: Sequence[dict[str, Any]],
     x: str,
@@ -135,10 +114,10 @@ def mean_std_lines(
     log_x: bool = False,
 ) -> Figure:
     """One line per ``record[group]``: the mean of ``record[y]`` at each ``record[x]``, shaded +- one std."""
-    table = mean_std_table(records, (group, x), y)
+    table = group_mean_std(records, (group, x), y)
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
     for name in dict.fromkeys(key[0] for key in table):
-        points = sorted((key[1], mean, std) for key, (mean, std, _) in table.items() if key[0] == name)
+        points = sorted((key[1], summary.mean, summary.std) for key, summary in table.items() if key[0] == name)
         xs = np.array([p[0] for p in points], dtype=float)
         means = np.array([p[1] for p in points])
         stds = np.array([0.0 if p[2] is None else p[2] for p in points])
@@ -322,7 +301,7 @@ def invariance_figure(
         raise ValueError(f"rows must pick at least one of the curves' images 0..{count - 1}, got {rows}")
     amounts = curves.amounts.numpy()
     colours = [plt.get_cmap("tab10")(position % 10) for position in range(len(shown))]
-    names = [dataset.class_names[int(curves.target_labels[row])] for row in shown]
+    names = [dataset.class_names[int(curves.target[row])] for row in shown]
     panels = len(curves.layers) + 2
     grid_columns = math.ceil(panels / 2)
     # The figure is made outside rc_context: pyplot's first figure switches on the inline
@@ -360,7 +339,7 @@ def invariance_figure(
         # classes), in class order, one row each: with many classes the axis stays readable.
         present = sorted(
             {int(label) for row in shown for label in curves.top_classes[row].tolist()}
-            | {int(curves.target_labels[row]) for row in shown}
+            | {int(curves.target[row]) for row in shown}
         )
         position = {label: index for index, label in enumerate(present)}
         offsets = (np.arange(len(shown)) - (len(shown) - 1) / 2) * min(0.12, 0.6 / len(shown))
@@ -380,7 +359,9 @@ def invariance_figure(
     return figure
 
 
-def _class_colours(classes_by_frequency: Sequence[int], num_classes: int) -> dict[int, tuple[float, ...]]:
+def _class_colours(
+    classes_by_frequency: Sequence[int], num_classes: int
+) -> dict[int, tuple[float, float, float, float]]:
     """Colours for the classes of a top-class map, most frequent first.
 
     With at most 10 (20) classes in the model, tab10 (tab20) by class index, so a class keeps
@@ -389,8 +370,9 @@ def _class_colours(classes_by_frequency: Sequence[int], num_classes: int) -> dic
     """
     if num_classes <= 20:
         palette = plt.get_cmap("tab10" if num_classes <= 10 else "tab20")
-        return {int(index): palette(int(index)) for index in classes_by_frequency}
-    return {int(index): plt.get_cmap("tab20")(rank) for rank, index in enumerate(classes_by_frequency[:19])}
+        return {int(index): tuple(palette(int(index))) for index in classes_by_frequency}  # type: ignore[misc]
+    palette = plt.get_cmap("tab20")
+    return {int(index): tuple(palette(rank)) for rank, index in enumerate(classes_by_frequency[:19])}  # type: ignore[misc]
 
 
 def occlusion_figure(
@@ -422,14 +404,14 @@ def occlusion_figure(
         raise ValueError(f"image must be the (3, {height}, {width}) image of the result, got {tuple(image.shape)}")
     if projection.shape != image.shape:
         raise ValueError(f"projection must have the image's shape {tuple(image.shape)}, got {tuple(projection.shape)}")
-    if result.activation is None:
+    if result.activation is None or result.unoccluded_activation is None or result.layer is None:
         raise ValueError(
             "result has no feature-map activation (panel b); run occlusion_map with a layer, e.g. layer='relu5'"
         )
     if object_mask is not None and tuple(object_mask.shape) != (height, width):
         raise ValueError(f"object_mask must have shape ({height}, {width}), got {tuple(object_mask.shape)}")
     names = dataset.class_names
-    target = names[result.target_class]
+    target = names[result.target]
     half, step = (result.window - 1) / 2, result.stride / 2
     extent = (
         float(result.cols[0]) + half - step,
@@ -464,7 +446,7 @@ def occlusion_figure(
         projection_axis.imshow(to_display(normalize_projection(projection)))
         projection_axis.set_title(f"(c) map {result.channel}'s strongest activation,\nprojected to pixels")
 
-        clean = float(result.unoccluded_probabilities[result.target_class])
+        clean = float(result.unoccluded_probabilities[result.target])
         shown = probability_axis.imshow(result.probability.numpy(), cmap="viridis", vmin=0.0, vmax=1.0, extent=extent)
         figure.colorbar(shown, ax=probability_axis, shrink=0.85, label=f"P({target})")
         probability_axis.set_title(f"(d) P({target})\n(unoccluded: {clean:.2f})")
@@ -479,7 +461,7 @@ def occlusion_figure(
         )
         class_axis.set_title("(e) most probable class")
         handles = [
-            Patch(color=colours[index], label=names[index] + (" (true)" if index == result.target_class else ""))
+            Patch(color=colours[index], label=names[index] + (" (true)" if index == result.target else ""))
             for index in present
             if index in colours
         ]

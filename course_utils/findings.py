@@ -38,7 +38,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .ablation import load_results, records_validated_on, summarize
 from .activations import class_purity, linear_cka, mine_top_activations
@@ -50,8 +49,9 @@ from .invariance import centred_correct_images, invariance_curves
 from .layers import layer_outputs
 from .models import CHECKPOINT_DIR, CheckpointError, load_shipped_model
 from .occlusion import occlusion_map, occlusion_probability_drop
+from .progress import progress_bar
 from .train import TrainConfig, predict
-from .transfer import few_shot_comparison, few_shot_subset, probe_layers, with_statistics
+from .transfer import PRETRAINED, SCRATCH, few_shot_comparison, few_shot_subset, probe_layers, with_statistics
 
 __all__ = [
     "Finding",
@@ -466,7 +466,7 @@ def table_completeness(
     E.g. ``"incomplete: 5 of 15 runs (full: 2 seeds, no fc7: 0 seeds)"``: a run counts when its
     record has every field of ``fields``; at most ``min_seeds`` count per variant.
     """
-    seeds = {name: set() for name in variants}
+    seeds: dict[str, set[Any]] = {name: set() for name in variants}
     for record in records:
         if record.get("variant") in seeds and _complete(record, fields):
             seeds[record["variant"]].add(record.get("seed"))
@@ -540,7 +540,7 @@ def invariance_finding(model: nn.Module, val: ImageTensorDataset, per_class: int
         "rotate": ROTATIONS,
     }
     curves = {
-        kind: invariance_curves(model, images, kind, amounts[kind], ("relu1", "relu7"), target_labels=labels)
+        kind: invariance_curves(model, images, kind, amounts[kind], layers=("relu1", "relu7"), target=labels)
         for kind in amounts
     }
 
@@ -550,8 +550,9 @@ def invariance_finding(model: nn.Module, val: ImageTensorDataset, per_class: int
         return values[:, columns].mean().item()
 
     steps = {
-        kind: tuple(
-            mean_at(curves[kind].relative_distances[layer], kind, SMALLEST_STEPS[kind]) for layer in ("relu1", "relu7")
+        kind: (
+            mean_at(curves[kind].relative_distances["relu1"], kind, SMALLEST_STEPS[kind]),
+            mean_at(curves[kind].relative_distances["relu7"], kind, SMALLEST_STEPS[kind]),
         )
         for kind in SMALLEST_STEPS
     }
@@ -615,13 +616,13 @@ def occlusion_finding(model: nn.Module, val: ImageTensorDataset, count: int = 20
         raise ValueError("the dataset has no object masks (extras['masks']); use the embedded dataset")
     rows = occlusion_images(model, val, count)
     object_drops, background_drops = [], []
-    for index in tqdm(rows.tolist(), desc="occlusion maps", leave=False, disable=not progress):
+    for index in progress_bar(rows.tolist(), desc="occlusion maps", leave=False, progress=progress):
         result = occlusion_map(
             model,
             val.normalize(val.images[index]),
             OCCLUDER_WINDOW,
             OCCLUDER_STRIDE,
-            target_class=int(val.labels[index]),
+            target=int(val.labels[index]),
             layer=None,
         )
         drop = occlusion_probability_drop(result, val.extras["masks"][index].bool())
@@ -641,10 +642,10 @@ def correspondence_finding(
 ) -> Finding:
     """Table 1: :func:`course_utils.correspondence.correspondence_table` at pool5 and relu7; the
     parts' Delta of a draw is the mean over left eye, right eye and nose."""
-    rows = correspondence_table(
+    table = correspondence_table(
         model, val, draws=draws, seed=seed, num_images=num_images, layers=("pool5", "relu7"), progress=progress
     )
-    values = {(row["occlusion"], row["layer"]): row["values"] for row in rows}
+    values = {key: list(summary.values) for key, summary in table.deltas.items()}
     per_draw = {
         layer: [_mean(deltas) for deltas in zip(*(values[(part, layer)] for part in PART_NAMES))]
         for layer in ("pool5", "relu7")
@@ -655,7 +656,7 @@ def correspondence_finding(
     details = {
         "draws": draws,
         "images_per_draw": num_images,
-        "mean": {f"{row['occlusion']} {row['layer']}": row["mean"] for row in rows},
+        "mean": {f"{occlusion} {layer}": summary.mean for (occlusion, layer), summary in table.deltas.items()},
         "parts_per_draw": per_draw,
         "random_per_draw": {layer: values[("random", layer)] for layer in ("pool5", "relu7")},
     }
@@ -670,15 +671,15 @@ def depth_finding(records: Sequence[Mapping[str, Any]], source: str = "data/abla
     if problem is not None:
         return spec.finding((False, f"{problem} in {source}; `make ablation` fills it in"))
     try:
-        rows = {row["variant"]: row for row in summarize([r for r in records if r["variant"] in DEPTH_VARIANTS])}
+        summary = summarize([r for r in records if r["variant"] in DEPTH_VARIANTS])
     except ValueError as error:
         return spec.finding((False, f"inconsistent records in {source}: {error}"))
-    means = {name: rows[name]["val_error_mean"] for name in DEPTH_VARIANTS}
-    stds = {name: rows[name]["val_error_std"] for name in DEPTH_VARIANTS}
+    means = {name: summary[name].val_error.mean for name in DEPTH_VARIANTS}
+    stds = {name: summary[name].val_error.std or 0.0 for name in DEPTH_VARIANTS}
     details = {
         "val_error_mean": means,
         "val_error_std": stds,
-        "seeds": {name: len(rows[name]["seeds"]) for name in DEPTH_VARIANTS},
+        "seeds": {name: len(summary[name].seeds) for name in DEPTH_VARIANTS},
     }
     return spec.finding(depth_criterion(means, stds), details)
 
@@ -705,12 +706,10 @@ def generalization_finding(
 
     scoring = few_shot_subset(heldout_val, per_class(heldout_val, 40), seed=0)
     scratch_config = TrainConfig(epochs=scratch_epochs, batch_size=16, augment="flip", validate_every_epoch=False)
-    records = few_shot_comparison(
+    comparison = few_shot_comparison(
         model, heldout_train, scoring, shots=SHOTS, seeds=seeds, scratch_config=scratch_config, progress=progress
     )
-    accuracy: dict[str, dict[int, list[float]]] = {"pretrained + softmax": {}, "from scratch": {}}
-    for record in records:
-        accuracy[record["method"]].setdefault(record["per_class"], []).append(record["val_accuracy"])
+    accuracy = {method: comparison.accuracies(method) for method in (PRETRAINED, SCRATCH)}
     probe_train = few_shot_subset(heldout_train, per_class(heldout_train, 200), seed=0)
     probe_val = few_shot_subset(heldout_val, per_class(heldout_val, 100), seed=0)
     probes = probe_layers(model, probe_train, probe_val, PROBE_LAYERS, seed=0, progress=progress)
@@ -718,13 +717,13 @@ def generalization_finding(
         "classes": heldout_train.num_classes,
         "scoring_images": len(scoring),
         "probe_images": [len(probe_train), len(probe_val)],
-        "pretrained": accuracy["pretrained + softmax"],
-        "scratch": accuracy["from scratch"],
+        "pretrained": accuracy[PRETRAINED],
+        "scratch": accuracy[SCRATCH],
         "scratch_epochs": scratch_epochs,
         "probes": probes,
     }
     return _SPECS["generalization"].finding(
-        generalization_criterion(accuracy["pretrained + softmax"], accuracy["from scratch"], probes), details
+        generalization_criterion(accuracy[PRETRAINED], accuracy[SCRATCH], probes), details
     )
 
 
@@ -852,7 +851,8 @@ def main(argv: Sequence[str] | None = None) -> list[Finding]:
             )
             for split in ("train", "val")
         ]
-        return generalization_finding(model, *heldout, progress=progress)
+        heldout_train, heldout_val = heldout
+        return generalization_finding(model, heldout_train, heldout_val, progress=progress)
 
     measured = {
         "hierarchy": lambda: hierarchy_finding(model, val, progress=progress),
@@ -866,7 +866,7 @@ def main(argv: Sequence[str] | None = None) -> list[Finding]:
     }
     uses_model = {"hierarchy", "evolution", "invariance", "occlusion", "correspondence", "generalization"}
     findings = []
-    bar = tqdm(measured.items(), desc="findings", disable=not progress)
+    bar = progress_bar(measured.items(), desc="findings", progress=progress)
     for key, measure in bar:
         bar.set_postfix_str(_SPECS[key].name)
         if mismatch is not None and key in uses_model:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torchvision.transforms.v2.functional as TF
@@ -52,8 +51,6 @@ __all__ = [
 #: Kinds of transformation understood by :func:`transform_images`.
 TRANSFORMATIONS = ("translate", "scale", "rotate")
 
-Transformation = Literal["translate", "scale", "rotate"]
-
 
 @dataclass
 class InvarianceCurves:
@@ -67,10 +64,10 @@ class InvarianceCurves:
             the transformed and the original image.
         relative_distances: per layer, ``(N, A)`` distance divided by the norm of the
             original feature vector.
-        probabilities: ``(N, A)`` probability of ``target_labels`` on the transformed images.
+        probabilities: ``(N, A)`` probability of ``target`` on the transformed images.
         top_classes: ``(N, A)`` int64 most probable class on the transformed images.
-        target_labels: ``(N,)`` int64 class whose probability is tracked.
-        original_probabilities: ``(N,)`` probability of ``target_labels`` on the originals.
+        target: ``(N,)`` int64 class whose probability is tracked, per image.
+        original_probabilities: ``(N,)`` probability of ``target`` on the originals.
     """
 
     kind: str
@@ -80,7 +77,7 @@ class InvarianceCurves:
     relative_distances: dict[str, torch.Tensor]
     probabilities: torch.Tensor
     top_classes: torch.Tensor
-    target_labels: torch.Tensor
+    target: torch.Tensor
     original_probabilities: torch.Tensor
 
 
@@ -97,7 +94,7 @@ def _check_amount(kind: str, amount: float) -> None:
 
 
 def transform_images(
-    images: torch.Tensor, kind: Transformation, amount: float, fill: float | Sequence[float] = 0.0
+    images: torch.Tensor, kind: str, amount: float, fill: float | Sequence[float] = 0.0
 ) -> torch.Tensor:
     """Translate vertically, scale or rotate normalized ``(N, 3, H, W)`` images; same shape out.
 
@@ -141,10 +138,11 @@ def _forward_features(
 def invariance_curves(
     model: nn.Module,
     images: torch.Tensor,
-    kind: Transformation,
+    kind: str,
     amounts: Sequence[float] | torch.Tensor,
+    *,
     layers: Sequence[str] = ("relu1", "relu7"),
-    target_labels: Sequence[int] | torch.Tensor | None = None,
+    target: Sequence[int] | torch.Tensor | None = None,
     fill: float | Sequence[float] = 0.0,
     batch_size: int = 64,
 ) -> InvarianceCurves:
@@ -159,7 +157,7 @@ def invariance_curves(
             identity (0, 1 or 0) to anchor the curves.
         layers: layers whose outputs are compared; the defaults are the ZFNet's layer 1 and
             layer 7 after rectification.
-        target_labels: ``(N,)`` true classes; ``None`` takes the classes the model predicts
+        target: ``(N,)`` true classes; ``None`` takes the classes the model predicts
             for the untransformed images.
         fill: value of the area that comes in from outside (0 = dataset mean).
         batch_size: images per forward pass.
@@ -184,14 +182,17 @@ def invariance_curves(
 
     original, original_softmax = _forward_features(model, images, layers, batch_size)
     num_images, num_classes = original_softmax.shape
-    if target_labels is None:
+    if target is None:
         targets = original_softmax.argmax(dim=1)
     else:
-        targets = torch.as_tensor(target_labels).to(torch.long).flatten().to(original_softmax.device)
+        targets = torch.as_tensor(target)
+        if targets.is_floating_point() or targets.dtype == torch.bool:
+            raise ValueError(f"target must be integer class indices, got {targets.dtype}")
+        targets = targets.to(torch.long).flatten().to(original_softmax.device)
         if targets.shape != (num_images,):
-            raise ValueError(f"target_labels must have shape ({num_images},), got {tuple(targets.shape)}")
+            raise ValueError(f"target must have shape ({num_images},), got {tuple(targets.shape)}")
         if bool(((targets < 0) | (targets >= num_classes)).any()):
-            raise ValueError(f"target_labels must lie in 0..{num_classes - 1} (the model's classes)")
+            raise ValueError(f"target must lie in 0..{num_classes - 1} (the model's classes)")
     rows = torch.arange(num_images, device=targets.device)
     distances = {name: torch.empty(num_images, len(amount_values), dtype=torch.float64) for name in layers}
     probabilities = torch.empty(num_images, len(amount_values))
@@ -213,13 +214,13 @@ def invariance_curves(
         relative_distances={name: distances[name] / norms[name][:, None] for name in layers},
         probabilities=probabilities,
         top_classes=top_classes,
-        target_labels=targets.cpu(),
+        target=targets.cpu(),
         original_probabilities=original_softmax[rows, targets].float().cpu(),
     )
 
 
 def mask_centroids(masks: torch.Tensor) -> torch.Tensor:
-    """Centroids ``(N, 2)`` as ``(x, y)`` pixels (pixel ``(row, col)`` at ``x = col, y = row``) of
+    """Centroids ``(N, 2)`` as ``(y, x)`` pixels (pixel ``(row, col)`` at ``y = row, x = col``) of
     ``(N, H, W)`` bool object masks; NaN for an empty mask."""
     if masks.ndim != 3 or masks.dtype != torch.bool:
         raise ValueError(f"masks must be a bool tensor of shape (N, H, W), got {masks.dtype} {tuple(masks.shape)}")
@@ -229,7 +230,7 @@ def mask_centroids(masks: torch.Tensor) -> torch.Tensor:
     cols = torch.arange(masks.shape[2], dtype=torch.float64)[None, :]
     x = (weights * cols).sum(dim=(1, 2)) / area
     y = (weights * rows).sum(dim=(1, 2)) / area
-    return torch.stack([x, y], dim=1)  # 0 / 0 = NaN where the mask is empty
+    return torch.stack([y, x], dim=1)  # 0 / 0 = NaN where the mask is empty
 
 
 def centred_correct_images(
@@ -253,7 +254,7 @@ def centred_correct_images(
     candidates = dataset.subset(range(min(search, len(dataset))))
     correct = predict(model, candidates).argmax(dim=1) == candidates.labels
     height, width = candidates.images.shape[-2:]
-    x, y = mask_centroids(candidates.extras["masks"].bool()).unbind(dim=1)
+    y, x = mask_centroids(candidates.extras["masks"].bool()).unbind(dim=1)
     off_centre = torch.hypot(x - (width - 1) / 2, y - (height - 1) / 2)
     chosen = []
     for label in range(candidates.num_classes):

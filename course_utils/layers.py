@@ -111,7 +111,9 @@ def layer_path(model: nn.Module, layer: str) -> list[tuple[str, nn.Module]]:
             if containers
             else ""
         )
-        raise UnknownLayerError(f"unknown layer {layer!r}; this model's layers are: {', '.join(names) or '(none)'}." + hint)
+        raise UnknownLayerError(
+            f"unknown layer {layer!r}; this model's layers are: {', '.join(names) or '(none)'}." + hint
+        )
     path = children[: names.index(layer) + 1]
     for name, module in path:
         if module is None or len(module._modules):

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .data.core import DATA_DIR, atomic_write
+from .layers import get_layer
 
 __all__ = [
     "NamedSequential",
@@ -183,10 +184,13 @@ class ZFNet(NamedSequential):
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                nn.init.zeros_(module.bias)
-        nn.init.normal_(self.fc8.weight, std=0.01)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        fc8, conv1 = get_layer(self, "fc8"), get_layer(self, "conv1")
+        assert isinstance(fc8, nn.Linear) and isinstance(conv1, nn.Conv2d)
+        nn.init.normal_(fc8.weight, std=0.01)
         if self.config.conv1_init_std is not None:
-            nn.init.normal_(self.conv1.weight, std=self.config.conv1_init_std)
+            nn.init.normal_(conv1.weight, std=self.config.conv1_init_std)
 
 
 def _rename(modules: Iterable[nn.Module], names: Iterable[str]) -> list[tuple[str, nn.Module]]:

@@ -1,6 +1,6 @@
 """Occlusion sensitivity (Zeiler & Fergus, Fig. 7), computed by incremental inference.
 
-A grey square (the ``baseline``; by default the dataset mean, i.e. zeros in normalized space)
+A grey square (its value ``fill``; by default the dataset mean, i.e. zeros in normalized space)
 is slid over the image. For every occluder position the model sees the occluded image and we
 record (b) the summed activation of one feature map of a chosen layer, (d) the probability of
 the target class and (e) the most probable class.
@@ -24,25 +24,26 @@ occluded maps are assembled in full and the rest of the network runs as a normal
 forward. The numbers equal a forward pass of each occluded image up to float rounding.
 
 Captum's ``Occlusion`` returns, per pixel, the mean of ``f(image) - f(occluded)`` over the
-windows covering it; with the same window, stride and baseline (and ``H - window`` divisible
+windows covering it; with the same window, stride and fill (and ``H - window`` divisible
 by the stride) that is ``f(image) - occlusion_to_pixels(map)`` for the map of ``f``.
 """
 
 from __future__ import annotations
 
-import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from .checks import check_eval_mode, check_float_images, check_images
+from .checks import check_eval_mode, check_fill, check_float_images, check_images, check_index, check_positive_int
 from .layers import last_layer, layer_path, pair, record_forward
+from .progress import progress_bar
 
 __all__ = [
+    "occlude",
     "OcclusionResult",
     "OcclusionDrop",
     "occluder_positions",
@@ -79,7 +80,7 @@ class OcclusionResult:
         rows, cols: ``(R,)`` and ``(C,)`` int64 top-left pixel coordinates of the occluders.
         window, stride: occluder side and step in pixels.
         image_size: ``(H, W)`` of the image.
-        target_class: class whose probability :attr:`probability` holds.
+        target: class whose probability :attr:`probability` holds.
         probabilities: ``(R, C, num_classes)`` softmax output per occluder position.
         unoccluded_probabilities: ``(num_classes,)`` softmax output for the clean image.
         layer, channel: the feature map summed in :attr:`activation` (``None`` if no layer).
@@ -95,7 +96,7 @@ class OcclusionResult:
     window: int
     stride: int
     image_size: tuple[int, int]
-    target_class: int
+    target: int
     probabilities: torch.Tensor
     unoccluded_probabilities: torch.Tensor
     layer: str | None
@@ -105,8 +106,8 @@ class OcclusionResult:
 
     @property
     def probability(self) -> torch.Tensor:
-        """``(R, C)`` probability of :attr:`target_class` per occluder position (panel d)."""
-        return self.probabilities[..., self.target_class]
+        """``(R, C)`` probability of :attr:`target` per occluder position (panel d)."""
+        return self.probabilities[..., self.target]
 
     @property
     def top_class(self) -> torch.Tensor:
@@ -137,6 +138,21 @@ class OcclusionDrop:
 # --------------------------------------------------------------------------------------
 # Occluder grid and conversion to pixels
 # --------------------------------------------------------------------------------------
+def occlude(
+    image: torch.Tensor, y: int, x: int, window: int, fill: float | Sequence[float] | torch.Tensor = 0.0
+) -> torch.Tensor:
+    """A copy of ``image`` ``(3, H, W)`` with the ``window x window`` occluder whose top-left
+    corner is at ``(y, x)`` set to ``fill`` (normalized units, one value or 3 per channel);
+    the part outside the image is dropped. One cell of :func:`occlusion_map`'s grid."""
+    check_float_images(image, batched=False)
+    window = check_positive_int(window, "window", "occluder side in pixels")
+    values = check_fill(fill, "fill").to(image)
+    occluded = image.clone()
+    top, left = max(int(y), 0), max(int(x), 0)
+    occluded[:, top : int(y) + window, left : int(x) + window] = values.view(3, 1, 1)
+    return occluded
+
+
 def occluder_positions(size: int, window: int, stride: int) -> torch.Tensor:
     """Top-left coordinates ``0, stride, ...`` up to ``size - window``, int64 ``(n,)``."""
     window, stride = _check_window(window, stride, (size, size))
@@ -194,7 +210,7 @@ def occlusion_probability_drop(result: OcclusionResult, object_mask: torch.Tenso
     centred = object_mask[(result.rows + half)[:, None], (result.cols + half)[None, :]]
     on_object = (2 * covered >= object_pixels) | centred
     background = covered == 0
-    drop = (result.unoccluded_probabilities[result.target_class] - result.probability).double()
+    drop = (result.unoccluded_probabilities[result.target] - result.probability).double()
 
     def mean(selected: torch.Tensor) -> float:
         return float(drop[selected].mean()) if bool(selected.any()) else float("nan")
@@ -205,45 +221,16 @@ def occlusion_probability_drop(result: OcclusionResult, object_mask: torch.Tenso
 # --------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------
-def _positive_int(value: object, message: str) -> int:
-    """``value`` as an int >= 1 (numpy and torch integers accepted), else ``ValueError(message)``."""
-    if isinstance(value, bool):
-        raise ValueError(message)
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise ValueError(message) from None
-    if number < 1:
-        raise ValueError(message)
-    return number
-
-
 def _check_window(window: int, stride: int, image_size: tuple[int, ...]) -> tuple[int, int]:
     """Validated ``(window, stride)`` for an image of ``image_size`` (H, W)."""
-    window = _positive_int(window, f"window must be a positive int (occluder side in pixels), got {window!r}")
-    stride = _positive_int(stride, f"stride must be an int >= 1 (occluder step in pixels), got {stride!r}")
+    window = check_positive_int(window, "window", "occluder side in pixels")
+    stride = check_positive_int(stride, "stride", "occluder step in pixels")
     if window > min(image_size):
         raise ValueError(
             f"occluder of {window}x{window} pixels is larger than the image "
             f"({image_size[0]}x{image_size[1]}); use a window of at most {min(image_size)}"
         )
     return window, stride
-
-
-def _baseline_tensor(baseline: float | torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    """The occluder's per-channel value as ``(3,)`` in the image's dtype."""
-    if isinstance(baseline, torch.Tensor):
-        if baseline.numel() == 1:
-            return baseline.reshape(1).expand(3).to(image)
-        if tuple(baseline.shape) != (3,):
-            raise ValueError(
-                f"baseline must be a float or a (3,) per-channel tensor in normalized units, got shape "
-                f"{tuple(baseline.shape)}"
-            )
-        return baseline.to(image)
-    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
-        return torch.full((3,), float(baseline), dtype=image.dtype, device=image.device)
-    raise TypeError(f"baseline must be a float or a (3,) tensor, got {type(baseline).__name__}")
 
 
 # --------------------------------------------------------------------------------------
@@ -301,7 +288,7 @@ _DELTA_GAIN = 2.0
 def _window_geometry(module: nn.Module) -> tuple[tuple[int, int], ...] | None:
     """(kernel, stride, padding, dilation) of a zero-padded conv or a max pool, else None."""
     if isinstance(module, nn.Conv2d) and module.padding_mode == "zeros" and not isinstance(module.padding, str):
-        return module.kernel_size, module.stride, pair(module.padding), module.dilation
+        return pair(module.kernel_size), pair(module.stride), pair(module.padding), pair(module.dilation)
     if isinstance(module, nn.MaxPool2d) and not module.ceil_mode and not module.return_indices:
         return (
             pair(module.kernel_size),
@@ -395,14 +382,17 @@ def _plan(
         linear = isinstance(module, nn.Conv2d) and module.stride == (1, 1) and module.groups == 1
         step = _Step(index, module, "direct", rows_out, cols_out, changed_rows, changed_cols)
         if linear and area_in * _DELTA_GAIN <= area_out and area_in <= limit:
+            assert isinstance(module, nn.Conv2d)
             step.kind = "delta"
             step.transposed_weight = module.weight.flip(2, 3).transpose(0, 1).contiguous()
-            step.shift = tuple(d * (k - 1) - p for k, p, d in zip(kernel, padding, dilation))
+            shift = [d * (k - 1) - p for k, p, d in zip(kernel, padding, dilation)]
+            step.shift = (shift[0], shift[1])
         elif area_out <= limit:
-            step.crop_size = tuple(
+            crop = [
                 (n - 1) * s + d * (k - 1) + 1
                 for n, s, d, k in zip((rows_out.size, cols_out.size), stride, dilation, kernel)
-            )
+            ]
+            step.crop_size = (crop[0], crop[1])
             step.stride, step.padding = stride, padding
             step.pad_value = 0.0 if isinstance(module, nn.Conv2d) else float("-inf")
         else:
@@ -416,6 +406,7 @@ def _run_direct(module: nn.Module, crop: torch.Tensor) -> torch.Tensor:
     """A conv or max pool on an explicitly padded crop."""
     if isinstance(module, nn.Conv2d):
         return F.conv2d(crop, module.weight, module.bias, module.stride, 0, module.dilation, module.groups)
+    assert isinstance(module, nn.MaxPool2d)
     return F.max_pool2d(crop, module.kernel_size, module.stride, 0, module.dilation)
 
 
@@ -430,7 +421,7 @@ def _occluded_forward(
     rows: torch.Tensor,
     cols: torch.Tensor,
     window: int,
-    baseline: torch.Tensor,
+    fill: torch.Tensor,
     layer_index: int | None,
     channel: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -442,7 +433,7 @@ def _occluded_forward(
     """
     batch = row_index.shape[0]
     device = rows.device
-    slab = baseline.view(1, 3, 1, 1).expand(batch, 3, window, window)
+    slab = fill.view(1, 3, 1, 1).expand(batch, 3, window, window)
     top, left = rows[row_index], cols[col_index]
     layer_sum = None
 
@@ -487,6 +478,7 @@ def _occluded_forward(
                 float("nan"),
                 change_only=True,
             )
+            assert isinstance(module, nn.Conv2d) and step.transposed_weight is not None
             output_change = F.conv_transpose2d(change, step.transposed_weight, dilation=module.dilation)
             top, left = in_top - step.shift[0], in_left - step.shift[1]
             slab = output_change + _gather(
@@ -498,7 +490,7 @@ def _occluded_forward(
                 box(left, output_change.shape[3]),
                 0.0,
             )
-        if step.index == layer_index:
+        if step.index == layer_index and channel is not None:
             layer_sum = full_map(step.index, slice(channel, channel + 1)).sum(dim=(1, 2, 3))
 
     x = full_map(steps[-1].index if steps else -1, slice(None))
@@ -512,16 +504,16 @@ def _occluded_forward(
 
 
 #: Occluder positions are processed in bands of at most this many occluder rows (all
-#: columns, as far as ``max_batch`` allows): a band's slabs are as large as its largest member
+#: columns, as far as ``batch_size`` allows): a band's slabs are as large as its largest member
 #: needs, and occluders near the top or bottom change less of the deeper layers, so bands
 #: recompute less than the whole grid at once, while staying large batches.
 _BAND_ROWS = 8
 
 
-def _tiles(num_rows: int, num_cols: int, max_batch: int) -> list[tuple[slice, slice]]:
-    """Row and column ranges of the occluder grid, each tile at most ``max_batch`` positions."""
-    tile_cols = min(num_cols, max_batch)
-    tile_rows = min(num_rows, _BAND_ROWS, max_batch // tile_cols)
+def _tiles(num_rows: int, num_cols: int, batch_size: int) -> list[tuple[slice, slice]]:
+    """Row and column ranges of the occluder grid, each tile at most ``batch_size`` positions."""
+    tile_cols = min(num_cols, batch_size)
+    tile_rows = min(num_rows, _BAND_ROWS, batch_size // tile_cols)
     return [
         (slice(top, top + tile_rows), slice(left, left + tile_cols))
         for top in range(0, num_rows, tile_rows)
@@ -536,7 +528,7 @@ def _occlude_tile(
     rows: torch.Tensor,
     cols: torch.Tensor,
     window: int,
-    baseline: torch.Tensor,
+    fill: torch.Tensor,
     layer_index: int | None,
     channel: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -555,7 +547,7 @@ def _occlude_tile(
         rows,
         cols,
         window,
-        baseline,
+        fill,
         layer_index,
         channel,
     )
@@ -569,12 +561,13 @@ def occlusion_map(
     image: torch.Tensor,
     window: int,
     stride: int,
-    baseline: float | torch.Tensor = 0.0,
-    target_class: int | None = None,
+    *,
+    fill: float | Sequence[float] | torch.Tensor = 0.0,
+    target: int | None = None,
     layer: str | None = "conv5",
     channel: int | None = None,
-    max_batch: int = 256,
-    progress: bool = False,
+    batch_size: int = 256,
+    progress: bool = True,
 ) -> OcclusionResult:
     """Slide a ``window`` x ``window`` occluder over ``image`` and record what the model sees.
 
@@ -583,14 +576,14 @@ def occlusion_map(
             :class:`~course_utils.models.ZFNet`) returning ``(N, num_classes)`` logits.
         image: ``(3, H, W)`` normalized float image.
         window, stride: occluder side and step in pixels (grid: see the module docstring).
-        baseline: occluder value in normalized units, a float or a ``(3,)`` per-channel
-            tensor; ``0.0`` is the dataset mean (the paper's grey square).
-        target_class: class for :attr:`OcclusionResult.probability`; ``None`` takes the class
+        fill: occluder value in normalized units, a float or 3 per-channel values; ``0.0``
+            is the dataset mean (the paper's grey square).
+        target: class for :attr:`OcclusionResult.probability`; ``None`` takes the class
             the model predicts for the clean image.
         layer: layer whose feature map is summed (panel b); ``None`` skips it.
         channel: feature map of ``layer``; ``None`` takes the strongest on the clean image
             (the one holding the largest activation).
-        max_batch: occluded images per forward pass (memory cap); results do not depend on it.
+        batch_size: occluded images per forward pass (memory cap); results do not depend on it.
         progress: show a progress bar over the batches.
 
     Returns:
@@ -601,10 +594,8 @@ def occlusion_map(
     check_images(model, image[None])
     height, width = image.shape[-2:]
     window, stride = _check_window(window, stride, (height, width))
-    max_batch = _positive_int(
-        max_batch, f"max_batch must be a positive int (occluded images per forward), got {max_batch!r}"
-    )
-    occluder = _baseline_tensor(baseline, image)
+    batch_size = check_positive_int(batch_size, "batch_size", "occluded images per forward pass")
+    occluder = check_fill(fill, "fill").to(image)
     path = layer_path(model, last_layer(model))
     names = [name for name, _ in path]
     children = [module for _, module in path]
@@ -624,28 +615,26 @@ def occlusion_map(
             raise ValueError(f"model must return (N, num_classes) logits, got shape {tuple(logits.shape)}")
         clean_probabilities = logits.softmax(dim=1)[0]
         num_classes = clean_probabilities.shape[0]
-        if target_class is None:
-            target_class = int(clean_probabilities.argmax())
-        elif not 0 <= int(target_class) < num_classes:
-            raise ValueError(f"target_class {target_class} out of range: the model has {num_classes} classes")
+        if target is None:
+            target = int(clean_probabilities.argmax())
+        else:
+            target = check_index(target, "target", num_classes, "the model's classes")
         clean_activation = None
         if layer_index is not None:
             feature = outputs[layer_index][0]
             maps = feature.reshape(feature.shape[0], -1)
             if channel is None:
                 channel = int(maps.max(dim=1).values.argmax())
-            elif not 0 <= int(channel) < maps.shape[0]:
-                raise ValueError(
-                    f"channel {channel} out of range: layer {layer!r} has {maps.shape[0]} channels "
-                    f"(0..{maps.shape[0] - 1})"
-                )
-            channel = int(channel)
+            else:
+                channel = check_index(channel, "channel", maps.shape[0], f"layer {layer!r}'s channels")
             clean_activation = float(maps[channel].sum())
 
         num_rows, num_cols = rows.numel(), cols.numel()
         probabilities = torch.empty(num_rows, num_cols, num_classes)
         activation = torch.empty(num_rows, num_cols) if layer_index is not None else None
-        for tile_rows, tile_cols in tqdm(_tiles(num_rows, num_cols, max_batch), desc="occlusion", disable=not progress):
+        for tile_rows, tile_cols in progress_bar(
+            _tiles(num_rows, num_cols, batch_size), desc="occlusion", progress=progress
+        ):
             tile_probabilities, tile_activation = _occlude_tile(
                 children,
                 image,
@@ -658,7 +647,7 @@ def occlusion_map(
                 channel,
             )
             probabilities[tile_rows, tile_cols] = tile_probabilities.cpu()
-            if activation is not None:
+            if activation is not None and tile_activation is not None:
                 activation[tile_rows, tile_cols] = tile_activation.cpu()
 
     return OcclusionResult(
@@ -667,7 +656,7 @@ def occlusion_map(
         window=window,
         stride=stride,
         image_size=(height, width),
-        target_class=int(target_class),
+        target=int(target),
         probabilities=probabilities,
         unoccluded_probabilities=clean_probabilities.float().cpu(),
         layer=layer,

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from .data import ImageTensorDataset, load_dataset
 from .data.core import atomic_write
 from .models import ZFNet, ZFNetConfig, save_checkpoint
+from .progress import progress_bar
 
 __all__ = [
     "TrainConfig",
@@ -219,11 +220,11 @@ def train(
         net.train()
         order = torch.randperm(len(train_set), generator=generator)
         total_loss = total_correct = seen = 0.0
-        bar = tqdm(
+        bar = progress_bar(
             range(steps_per_epoch),
             desc=f"epoch {epoch}/{config.epochs}",
             leave=False,
-            disable=not progress or rank != 0,
+            progress=progress and rank == 0,
         )
         for batch_index in bar:
             indices = order[batch_index * config.batch_size : (batch_index + 1) * config.batch_size]

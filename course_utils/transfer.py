@@ -28,15 +28,17 @@ import copy
 import dataclasses
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .data.core import ImageTensorDataset
 from .layers import get_layer, layer_names, layer_outputs
+from .progress import progress_bar
+from .stats import group_mean_std
 from .train import TrainConfig, train
 
 __all__ = [
@@ -48,6 +50,10 @@ __all__ = [
     "few_shot_subset",
     "finetune_softmax",
     "few_shot_comparison",
+    "FewShotComparison",
+    "FewShotRun",
+    "PRETRAINED",
+    "SCRATCH",
     "with_statistics",
 ]
 
@@ -71,7 +77,7 @@ def _features_by_layer(
     chunks: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     batches = dataset.batches(batch_size)
     total = -(-len(dataset) // batch_size)
-    for images, _ in tqdm(batches, total=total, desc="features", leave=False, disable=not progress):
+    for images, _ in progress_bar(batches, total=total, desc="features", leave=False, progress=progress):
         for name, activation in layer_outputs(model, images, layers).items():
             chunks[name].append(_pooled(activation, pool_to))
     return {name: torch.cat(parts) for name, parts in chunks.items()}
@@ -81,9 +87,10 @@ def extract_features(
     model: nn.Module,
     dataset: ImageTensorDataset,
     layer: str,
+    *,
     pool_to: int | None = None,
     batch_size: int = 256,
-    progress: bool = False,
+    progress: bool = True,
 ) -> torch.Tensor:
     """Flattened activations ``(N, D)`` of ``layer`` for every image of ``dataset`` (in order).
 
@@ -187,6 +194,7 @@ def probe_layers(
     train_set: ImageTensorDataset,
     val_set: ImageTensorDataset,
     layers: Sequence[str],
+    *,
     pool_to: int | None = 4,
     progress: bool = True,
     **probe_options: Any,
@@ -203,7 +211,7 @@ def probe_layers(
         layer: linear_probe(
             train_features[layer], train_set.labels, val_features[layer], val_set.labels, **probe_options
         )
-        for layer in tqdm(layers, desc="probes", leave=False, disable=not progress)
+        for layer in progress_bar(layers, desc="probes", leave=False, progress=progress)
     }
 
 
@@ -265,12 +273,13 @@ def finetune_softmax(
     model: nn.Module,
     train_set: ImageTensorDataset,
     val_set: ImageTensorDataset,
+    *,
     epochs: int = 30,
     lr: float = 1e-2,
     weight_decay: float = 1e-4,
     batch_size: int = 256,
     seed: int = 0,
-    progress: bool = False,
+    progress: bool = True,
 ) -> tuple[nn.Module, float]:
     """Keep ``model``'s features frozen and train only a new ``fc8`` for ``train_set``'s classes.
 
@@ -286,60 +295,100 @@ def finetune_softmax(
     )
     transferred = copy.deepcopy(model).requires_grad_(False)
     transferred.fc8 = classifier
-    if dataclasses.is_dataclass(getattr(transferred, "config", None)):
-        transferred.config = dataclasses.replace(transferred.config, num_classes=train_set.num_classes)
+    config = getattr(transferred, "config", None)
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        transferred.config = dataclasses.replace(config, num_classes=train_set.num_classes)  # type: ignore[assignment]
     transferred.eval()
     with torch.no_grad():
         predicted = torch.cat([transferred(images).argmax(1) for images, _ in val_set.batches(256)])
     return transferred, (predicted == val_set.labels).float().mean().item()
 
 
+#: The two methods of :func:`few_shot_comparison`.
+PRETRAINED, SCRATCH = "pretrained + softmax", "from scratch"
+
+
+@dataclass(frozen=True)
+class FewShotRun:
+    """One training run of :func:`few_shot_comparison` (``method`` is :data:`PRETRAINED` or
+    :data:`SCRATCH`)."""
+
+    method: str
+    per_class: int
+    seed: int
+    val_accuracy: float
+    seconds: float
+
+
+@dataclass
+class FewShotComparison:
+    """The runs of :func:`few_shot_comparison`, in order; ``extend`` adds those of more seeds."""
+
+    runs: list[FewShotRun] = field(default_factory=list)
+
+    def extend(self, other: FewShotComparison) -> None:
+        self.runs.extend(other.runs)
+
+    def accuracies(self, method: str) -> dict[int, list[float]]:
+        """``{per_class: [val accuracy of each seed]}`` of one method."""
+        table: dict[int, list[float]] = {}
+        for run in self.runs:
+            if run.method == method:
+                table.setdefault(run.per_class, []).append(run.val_accuracy)
+        return table
+
+    def records(self) -> list[dict[str, Any]]:
+        """The runs as dicts (for :func:`course_utils.experiment_plots.mean_std_lines`)."""
+        return [dataclasses.asdict(run) for run in self.runs]
+
+    def format(self) -> str:
+        """A text table: images per class down, the two methods across, accuracy in percent
+        (mean +- std over seeds)."""
+        summaries = group_mean_std(self.records(), ("method", "per_class"), "val_accuracy")
+        shots = sorted({run.per_class for run in self.runs})
+        lines = [f"{'images/class':>12}  {PRETRAINED:>22}  {SCRATCH:>22}   (accuracy %, mean +- std over seeds)"]
+        for per_class in shots:
+            cells = [
+                summaries[(method, per_class)].format(1, scale=100) if (method, per_class) in summaries else "-"
+                for method in (PRETRAINED, SCRATCH)
+            ]
+            lines.append(f"{per_class:>12}  {cells[0]:>22}  {cells[1]:>22}")
+        return "\n".join(lines)
+
+
 def few_shot_comparison(
     model: nn.Module,
     train_pool: ImageTensorDataset,
     val_set: ImageTensorDataset,
+    *,
     shots: Sequence[int] = (1, 2, 5, 10, 20),
     seeds: Sequence[int] = (0, 1, 2),
     scratch_config: TrainConfig | None = None,
     progress: bool = True,
-) -> list[dict[str, Any]]:
+) -> FewShotComparison:
     """Pretrained features + new softmax vs the same architecture trained from scratch (paper, Fig 9).
 
     For every ``per_class`` in ``shots`` and every seed, both methods see the same
     :func:`few_shot_subset` of ``train_pool``. The scratch run uses
     :func:`course_utils.train.train` with ``scratch_config`` (default: 30 epochs, no
     augmentation beyond flips) and ``model.config`` as architecture, its batch size capped at
-    the subset size. Returns records ``{"method", "per_class", "seed", "val_accuracy", "seconds"}``
-    with ``method`` in ``("pretrained + softmax", "from scratch")``.
+    the subset size. Returns a :class:`FewShotComparison`: per ``per_class`` and seed, the
+    :data:`PRETRAINED` run, then the :data:`SCRATCH` run.
     """
     scratch_config = scratch_config or TrainConfig(epochs=30, batch_size=32, augment="flip")
-    records = []
+    comparison = FewShotComparison()
     runs = [(per_class, seed) for per_class in shots for seed in seeds]
-    for per_class, seed in tqdm(runs, desc="few-shot runs", disable=not progress):
+    for per_class, seed in progress_bar(runs, desc="few-shot runs", progress=progress):
         subset = few_shot_subset(train_pool, per_class, seed)
         start = time.perf_counter()
         _, accuracy = finetune_softmax(model, subset, val_set, seed=seed)
-        records.append(
-            {
-                "method": "pretrained + softmax",
-                "per_class": per_class,
-                "seed": seed,
-                "val_accuracy": accuracy,
-                "seconds": time.perf_counter() - start,
-            }
-        )
+        comparison.runs.append(FewShotRun(PRETRAINED, per_class, seed, accuracy, time.perf_counter() - start))
         config = dataclasses.replace(
             scratch_config, seed=seed, out_dir=None, batch_size=min(scratch_config.batch_size, len(subset))
         )
         start = time.perf_counter()
         _, history = train(config, subset, val_set, getattr(model, "config", None), progress=False)
-        records.append(
-            {
-                "method": "from scratch",
-                "per_class": per_class,
-                "seed": seed,
-                "val_accuracy": history[-1]["val_acc"],
-                "seconds": time.perf_counter() - start,
-            }
+        comparison.runs.append(
+            FewShotRun(SCRATCH, per_class, seed, history[-1]["val_acc"], time.perf_counter() - start)
         )
-    return records
+    return comparison

@@ -41,11 +41,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .activations import TopK, mine_top_activations, receptive_field, receptive_field_box
 from .data import ImageTensorDataset
 from .deconvnet import project_top_activations
+from .progress import progress_bar
 
 __all__ = [
     "to_display",
@@ -391,8 +391,8 @@ def top9_figure(
     side = math.ceil(math.sqrt(k))
     block_rows = math.ceil(len(channels) / columns)
     figure = plt.figure(figsize=(6.6 * columns, 3.5 * block_rows + 0.7))
-    heading, body = figure.subfigures(2, 1, height_ratios=[0.7, 3.5 * block_rows])
-    blocks = body.subfigures(block_rows, columns, squeeze=False).flatten()
+    heading, body = np.asarray(figure.subfigures(2, 1, height_ratios=[0.7, 3.5 * block_rows])).flatten()
+    blocks = np.asarray(body.subfigures(block_rows, columns, squeeze=False)).flatten()
     displayed = normalize_projection(projections)
     for block, channel, channel_projections in zip(blocks, channels, displayed):
         grid = block.add_gridspec(
@@ -434,7 +434,7 @@ def feature_evolution_figure(
     channels: Mapping[str, Sequence[int]],
     *,
     title: str | None = None,
-    progress: bool = False,
+    progress: bool = True,
 ) -> Figure:
     """Fig. 4 of the paper: rows = feature maps, columns = training snapshots.
 
@@ -452,7 +452,7 @@ def feature_evolution_figure(
         raise ValueError("give at least one snapshot and, per layer, at least one channel")
     layers = list(channels)
     columns: list[list[Tensor]] = []
-    for model in tqdm(snapshots.values(), desc="feature evolution", disable=not progress):
+    for model in progress_bar(snapshots.values(), desc="feature evolution", progress=progress):
         top = mine_top_activations(model, data, layers, k=1, progress=False)
         column = []
         for layer in layers:

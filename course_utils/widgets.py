@@ -31,7 +31,7 @@ import html
 import io
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -41,16 +41,17 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.transforms import Bbox, Transform
+from matplotlib.transforms import Bbox
 from PIL import Image, ImageDraw
 from torch import Tensor, nn
 
 from .activations import TopK, mine_top_activations, receptive_field, receptive_field_box
-from .checks import check_eval_mode, check_images
+from .checks import check_eval_mode, check_fill, check_images, check_positive_int
 from .data import ImageTensorDataset
 from .deconvnet import project, project_top_activations
 from .invariance import TRANSFORMATIONS, InvarianceCurves, invariance_curves, transform_images
 from .layers import get_layer, layer_outputs
+from .occlusion import occlude
 from .viz import normalize_projection, receptive_field_window
 
 __all__ = [
@@ -200,8 +201,8 @@ class Explorer(widgets.VBox):
         self._draw(**values)
         self.last_update_seconds = time.perf_counter() - start
 
-    def _draw(self, **values: Any) -> None:
-        raise NotImplementedError
+    #: Each explorer draws its view from the current control values (keyword arguments).
+    _draw: Callable[..., None]
 
 
 def _check_model_and_data(model: nn.Module, dataset: ImageTensorDataset) -> None:
@@ -410,9 +411,10 @@ def deconvnet_explorer(
 class OcclusionExplorer(Explorer):
     """A grey occluder moved over one image: P(true class) and the five most probable classes.
 
-    Controls: ``image``, ``size`` (occluder side), ``x`` (left column) and ``y`` (top row), all
-    IntSliders; the occluder lies inside the image, so the ranges of ``x`` and ``y`` follow
-    ``size``. A position ``(y, x)`` is the occluder with top-left corner there, the same grid as
+    Controls: ``image``, ``window`` (occluder side), ``y`` (top row) and ``x`` (left column), all
+    IntSliders; the occluder lies inside the image, so the ranges of ``y`` and ``x`` follow
+    ``window``. A position ``(y, x)`` is the occluder with top-left corner there
+    (:func:`~course_utils.occlusion.occlude`), the same grid as
     :func:`~course_utils.occlusion.occlusion_map` with stride 1. One redraw is one forward pass.
 
     Views: ``image_view`` (the occluded image the model sees, occluder outlined),
@@ -421,7 +423,7 @@ class OcclusionExplorer(Explorer):
     Attributes:
         probabilities: ``(num_classes,)`` softmax of the occluded image.
         clean_probabilities: ``(num_classes,)`` softmax of the image without occluder.
-        true_class: the image's label.
+        target: the image's label, the class whose probability is shown.
         occluded: ``(3, H, W)`` the normalized occluded image.
     """
 
@@ -430,41 +432,37 @@ class OcclusionExplorer(Explorer):
         model: nn.Module,
         dataset: ImageTensorDataset,
         image: int = 0,
-        size: int | None = None,
-        baseline: float | Sequence[float] = 0.0,
+        window: int | None = None,
+        fill: float | Sequence[float] = 0.0,
     ) -> None:
         super().__init__()
         self.model, self.dataset = model, dataset
         height, width = dataset.images.shape[-2:]
-        size = min(height, width) // 4 if size is None else size
-        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= min(height, width):
+        window = min(height, width) // 4 if window is None else check_positive_int(window, "window", "occluder side")
+        if window > min(height, width):
             raise ValueError(
-                f"occluder size must be an int from 1 to {min(height, width)} (the image is {height}x{width}), got {size!r}"
+                f"window must be at most {min(height, width)} (the image is {height}x{width}), got {window}"
             )
-        self.baseline = torch.as_tensor(baseline, dtype=torch.float32).reshape(-1, 1, 1)
-        if self.baseline.shape[0] not in (1, 3):
-            raise ValueError(
-                f"baseline must be a float or 3 per-channel values (normalized units), got {tuple(self.baseline.shape)}"
-            )
+        self.fill = check_fill(fill, "fill").float()
         self.image = _image_slider(dataset, image)
-        self.size = widgets.IntSlider(value=size, min=1, max=min(height, width), description="size")
-        self.x = widgets.IntSlider(value=(width - size) // 2, min=0, max=width - size, description="left (x)")
-        self.y = widgets.IntSlider(value=(height - size) // 2, min=0, max=height - size, description="top (y)")
-        self.size.observe(self._follow_size, names="value")
+        self.window = widgets.IntSlider(value=window, min=1, max=min(height, width), description="window")
+        self.y = widgets.IntSlider(value=(height - window) // 2, min=0, max=height - window, description="top (y)")
+        self.x = widgets.IntSlider(value=(width - window) // 2, min=0, max=width - window, description="left (x)")
+        self.window.observe(self._follow_window, names="value")
         self.image_view = widgets.Image(format="png")
         self.probability_label = widgets.HTML()
         self.top_classes_view = widgets.HTML()
         self.probabilities = torch.empty(0)
         self.clean_probabilities = torch.empty(0)
-        self.true_class = -1
+        self.target = -1
         self.occluded = torch.empty(0)
         self._clean: tuple[int, Tensor, Tensor] | None = None  # (image index, normalized image, softmax)
         self._connect(
-            "<b>Occlusion explorer</b> (Fig. 7). Move the grey square with <i>left (x)</i> and "
-            "<i>top (y)</i>, change its <i>size</i>: the probability of the true class falls when the "
+            "<b>Occlusion explorer</b> (Fig. 7). Move the grey square with <i>top (y)</i> and "
+            "<i>left (x)</i>, change its side (<i>window</i>): the probability of the true class falls when the "
             "square covers what the model relies on. The bars show the five most probable classes "
             "(true class in orange).",
-            {"image": self.image, "size": self.size, "x": self.x, "y": self.y},
+            {"image": self.image, "window": self.window, "y": self.y, "x": self.x},
             [
                 widgets.HBox(
                     [
@@ -475,7 +473,7 @@ class OcclusionExplorer(Explorer):
             ],
         )
 
-    def _follow_size(self, change: dict[str, Any]) -> None:
+    def _follow_window(self, change: dict[str, Any]) -> None:
         height, width = self.dataset.images.shape[-2:]
         with self._adjusting():
             self.x.max, self.y.max = width - change["new"], height - change["new"]
@@ -488,21 +486,20 @@ class OcclusionExplorer(Explorer):
             self._clean = (image, normalized, softmax)
         return self._clean[1], self._clean[2]
 
-    def _draw(self, image: int, size: int, x: int, y: int) -> None:
+    def _draw(self, image: int, window: int, y: int, x: int) -> None:
         normalized, self.clean_probabilities = self._clean_image(image)
-        occluded = normalized.clone()
-        occluded[:, y : y + size, x : x + size] = self.baseline.to(occluded)
+        occluded = occlude(normalized, y, x, window, self.fill)
         with torch.no_grad():
             self.probabilities = self.model(occluded[None]).softmax(dim=1)[0].float().cpu()
         self.occluded = occluded
-        self.true_class = label = int(self.dataset.labels[image])
+        self.target = label = int(self.dataset.labels[image])
         scale = display_scale(occluded.shape[-1])
         shown = self.dataset.denormalize(occluded.cpu().float())
-        self.image_view.value = _png(picture_pixels(shown, scale), [(y, x, y + size, x + size)], scale)
+        self.image_view.value = _png(picture_pixels(shown, scale), [(y, x, y + window, x + window)], scale)
         name = html.escape(_class_name(self.dataset, label))
         self.probability_label.value = (
             f"P({name}) = <b>{float(self.probabilities[label]):.4f}</b> with the occluder at "
-            f"(y={y}, x={x}), size {size}; {float(self.clean_probabilities[label]):.4f} without it"
+            f"(y={y}, x={x}), window {window}; {float(self.clean_probabilities[label]):.4f} without it"
         )
         values, classes = self.probabilities.topk(min(5, self.probabilities.numel()))
         rows = []
@@ -520,8 +517,8 @@ def occlusion_explorer(
     model: nn.Module,
     dataset: ImageTensorDataset,
     image: int = 0,
-    size: int | None = None,
-    baseline: float | Sequence[float] = 0.0,
+    window: int | None = None,
+    fill: float | Sequence[float] = 0.0,
 ) -> OcclusionExplorer:
     """Explore occlusion sensitivity (Fig. 7) one occluder position at a time.
 
@@ -529,13 +526,13 @@ def occlusion_explorer(
         model: a classifier in eval mode returning ``(N, num_classes)`` logits.
         dataset: the images to choose from; their labels are the true classes.
         image: the initial image index.
-        size: occluder side in pixels (default: a quarter of the image side); the occluder
+        window: occluder side in pixels (default: a quarter of the image side); the occluder
             starts in the middle of the image.
-        baseline: occluder value in normalized units (0 = the dataset mean, the paper's grey
+        fill: occluder value in normalized units (0 = the dataset mean, the paper's grey
             square), a float or 3 per-channel values.
     """
     _check_model_and_data(model, dataset)
-    return OcclusionExplorer(model, dataset, image=image, size=size, baseline=baseline)
+    return OcclusionExplorer(model, dataset, image=image, window=window, fill=fill)
 
 
 # --------------------------------------------------------------------------------------------
@@ -553,7 +550,7 @@ class _CurvesPicture:
     """
 
     pixels: np.ndarray
-    transforms: list[Transform]
+    transforms: list[Any]  # matplotlib Transform / TransformNode
     boxes: list[Bbox]
     values: list[list[float]]
 
@@ -654,8 +651,8 @@ class InvarianceExplorer(Explorer):
                 self.images,
                 kind,
                 self.amounts[kind],
-                self.layers,
-                target_labels=self.labels,
+                layers=self.layers,
+                target=self.labels,
                 fill=self.fill,
             )
         return self.curves[kind]
@@ -669,7 +666,7 @@ class InvarianceExplorer(Explorer):
         shown = self.dataset.denormalize(self.transformed.cpu().float())
         self.image_view.value = _png(picture_pixels(shown, display_scale(shown.shape[-1])))
         self.curves_view.value = self._curves_picture(kind, image).marked_png(amount, column)
-        label, top_class = int(curves.target_labels[image]), int(curves.top_classes[image, column])
+        label, top_class = int(curves.target[image]), int(curves.top_classes[image, column])
         distances = ", ".join(f"{layer} {self.marked[layer]:.3g}" for layer in self.layers)
         self.caption.value = (
             f"{html.escape(kind)} by {amount:g}: distance {distances}; "

@@ -12,7 +12,6 @@ from course_utils import ablation
 from course_utils.ablation import (
     ablation_variants,
     architecture_variants,
-    format_summary,
     load_results,
     run_ablation,
     single_run_reversals,
@@ -171,15 +170,20 @@ def test_summarize_means_and_sample_stds_by_hand():
     rows = summarize(
         [record("a", 0, 0.1, 0.2), record("b", 0, 0.5, 0.5, 7), record("a", 1, 0.3, 0.4), record("a", 2, 0.2, 0.6)]
     )
-    assert [row["variant"] for row in rows] == ["a", "b"]
+    assert [row.variant for row in rows] == ["a", "b"]
     a, b = rows
-    assert a["seeds"] == [0, 1, 2] and a["parameters"] == 100
-    assert a["train_error_mean"] == pytest.approx(0.2) and a["train_error_std"] == pytest.approx(0.1)
-    assert a["val_error_mean"] == pytest.approx(0.4) and a["val_error_std"] == pytest.approx(0.2)
-    assert a["seconds_mean"] == pytest.approx(11.0)
-    assert b["val_error_std"] is None and b["parameters"] == 7  # one seed: no spread
-    text = format_summary(rows)
+    assert rows["b"] is b
+    assert a.seeds == (0, 1, 2) and a.parameters == 100
+    assert a.train_error.mean == pytest.approx(0.2) and a.train_error.std == pytest.approx(0.1)
+    assert a.val_error.mean == pytest.approx(0.4) and a.val_error.std == pytest.approx(0.2)
+    assert a.seconds.mean == pytest.approx(11.0)
+    assert b.val_error.std is None and b.parameters == 7  # one seed: no spread
+    text = rows.format()
     assert "40.0 +- 20.0" in text and "20.0 +- 10.0" in text and " 50.0" in text
+    with_paper = rows.format(paper={"a": (35.1, 40.5)}).splitlines()
+    assert "paper" in with_paper[0] and "35.1" in with_paper[1] and "40.5" in with_paper[1] and "nan" in with_paper[2]
+    with pytest.raises(KeyError, match="no variant 'c'"):
+        rows["c"]
     with pytest.raises(ValueError, match="different parameter counts"):
         summarize([record("a", 0, 0.1, 0.2, 100), record("a", 1, 0.1, 0.2, 101)])
 
@@ -190,12 +194,12 @@ def test_single_run_reversals_count_seed_combinations_by_hand():
         for name, errors in {"a": (0.10, 0.30), "b": (0.20, 0.40), "c": (0.90, 0.95)}.items()
         for seed, error in enumerate(errors)
     ]
-    rows = {(row["better"], row["worse"]): row for row in single_run_reversals(records)}
+    rows = {(row.better, row.worse): row for row in single_run_reversals(records)}
     assert set(rows) == {("a", "b"), ("a", "c"), ("b", "c")}
     # a (0.1, 0.3) vs b (0.2, 0.4): only a=0.3 > b=0.2 reverses -> 1 of 4 combinations
-    assert rows[("a", "b")]["reversed"] == 0.25 and rows[("a", "b")]["gap"] == pytest.approx(0.1)
-    assert rows[("a", "c")]["reversed"] == 0.0 and rows[("b", "c")]["reversed"] == 0.0
-    assert single_run_reversals(records)[0]["better"] == "a"  # most reversed first
+    assert rows[("a", "b")].reversed == 0.25 and rows[("a", "b")].gap == pytest.approx(0.1)
+    assert rows[("a", "c")].reversed == 0.0 and rows[("b", "c")].reversed == 0.0
+    assert single_run_reversals(records)[0].better == "a"  # most reversed first
 
 
 def test_cli_runs_a_subset_of_variants(tmp_path, monkeypatch, capsys):

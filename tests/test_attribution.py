@@ -75,7 +75,7 @@ def plain_gradient(model, images, layer, selections):
 
 @pytest.mark.parametrize("layer", sorted(SELECTIONS))
 def test_gradient_rule_equals_autograd(zfnet, images, selections, layer):
-    ours = attribute(zfnet, images, layer, selections[layer], "gradient")
+    ours = attribute(zfnet, images, layer, selections[layer], rule="gradient", unit_value="one")
     reference = plain_gradient(zfnet, images, layer, selections[layer])
     assert reference.abs().max() > 0
     assert (ours - reference).abs().max() <= ATOL
@@ -88,14 +88,14 @@ def test_gradient_rule_differentiates_local_response_norm():
     images = torch.randn(2, 3, 64, 64)
     selections = torch.tensor([[0, 5, 4, 4], [1, 7, 2, 6]])
     assert (
-        attribute(net, images, "conv3", selections) - plain_gradient(net, images, "conv3", selections)
+        attribute(net, images, "conv3", selections, unit_value="one") - plain_gradient(net, images, "conv3", selections)
     ).abs().max() <= ATOL
 
 
 @pytest.mark.parametrize("layer", sorted(SELECTIONS))
 @pytest.mark.parametrize("unit_value", ["one", "activation"])
 def test_deconvnet_rule_equals_the_explicit_deconvnet(zfnet, images, selections, layer, unit_value):
-    ours = attribute(zfnet, images, layer, selections[layer], "deconvnet", unit_value=unit_value)
+    ours = attribute(zfnet, images, layer, selections[layer], rule="deconvnet", unit_value=unit_value)
     explicit = project(zfnet, images, layer, selections[layer], unit_value=unit_value)
     assert explicit.abs().max() > 0
     assert (ours - explicit).abs().max() <= ATOL
@@ -106,9 +106,9 @@ def test_deconvnet_rule_equals_the_explicit_deconvnet_with_inplace_relus():
     net = alexnet().eval()
     images = torch.randn(2, 3, 127, 127)
     selections = torch.tensor([[0, 8, 3, 3], [1, 200, 6, 1]])
-    ours = attribute(net, images, "conv4", selections, "deconvnet")
+    ours = attribute(net, images, "conv4", selections, rule="deconvnet", unit_value="one")
     assert (ours - project(net, images, "conv4", selections, unit_value="one")).abs().max() <= ATOL
-    guided = attribute(net, images, "conv4", selections, "guided")
+    guided = attribute(net, images, "conv4", selections, rule="guided", unit_value="one")
     from captum.attr import NeuronGuidedBackprop
 
     with warnings.catch_warnings():
@@ -131,16 +131,19 @@ def test_guided_rule_equals_captum_guided_backprop(zfnet, images):
         warnings.simplefilter("ignore")
         class_target = GuidedBackprop(zfnet).attribute(images, target=4)
         neuron = NeuronGuidedBackprop(zfnet, zfnet._modules["conv2"]).attribute(images[2:3], (60, 15, 0))
-    ours_class = attribute(zfnet, images, "fc8", torch.tensor([[0, 4, 0, 0], [1, 4, 0, 0], [2, 4, 0, 0]]), "guided")
+    ours_class = attribute(
+        zfnet, images, "fc8", torch.tensor([[0, 4, 0, 0], [1, 4, 0, 0], [2, 4, 0, 0]]), rule="guided", unit_value="one"
+    )
     assert class_target.abs().max() > 0
     assert (ours_class - class_target).abs().max() <= ATOL
-    ours_neuron = attribute(zfnet, images, "conv2", torch.tensor([[2, 60, 15, 0]]), "guided")
+    ours_neuron = attribute(zfnet, images, "conv2", torch.tensor([[2, 60, 15, 0]]), rule="guided", unit_value="one")
     assert (ours_neuron - neuron).abs().max() <= ATOL
 
 
 def test_the_three_rules_give_three_different_pictures(zfnet, images, selections):
     gradient, guided, deconvnet = (
-        attribute(zfnet, images, "relu5", selections["relu5"], rule) for rule in ("gradient", "guided", "deconvnet")
+        attribute(zfnet, images, "relu5", selections["relu5"], rule=rule, unit_value="one")
+        for rule in ("gradient", "guided", "deconvnet")
     )
     assert (gradient - guided).abs().max() > 1e-4
     assert (guided - deconvnet).abs().max() > 1e-4
@@ -149,7 +152,7 @@ def test_the_three_rules_give_three_different_pictures(zfnet, images, selections
 
 def test_attribute_refuses_bad_input(zfnet, images):
     with pytest.raises(ValueError, match="unknown rule 'smooth'; use one of gradient, guided, deconvnet"):
-        attribute(zfnet, images, "conv2", SELECTIONS["conv2"], "smooth")
+        attribute(zfnet, images, "conv2", SELECTIONS["conv2"], rule="smooth")
     with pytest.raises(ValueError, match="channel 99 is out of range: layer 'conv2' has 64 channels"):
         attribute(zfnet, images, "conv2", torch.tensor([[0, 99, 0, 0]]))
     with pytest.raises(ValueError, match="unit_value"):

@@ -53,7 +53,7 @@ model = ZFNet(image_size=32, conv_widths=(4, 6, 8, 8, 6), fc_widths=(16, 16), nu
 images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
 data = ImageTensorDataset(images, torch.tensor([0, 1, 2, 0]), ["red", "green", "blue"],
                           mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-explorer = occlusion_explorer(model, data, size=8)
+explorer = occlusion_explorer(model, data, window=8)
 explorer"""
 
 

@@ -116,20 +116,20 @@ def test_face_parts_inside_image_and_object(shapes):
     assert ((radius > 1.5) & (radius < 8)).all()
     rows, cols = np.mgrid[0:64, 0:64]
     for mask, points, r in zip(shapes["masks"][faces], parts, radius):
-        for x, y in points:  # every pixel within part_radius of a part belongs to the object
+        for y, x in points:  # (y, x); every pixel within part_radius of a part belongs to the object
             assert mask[(cols - x) ** 2 + (rows - y) ** 2 <= r**2].all()
 
 
 def test_left_eye_is_on_the_image_left_and_the_nose_on_the_midline(shapes):
-    parts = shapes["parts"][is_face(shapes["labels"])]
+    parts = shapes["parts"][is_face(shapes["labels"])]  # (y, x)
     left_eye, right_eye, nose = parts[:, 0], parts[:, 1], parts[:, 2]
-    assert (left_eye[:, 0] < right_eye[:, 0]).all()
+    assert (left_eye[:, 1] < right_eye[:, 1]).all()  # smaller x
     # Faces are mirror-symmetric: the nose is equally far from both eyes.
     np.testing.assert_allclose(
         np.linalg.norm(nose - left_eye, axis=1), np.linalg.norm(nose - right_eye, axis=1), rtol=1e-4
     )
     # Rotated faces exist (the definition is tested under rotation, not only upright).
-    tilt = np.degrees(np.arctan2(right_eye[:, 1] - left_eye[:, 1], right_eye[:, 0] - left_eye[:, 0]))
+    tilt = np.degrees(np.arctan2(right_eye[:, 0] - left_eye[:, 0], right_eye[:, 1] - left_eye[:, 1]))
     assert np.abs(tilt).max() > 10 and np.abs(tilt).max() <= embedded._MAX_TILT_DEG + 0.01
 
 
@@ -138,7 +138,8 @@ def test_face_parts_follow_the_head_pose_seen_in_the_mask(shapes):
     mask reflected about that line covers itself (unless an occluder or the border cut it)."""
     faces = is_face(shapes["labels"])
     overlaps = []
-    for mask, (left_eye, right_eye, nose) in zip(shapes["masks"][faces], shapes["parts"][faces]):
+    parts_xy = shapes["parts"][faces][..., ::-1]  # (y, x) -> (x, y) for the geometry below
+    for mask, (left_eye, right_eye, nose) in zip(shapes["masks"][faces], parts_xy):
         across = (right_eye - left_eye) / np.linalg.norm(right_eye - left_eye)
         rows, cols = np.nonzero(mask)
         points = np.stack([cols, rows], axis=1).astype(np.float64)
@@ -279,7 +280,12 @@ def test_atomic_write_replaces_whole_files_or_nothing(tmp_path):
 
 
 #: sha256 of the first 40 images (and annotations) of seed 0, per generator version.
-PICTURE_HASHES = {4: "5a862de523132595b6f4053e82e12f45994a838138e413c402e52a046deb5ca9"}
+# Version 5 stores the part coordinates as (y, x) instead of (x, y); its pictures are those of
+# version 4 (with the parts swapped back its arrays hash to version 4's digest).
+PICTURE_HASHES = {
+    4: "5a862de523132595b6f4053e82e12f45994a838138e413c402e52a046deb5ca9",
+    5: "434307d5d415e11eab27e6e6476e7f6c868356e1c9fb7fe16ca312cfd7ae0ff3",
+}
 
 
 def test_the_generator_version_pins_the_pictures():

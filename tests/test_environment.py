@@ -23,7 +23,8 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject():
     except ModuleNotFoundError:  # Python 3.10
         tomllib = pytest.importorskip("tomli")
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    pip_names = requirement_names(project["dependencies"] + project["optional-dependencies"]["dev"])
+    extras = project["optional-dependencies"]
+    pip_names = requirement_names(project["dependencies"] + extras["notebooks"] + extras["dev"]) - {"course-utils"}
     environment = yaml.safe_load((REPO / "environment.yml").read_text())
     assert environment["channels"][0] == "conda-forge" and "defaults" not in environment["channels"]
     conda = [entry for entry in environment["dependencies"] if isinstance(entry, str)]
@@ -50,3 +51,4 @@ def test_ci_runs_the_readme_test_command():
     readme = (REPO / "README.md").read_text()
     ci = (REPO / ".ci" / "run").read_text()
     assert "make test" in readme and "make test" in ci
+    assert "make lint" in readme and ci.index("make lint") < ci.index("make test")

@@ -17,9 +17,9 @@ from course_utils.experiment_plots import (
     first_layer_figure,
     grouped_bars,
     mean_std_lines,
-    mean_std_table,
 )
 from course_utils.models import ZFNet, ZFNetConfig
+from course_utils.stats import MeanStd, group_mean_std
 
 SMALL = dict(conv_widths=(4, 4, 4, 4, 4), fc_widths=(8, 8))
 
@@ -62,21 +62,27 @@ def test_filter_mosaic_defaults_grey_filters_and_bad_input():
 
 
 def test_grouped_bars_draws_the_given_means_stds_and_reference():
+    train = [MeanStd.of([0.08, 0.12]), MeanStd.of([0.2]), MeanStd.of([0.27, 0.33])]  # stds 0.028, none, 0.042
+    val = [MeanStd.of([value]) for value in (0.4, 0.5, 0.6)]
     figure = grouped_bars(
         ["a", "b", "c"],
-        {"train": ([1.0, 2.0, 3.0], [0.1, None, 0.3]), "val": ([4.0, 5.0, 6.0], None)},
+        {"train": train, "val": val},
         ylabel="error",
         title="t",
         reference={"paper": [7.0, None, 9.0]},
+        scale=10.0,
     )
     axis = figure.axes[0]
     heights = [patch.get_height() for patch in axis.patches]
-    assert heights == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    np.testing.assert_allclose(heights, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     centres = [patch.get_x() + patch.get_width() / 2 for patch in axis.patches]
     np.testing.assert_allclose(centres, [-0.2, 0.8, 1.8, 0.2, 1.2, 2.2])
     error_lines = [collection for collection in axis.collections if hasattr(collection, "get_segments")]
-    segments = error_lines[0].get_segments()  # the train series' error bars: mean +- std
-    np.testing.assert_allclose([s[:, 1] for s in segments], [[0.9, 1.1], [2.0, 2.0], [2.7, 3.3]])
+    segments = error_lines[0].get_segments()  # the train series' error bars: mean +- std, scaled
+    spread = [10 * np.sqrt(0.0008), 0.0, 10 * np.sqrt(0.0018)]
+    np.testing.assert_allclose(
+        [s[:, 1] for s in segments], [[m - d, m + d] for m, d in zip([1.0, 2.0, 3.0], spread)], atol=1e-12
+    )
     reference = [c for c in axis.collections if c.get_label() == "paper"][0]
     np.testing.assert_allclose(reference.get_offsets(), [[0.0, 7.0], [2.0, 9.0]])
     assert axis.get_ylabel() == "error" and axis.get_title() == "t"
@@ -84,10 +90,11 @@ def test_grouped_bars_draws_the_given_means_stds_and_reference():
 
 
 def test_grouped_bars_rejects_mismatched_lengths():
-    with pytest.raises(ValueError, match="series 'x' must have 2 means"):
-        grouped_bars(["a", "b"], {"x": ([1.0], None)}, "y", "t")
+    one, two = MeanStd.of([1.0]), MeanStd.of([2.0])
+    with pytest.raises(ValueError, match="series 'x' must have 2 summaries"):
+        grouped_bars(["a", "b"], {"x": [one]}, "y", "t")
     with pytest.raises(ValueError, match="reference 'paper' must have 2 values"):
-        grouped_bars(["a", "b"], {"x": ([1.0, 2.0], None)}, "y", "t", reference={"paper": [1.0]})
+        grouped_bars(["a", "b"], {"x": [one, two]}, "y", "t", reference={"paper": [1.0]})
     with pytest.raises(ValueError, match="at least one"):
         grouped_bars([], {}, "y", "t")
 
@@ -102,15 +109,18 @@ RECORDS = [
 ]
 
 
-def test_mean_std_table_by_hand():
-    table = mean_std_table(RECORDS, ("method", "shots"), "acc")
+def test_group_mean_std_by_hand():
+    table = group_mean_std(RECORDS, ("method", "shots"), "acc")
     assert list(table) == [("m", 1), ("m", 5), ("n", 1)]
-    mean, std, count = table[("m", 1)]
-    assert (mean, count) == (pytest.approx(0.3), 2) and std == pytest.approx(np.sqrt(0.02))  # sample std
-    assert table[("m", 5)] == (0.5, None, 1)
-    assert table[("n", 1)][0] == pytest.approx(0.2) and table[("n", 1)][1] == pytest.approx(np.sqrt(0.03))
+    summary = table[("m", 1)]
+    assert (summary.mean, summary.count) == (pytest.approx(0.3), 2) and summary.std == pytest.approx(np.sqrt(0.02))
+    assert (table[("m", 5)].mean, table[("m", 5)].std, table[("m", 5)].count) == (0.5, None, 1)
+    assert table[("n", 1)].mean == pytest.approx(0.2) and table[("n", 1)].std == pytest.approx(np.sqrt(0.03))
+    assert table[("m", 1)].format(2) == "0.30 +- 0.14" and table[("m", 5)].format(1, scale=100) == "50.0"
     with pytest.raises(ValueError, match=r"has no \['seed'\]"):
-        mean_std_table(RECORDS, ("seed",), "acc")
+        group_mean_std(RECORDS, ("seed",), "acc")
+    with pytest.raises(ValueError, match="at least one value"):
+        MeanStd.of([])
 
 
 def test_mean_std_lines_plots_means_with_a_std_band():
@@ -175,7 +185,7 @@ def test_invariance_figure_draws_the_examples_and_every_curve():
     from course_utils.invariance import invariance_curves, transform_images
 
     model, dataset, images = _tiny_model_and_data()
-    curves = invariance_curves(model, images, "translate", [-2, 0, 2], target_labels=dataset.labels)
+    curves = invariance_curves(model, images, "translate", [-2, 0, 2], target=dataset.labels)
     figure = invariance_figure(curves, images, dataset, example_amounts=[-2, 0], gap=2)
     examples, layer1, layer7, probability, top = figure.axes
 
@@ -197,7 +207,7 @@ def test_invariance_figure_draws_the_examples_and_every_curve():
     for line, expected in zip(probability.get_lines(), curves.probabilities):
         np.testing.assert_allclose(line.get_ydata(), expected.numpy())
     top_lines = top.get_lines()
-    present = sorted(set(curves.top_classes.flatten().tolist()) | set(curves.target_labels.tolist()))
+    present = sorted(set(curves.top_classes.flatten().tolist()) | set(curves.target.tolist()))
     assert [label.get_text() for label in top.get_yticklabels()] == [CLASS_NAMES[label] for label in present]
     rows_of_classes = torch.tensor([[present.index(label) for label in row] for row in curves.top_classes.tolist()])
     offsets = [line.get_ydata()[0] - rows_of_classes[row, 0].item() for row, line in enumerate(top_lines)]
@@ -222,7 +232,7 @@ def test_invariance_figure_gives_only_the_classes_that_occur_a_row_of_the_top_cl
         relative_distances=distances,
         probabilities=torch.full((3, 3), 0.5),
         top_classes=torch.tensor([[0, 7, 7], [1, 1, 9], [2, 2, 2]]),
-        target_labels=torch.tensor([0, 1, 2]),
+        target=torch.tensor([0, 1, 2]),
         original_probabilities=torch.full((3,), 0.5),
     )
     top = invariance_figure(curves, images, dataset, example_amounts=[0]).axes[-1]
@@ -259,7 +269,7 @@ def test_invariance_figure_draws_only_the_chosen_rows_in_their_order():
     from course_utils.invariance import invariance_curves
 
     model, dataset, images = _tiny_model_and_data()
-    curves = invariance_curves(model, images, "scale", [0.8, 1.0], target_labels=dataset.labels)
+    curves = invariance_curves(model, images, "scale", [0.8, 1.0], target=dataset.labels)
     figure = invariance_figure(curves, images, dataset, example_amounts=[1.0], rows=[2, 0], gap=2)
     examples, layer1, _, probability, _ = figure.axes
     mosaic = examples.get_images()[0].get_array()
@@ -281,7 +291,7 @@ def test_occlusion_figure_places_each_map_at_the_occluder_centres():
 
     model, dataset, images = _tiny_model_and_data(count=1)
     image = images[0]
-    result = occlusion_map(model, image, window=8, stride=4, target_class=1, layer="relu5")
+    result = occlusion_map(model, image, window=8, stride=4, target=1, layer="relu5")
     projection = project_activation(model, image, "relu5", result.channel)
     mask = torch.zeros(32, 32, dtype=torch.bool)
     mask[10:20, 12:24] = True

@@ -147,13 +147,13 @@ def overwriting_unpool(signal, switches, input_size):
     return unpooled.scatter_(2, switches.flatten(2), signal.flatten(2)).view(*signal.shape[:2], *input_size)
 
 
-def logits_map(model, image, window, stride, target_class, fill=0.0):
+def logits_map(model, image, window, stride, target, fill=0.0):
     """Forgets the softmax."""
     module = solution_module("hw2_occlusion")
     rows = module.occluder_positions(image.shape[1], window, stride)
     cols = module.occluder_positions(image.shape[2], window, stride)
     batch = torch.stack([module.occlude(image, int(r), int(c), window, fill) for r in rows for c in cols])
-    return model(batch)[:, target_class].view(len(rows), len(cols))
+    return model(batch)[:, target].view(len(rows), len(cols))
 
 
 def occlude_in_place(image, top, left, window, fill):
@@ -223,8 +223,9 @@ def receptive_field_without_padding(layers):
                 "hamming_consistency/five_rows",
                 "hamming_consistency/seven_rows",
                 "correspondence_delta/pool5",
+                "correspondence_delta/relu7",
             },
-        ),  # at relu7 and conv4 every feature changes: no zeros in eps
+        ),  # at conv4 every feature changes: no zeros in eps, so binary signs give the same Delta
         (
             "hw4_receptive_field",
             "receptive_field",
@@ -551,8 +552,8 @@ def test_hw2_agrees_with_the_course_occlusion():
             inputs["image"],
             inputs["window"],
             inputs["stride"],
-            baseline=inputs["fill"],
-            target_class=inputs["target_class"],
+            fill=inputs["fill"],
+            target=inputs["target"],
             layer=None,
         )
         ours = hw.occlusion_map(**inputs)
@@ -571,7 +572,7 @@ def test_hw3_agrees_with_the_course_correspondence():
     for check in stored("hw3_correspondence", "correspondence_delta"):
         inputs = check.inputs()
         course = correspondence.correspondence_delta(
-            inputs["model"], inputs["images"], inputs["centres"], inputs["size"], layers=(inputs["layer"],)
+            inputs["model"], inputs["images"], inputs["centres"], inputs["window"], layers=(inputs["layer"],)
         )
         assert hw.correspondence_delta(**inputs) == pytest.approx(course[inputs["layer"]], abs=1e-7)
 

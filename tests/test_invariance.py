@@ -112,7 +112,7 @@ def test_curves_equal_an_independent_forward(kind, amounts):
     model = small_zfnet()
     images = random_images(3)
     labels = torch.tensor([0, 3, 4])
-    curves = invariance_curves(model, images, kind, amounts, layers=("relu1", "relu7"), target_labels=labels)
+    curves = invariance_curves(model, images, kind, amounts, layers=("relu1", "relu7"), target=labels)
     original, original_softmax = manual_features(model, images, ("relu1", "relu7"))
     for column, amount in enumerate(amounts):
         features, softmax = manual_features(model, transform_images(images, kind, amount), ("relu1", "relu7"))
@@ -145,8 +145,8 @@ def test_shapes_defaults_and_metadata():
         assert curves.distances[layer].shape == curves.relative_distances[layer].shape == (4, 5)
     assert curves.probabilities.shape == curves.top_classes.shape == (4, 5)
     _, softmax = manual_features(model, images, ())
-    assert torch.equal(curves.target_labels, softmax.argmax(dim=1))  # default: predicted classes
-    assert torch.equal(curves.top_classes[:, 2], curves.target_labels)
+    assert torch.equal(curves.target, softmax.argmax(dim=1))  # default: predicted classes
+    assert torch.equal(curves.top_classes[:, 2], curves.target)
 
 
 def test_in_place_relus_and_mode_are_handled():
@@ -193,10 +193,10 @@ def test_errors():
         invariance_curves(model, images, "rotate", [])
     with pytest.raises(ValueError, match="scale factor must be > 0"):
         invariance_curves(model, images, "scale", [1.0, -0.5])
-    with pytest.raises(ValueError, match=r"target_labels must have shape \(2,\)"):
-        invariance_curves(model, images, "rotate", [0], target_labels=[1, 2, 3])
-    with pytest.raises(ValueError, match=r"target_labels must lie in 0..4"):
-        invariance_curves(model, images, "rotate", [0], target_labels=[1, 5])
+    with pytest.raises(ValueError, match=r"target must have shape \(2,\)"):
+        invariance_curves(model, images, "rotate", [0], target=[1, 2, 3])
+    with pytest.raises(ValueError, match=r"target must lie in 0..4"):
+        invariance_curves(model, images, "rotate", [0], target=[1, 5])
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\).*image\[None\]"):
         invariance_curves(model, images[0], "rotate", [0])
     with pytest.raises(ValueError, match="grayscale"):
@@ -212,7 +212,7 @@ def test_hooks_are_removed_when_the_forward_fails():
         invariance_curves(model, wrong_size, "rotate", [0, 10])
     assert all(not module._forward_hooks and not module._forward_pre_hooks for module in model.modules())
     with pytest.raises(ValueError):
-        invariance_curves(model, random_images(2), "rotate", [0], target_labels=[9, 9])
+        invariance_curves(model, random_images(2), "rotate", [0], target=[9, 9])
     assert all(not module._forward_hooks for module in model.modules())
 
 
@@ -220,7 +220,7 @@ def test_mask_centroids_by_hand():
     masks = torch.zeros(3, 5, 7, dtype=torch.bool)
     masks[0, 1:3, 4:7] = True  # rows 1-2, columns 4-6
     masks[1, 4, 0] = True
-    torch.testing.assert_close(mask_centroids(masks)[:2], torch.tensor([[5.0, 1.5], [0.0, 4.0]], dtype=torch.float64))
+    torch.testing.assert_close(mask_centroids(masks)[:2], torch.tensor([[1.5, 5.0], [4.0, 0.0]], dtype=torch.float64))
     assert mask_centroids(masks)[2].isnan().all()  # empty mask
     with pytest.raises(ValueError, match="bool"):
         mask_centroids(masks.float())

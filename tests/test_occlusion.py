@@ -69,7 +69,7 @@ def run_until(model: nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
     raise KeyError(layer)
 
 
-def brute_force(model, image, window, stride, baseline, layer, channel):
+def brute_force(model, image, window, stride, fill, layer, channel):
     """(P (R, C, K), summed channel of layer (R, C)): paste the square in a loop, run all images."""
     height, width = image.shape[-2:]
     rows = range(0, height - window + 1, stride)
@@ -78,7 +78,7 @@ def brute_force(model, image, window, stride, baseline, layer, channel):
     for top in rows:
         for left in cols:
             occluded = image.clone()
-            occluded[:, top : top + window, left : left + window] = torch.as_tensor(baseline).view(-1, 1, 1)
+            occluded[:, top : top + window, left : left + window] = torch.as_tensor(fill).view(-1, 1, 1)
             occluded_images.append(occluded)
     captured = []
     hook = dict(model.named_children())[layer].register_forward_hook(
@@ -93,11 +93,9 @@ def brute_force(model, image, window, stride, baseline, layer, channel):
     return probabilities.view(*grid, -1), torch.cat(captured).view(grid)
 
 
-def assert_matches_brute_force(model, image, window, stride, baseline, layer, max_batch=256):
-    result = occlusion_map(
-        model, image, window, stride, baseline=baseline, target_class=1, layer=layer, max_batch=max_batch
-    )
-    probabilities, sums = brute_force(model, image, window, stride, baseline, layer, result.channel)
+def assert_matches_brute_force(model, image, window, stride, fill, layer, batch_size=256):
+    result = occlusion_map(model, image, window, stride, fill=fill, target=1, layer=layer, batch_size=batch_size)
+    probabilities, sums = brute_force(model, image, window, stride, fill, layer, result.channel)
     assert result.probabilities.shape == probabilities.shape
     torch.testing.assert_close(result.probabilities, probabilities, atol=ATOL, rtol=0)
     torch.testing.assert_close(result.probability, probabilities[..., 1], atol=ATOL, rtol=0)
@@ -159,11 +157,11 @@ def test_the_brute_force_cases_exercise_every_route():
         assert {("Conv2d", "direct"), ("Conv2d", "delta"), ("MaxPool2d", "direct")} <= kinds, kinds
 
 
-def test_max_batch_one_gives_the_same_maps():
+def test_batch_size_one_gives_the_same_maps():
     model = small_zfnet(seed=5)
     image = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(5))
-    tiled = occlusion_map(model, image, 16, 8, target_class=2, layer="conv5")
-    single = occlusion_map(model, image, 16, 8, target_class=2, layer="conv5", max_batch=1)
+    tiled = occlusion_map(model, image, 16, 8, target=2, layer="conv5")
+    single = occlusion_map(model, image, 16, 8, target=2, layer="conv5", batch_size=1)
     torch.testing.assert_close(single.probabilities, tiled.probabilities, atol=ATOL, rtol=0)
     torch.testing.assert_close(single.activation, tiled.activation, atol=ATOL, rtol=1e-5)
     assert single.channel == tiled.channel
@@ -176,7 +174,7 @@ def test_result_metadata_and_defaults():
     with torch.no_grad():
         clean = model(image[None]).softmax(dim=1)[0]
         conv5 = run_until(model, image[None], "conv5")[0]
-    assert result.target_class == int(clean.argmax())
+    assert result.target == int(clean.argmax())
     assert result.channel == int(conv5.flatten(1).max(dim=1).values.argmax())
     assert result.unoccluded_activation == pytest.approx(float(conv5[result.channel].sum()), rel=1e-6)
     torch.testing.assert_close(result.unoccluded_probabilities, clean)
@@ -192,16 +190,16 @@ def test_a_model_in_training_mode_is_refused_and_left_unchanged():
     model.drop6.eval()  # a mixed state stays as it was
     image = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(7))
     with pytest.raises(ValueError, match="training mode.*model.eval"):
-        occlusion_map(model, image, 16, 16, target_class=0, layer="conv5")
+        occlusion_map(model, image, 16, 16, target=0, layer="conv5")
     assert model.training and not model.drop6.training and model.drop7.training
     model.eval()
     model.drop7.train()
     with pytest.raises(ValueError, match="'drop7'.*training mode"):
-        occlusion_map(model, image, 16, 16, target_class=0, layer="conv5")
+        occlusion_map(model, image, 16, 16, target=0, layer="conv5")
 
 
 def test_activation_map_by_hand():
-    """conv1 sums the channels (1x1 kernel of ones): the map is image total - covered + baseline."""
+    """conv1 sums the channels (1x1 kernel of ones): the map is image total - covered + fill."""
     model = NamedSequential(
         OrderedDict(
             [
@@ -214,7 +212,7 @@ def test_activation_map_by_hand():
     with torch.no_grad():
         model.conv1.weight.fill_(1.0)
     image = torch.arange(3 * 6 * 6, dtype=torch.float32).view(3, 6, 6) / 10
-    result = occlusion_map(model, image, 2, 2, baseline=torch.tensor([1.0, 2.0, 3.0]), layer="conv1", channel=0)
+    result = occlusion_map(model, image, 2, 2, fill=torch.tensor([1.0, 2.0, 3.0]), layer="conv1", channel=0)
     total = image.sum()
     for i, top in enumerate((0, 2, 4)):
         for j, left in enumerate((0, 2, 4)):
@@ -234,7 +232,7 @@ def test_equals_captum_occlusion_through_the_pixel_mean():
     model = small_zfnet(seed=8)
     image = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(8))
     window, stride, target = 16, 8, 3
-    result = occlusion_map(model, image, window, stride, baseline=0.25, target_class=target, layer="conv5")
+    result = occlusion_map(model, image, window, stride, fill=0.25, target=target, layer="conv5")
     with torch.no_grad():
         occlusion = captum.Occlusion(lambda x: model(x).softmax(dim=1))
         attribution = occlusion.attribute(
@@ -266,7 +264,7 @@ def test_equals_captum_pointwise_for_non_overlapping_windows():
     captum = pytest.importorskip("captum.attr")
     model = small_zfnet(seed=9)
     image = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(9))
-    result = occlusion_map(model, image, 16, 16, target_class=4, layer=None)
+    result = occlusion_map(model, image, 16, 16, target=4, layer=None)
     with torch.no_grad():
         attribution = captum.Occlusion(lambda x: model(x).softmax(dim=1)).attribute(
             image[None],
@@ -405,10 +403,10 @@ def test_image_must_be_a_tensor():
     "window, stride, message",
     [
         (65, 1, "larger than the image.*at most 64"),
-        (0, 1, "window must be a positive int"),
-        (8, 0, "stride must be an int >= 1"),
-        (8, -2, "stride must be an int >= 1"),
-        (8.0, 2, "window must be a positive int"),
+        (0, 1, "window must be a positive integer"),
+        (8, 0, "stride must be a positive integer"),
+        (8, -2, "stride must be a positive integer"),
+        (8.0, 2, "window must be a positive integer"),
     ],
 )
 def test_bad_window_or_stride(window, stride, message):
@@ -423,20 +421,28 @@ def test_unknown_layer_lists_the_names():
 
 def test_channel_and_class_out_of_range():
     model, image = small_zfnet(), torch.zeros(3, 64, 64)
-    with pytest.raises(ValueError, match=r"channel 8 out of range: layer 'conv5' has 8 channels \(0..7\)"):
+    with pytest.raises(ValueError, match=r"channel 8 is out of range: layer 'conv5''s channels are 0..7"):
         occlusion_map(model, image, 8, 8, layer="conv5", channel=8)
-    with pytest.raises(ValueError, match="target_class 5 out of range: the model has 5 classes"):
-        occlusion_map(model, image, 8, 8, target_class=5)
+    with pytest.raises(ValueError, match="target 5 is out of range: the model's classes are 0..4"):
+        occlusion_map(model, image, 8, 8, target=5)
 
 
-def test_bad_baseline_batch_and_model():
+def test_bad_fill_batch_and_model():
     model, image = small_zfnet(), torch.zeros(3, 64, 64)
-    with pytest.raises(ValueError, match=r"\(3,\) per-channel"):
-        occlusion_map(model, image, 8, 8, baseline=torch.zeros(3, 1, 1))
-    with pytest.raises(TypeError, match="baseline must be a float"):
-        occlusion_map(model, image, 8, 8, baseline="grey")
-    with pytest.raises(ValueError, match="max_batch must be a positive int"):
-        occlusion_map(model, image, 8, 8, max_batch=0)
+    with pytest.raises(ValueError, match="fill must be a float or 3 per-channel values, got 2 values"):
+        occlusion_map(model, image, 8, 8, fill=torch.zeros(2))
+    with pytest.raises(ValueError, match="fill must be a float"):
+        occlusion_map(model, image, 8, 8, fill="grey")
+    for fill in (float("nan"), [0.0, float("inf"), 0.0]):
+        with pytest.raises(ValueError, match="fill must be finite"):
+            occlusion_map(model, image, 8, 8, fill=fill)
+    with pytest.raises(ValueError, match="fill must be float values"):
+        occlusion_map(model, image, 8, 8, fill=torch.zeros(3, dtype=torch.uint8))
+    for target in (1.5, True):
+        with pytest.raises(ValueError, match="target must be an integer index"):
+            occlusion_map(model, image, 8, 8, target=target)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        occlusion_map(model, image, 8, 8, batch_size=0)
 
     class Closure(nn.Module):
         def forward(self, x):

@@ -238,7 +238,7 @@ def test_finetune_softmax_replaces_only_fc8(colour_data):
 def test_few_shot_comparison_records(colour_data):
     train_set, val_set = colour_data
     model = tiny_model()
-    records = few_shot_comparison(
+    comparison = few_shot_comparison(
         model,
         train_set,
         val_set,
@@ -247,15 +247,20 @@ def test_few_shot_comparison_records(colour_data):
         scratch_config=TrainConfig(epochs=1, batch_size=8),
         progress=False,
     )
-    assert [(r["method"], r["per_class"], r["seed"]) for r in records] == [
+    runs = comparison.runs
+    assert [(r.method, r.per_class, r.seed) for r in runs] == [
         ("pretrained + softmax", 2, 0),
         ("from scratch", 2, 0),
         ("pretrained + softmax", 4, 0),
         ("from scratch", 4, 0),
     ]
-    assert all(0 <= r["val_accuracy"] <= 1 and r["seconds"] >= 0 for r in records)
+    assert all(0 <= r.val_accuracy <= 1 and r.seconds >= 0 for r in runs)
     _, expected = finetune_softmax(model, few_shot_subset(train_set, 4, seed=0), val_set, seed=0)
-    assert records[2]["val_accuracy"] == pytest.approx(expected)
+    assert runs[2].val_accuracy == pytest.approx(expected)
+    assert comparison.accuracies("from scratch") == {2: [runs[1].val_accuracy], 4: [runs[3].val_accuracy]}
+    assert comparison.records()[0]["method"] == "pretrained + softmax"
+    table = comparison.format().splitlines()
+    assert len(table) == 3 and table[2].split()[:2] == ["4", f"{100 * expected:.1f}"]
 
 
 def test_with_statistics_changes_only_the_normalization(colour_data):

@@ -201,10 +201,10 @@ def test_explorers_refuse_data_the_model_cannot_take(model):
 
 
 def test_occlusion_probability_equals_the_occlusion_map_at_that_position(model, data):
-    explorer = widgets.occlusion_explorer(model, data, image=5, size=8)
+    explorer = widgets.occlusion_explorer(model, data, image=5, window=8)
     explorer.y.value, explorer.x.value = 8, 12
     label = int(data.labels[5])
-    result = occlusion_map(model, data.normalize(data.images[5]), window=8, stride=4, layer=None, target_class=label)
+    result = occlusion_map(model, data.normalize(data.images[5]), window=8, stride=4, layer=None, target=label)
     assert (int(result.rows[2]), int(result.cols[3])) == (8, 12)
     torch.testing.assert_close(explorer.probabilities, result.probabilities[2, 3], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(explorer.clean_probabilities, result.unoccluded_probabilities, rtol=1e-5, atol=1e-6)
@@ -214,7 +214,7 @@ def test_occlusion_probability_equals_the_occlusion_map_at_that_position(model, 
 
 
 def test_occlusion_slider_moves_the_square_in_the_picture(model, data):
-    explorer = widgets.occlusion_explorer(model, data, image=2, size=8)
+    explorer = widgets.occlusion_explorer(model, data, image=2, window=8)
     explorer.x.value, explorer.y.value = 0, 0
     before = explorer.image_view.value
     calls = count_redraws(explorer)
@@ -232,14 +232,14 @@ def test_occlusion_slider_moves_the_square_in_the_picture(model, data):
     assert shown[0, 8 * scale].tolist() != [230, 25, 75]
 
 
-def test_occlusion_size_change_keeps_the_occluder_inside_and_redraws_once(model, data):
-    explorer = widgets.occlusion_explorer(model, data, size=4)
-    explorer.x.value, explorer.y.value = 28, 20
+def test_occlusion_window_change_keeps_the_occluder_inside_and_redraws_once(model, data):
+    explorer = widgets.occlusion_explorer(model, data, window=4)
+    explorer.y.value, explorer.x.value = 20, 28
     calls = count_redraws(explorer)
-    explorer.size.value = 10
-    assert (explorer.x.max, explorer.y.max) == (22, 22)
-    assert (explorer.x.value, explorer.y.value) == (22, 20)
-    assert calls == [{"image": 0, "size": 10, "x": 22, "y": 20}]
+    explorer.window.value = 10
+    assert (explorer.y.max, explorer.x.max) == (22, 22)
+    assert (explorer.y.value, explorer.x.value) == (20, 22)
+    assert calls == [{"image": 0, "window": 10, "y": 20, "x": 22}]
 
 
 def test_occlusion_top_classes_list_the_five_most_probable_in_order(model, data):
@@ -252,10 +252,12 @@ def test_occlusion_top_classes_list_the_five_most_probable_in_order(model, data)
 
 
 def test_occlusion_explorer_refuses_bad_input(model, data):
-    with pytest.raises(ValueError, match="occluder size must be an int from 1 to 32"):
-        widgets.occlusion_explorer(model, data, size=33)
-    with pytest.raises(ValueError, match="baseline must be a float or 3 per-channel values"):
-        widgets.occlusion_explorer(model, data, baseline=[0.0, 0.0])
+    with pytest.raises(ValueError, match=r"window must be at most 32 \(the image is 32x32\), got 33"):
+        widgets.occlusion_explorer(model, data, window=33)
+    with pytest.raises(ValueError, match="window must be a positive integer"):
+        widgets.occlusion_explorer(model, data, window=2.5)
+    with pytest.raises(ValueError, match="fill must be a float or 3 per-channel values"):
+        widgets.occlusion_explorer(model, data, fill=[0.0, 0.0])
     with pytest.raises(ValueError, match="image index -1 is out of range"):
         widgets.occlusion_explorer(model, data, image=-1)
 
@@ -278,7 +280,7 @@ def test_invariance_marks_the_point_of_the_independently_computed_curves(invaria
     invariance.amount.value = 90.0
     image = data.normalize(data.images[10:11])
     torch.testing.assert_close(invariance.transformed, transform_images(image, "rotate", 90.0)[0])
-    reference = invariance_curves(model, image, "rotate", [90.0], target_labels=data.labels[10:11])
+    reference = invariance_curves(model, image, "rotate", [90.0], target=data.labels[10:11])
     assert invariance.marked == pytest.approx(
         {
             "relu1": float(reference.distances["relu1"][0, 0]),

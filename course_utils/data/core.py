@@ -192,7 +192,7 @@ def save_array_cache(path: str | os.PathLike, arrays: dict[str, np.ndarray], inf
     """
     path = Path(path)
     with atomic_write(path) as stream:
-        np.savez(stream, **arrays)
+        np.savez(stream, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as allow_pickle
     with atomic_write(path.with_suffix(".json"), "w") as stream:
         stream.write(json.dumps({"sha256": _sha256(path), **info}, indent=2, sort_keys=True))
     return path

@@ -20,11 +20,11 @@ and pixel noise. :data:`HELDOUT_CLASSES` (9 other combinations of the same famil
 used for training; they serve the feature-generalization experiment.
 
 Per image the generator records the object's visible pixels (``masks``) and, for the faces
-(:data:`FACE_CLASSES`), the ``(x, y)`` image coordinates of the left eye, right eye and nose
+(:data:`FACE_CLASSES`), the ``(y, x)`` image coordinates of the left eye, right eye and nose
 (``parts``) with the part radius in pixels (``part_radius``). Coordinates are in pixels with
-pixel ``(row, col)`` centred at ``x = col, y = row``. "Left eye" is the eye on the image's left
-side: faces are never mirrored and turn by at most 30 degrees, so its ``x`` is always the
-smaller one. Occluders never reach the eyes or the nose.
+pixel ``(row, col)`` centred at ``y = row, x = col``, in the course's one order ``(y, x)``.
+"Left eye" is the eye on the image's left side: faces are never mirrored and turn by at most
+30 degrees, so its ``x`` is always the smaller one. Occluders never reach the eyes or the nose.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ..progress import progress_bar
 from .core import DATA_DIR, CacheError, ImageTensorDataset, load_array_cache, save_array_cache
 
 __all__ = [
@@ -71,8 +71,9 @@ DEFAULT_NUM_IMAGES: dict[str, dict[str, int]] = {
 }
 #: Side of the images that :func:`load_embedded` serves.
 IMAGE_SIZE = 64
-#: Bumped whenever the pictures change, so old caches are never reused.
-GENERATOR_VERSION = 4
+#: Bumped whenever the pictures or their annotations change, so old caches are never reused
+#: (5: ``parts`` in (y, x) order; the pictures are those of 4).
+GENERATOR_VERSION = 5
 #: The normalization statistics come from this many first images of the training split.
 STATS_IMAGES = 500
 
@@ -181,6 +182,7 @@ def _colour(
         rgb = np.array(colorsys.hsv_to_rgb(rng.uniform(*hue) % 1.0, rng.uniform(*saturation), rng.uniform(low, high)))
         if far_from is None or abs(_luma(rgb) - _luma(far_from)) >= contrast:
             return rgb
+    assert far_from is not None  # without it the first draw qualifies
     return np.zeros(3) if _luma(far_from) > 0.5 else np.ones(3)
 
 
@@ -590,7 +592,8 @@ def _background(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, size: in
         if kind == 0:
             sdf = _sd_circle(x, y, cx, cy, rng.uniform(0.03, 0.16) * size)
         elif kind == 1:
-            sdf = _sd_box(x, y, cx, cy, *(rng.uniform(0.03, 0.15, size=2) * size), angle=rng.uniform(0, np.pi))
+            half_width, half_height = rng.uniform(0.03, 0.15, size=2) * size
+            sdf = _sd_box(x, y, cx, cy, half_width, half_height, angle=rng.uniform(0, np.pi))
         else:
             angle, length = rng.uniform(0, np.pi), rng.uniform(0.15, 0.6) * size
             offset = np.array([np.cos(angle), np.sin(angle)]) * length / 2
@@ -670,18 +673,18 @@ def _render_image(
         direction = rng.uniform(0.0, 2 * np.pi)
         where = centre + 0.95 * scale * np.array([np.cos(direction), np.sin(direction)])
         shade = _colour(rng, saturation=(0.05, 0.5), value=(0.2, 0.8))
-        blocked = _paint(canvas, _sd_circle(x, y, *where, rng.uniform(0.3, 0.45) * scale), shade)
+        blocked = _paint(canvas, _sd_circle(x, y, where[0], where[1], rng.uniform(0.3, 0.45) * scale), shade)
         coverage *= 1.0 - blocked
     gain = 1.0 + (x - size / 2) * rng.uniform(-0.5, 0.5) / size + (y - size / 2) * rng.uniform(-0.5, 0.5) / size
     canvas = canvas * (gain * rng.uniform(0.75, 1.2))[..., None] + rng.uniform(-0.08, 0.08)
     canvas += rng.normal(0.0, rng.uniform(0.01, 0.04), size=canvas.shape)
     image = np.clip(canvas * 255.0 + 0.5, 0, 255).astype(np.uint8).transpose(2, 0, 1)
     parts = np.full((3, 2), np.nan, dtype=np.float32)
-    if drawing.parts is not None:  # local (u, v) -> image (x, y); faces are never mirrored
+    if drawing.parts is not None:  # local (u, v) -> image (y, x); faces are never mirrored
         c, s = np.cos(angle), np.sin(angle)
         pu, pv = drawing.parts[:, 0] * mirror, drawing.parts[:, 1]
-        parts[:, 0] = centre[0] + scale * (c * pu - s * pv)
-        parts[:, 1] = centre[1] + scale * (s * pu + c * pv)
+        parts[:, 0] = centre[1] + scale * (s * pu + c * pv)
+        parts[:, 1] = centre[0] + scale * (c * pu - s * pv)
     return image, coverage >= 0.5, parts, drawing.part_radius * scale
 
 
@@ -711,7 +714,7 @@ def _render_range(start: int, stop: int, seed: int, classes: str, size: int) -> 
     set_index, names = _class_set(classes)
     labels = _labels(start, stop, seed, set_index, len(names))
     count = stop - start
-    out = {
+    out: dict[str, np.ndarray] = {
         "images": np.empty((count, 3, size, size), dtype=np.uint8),
         "labels": labels.astype(np.int64),
         "parts": np.empty((count, 3, 2), dtype=np.float32),
@@ -770,7 +773,7 @@ def generate_shapes(
     bounds = [(start, min(start + chunk, num_images)) for start in range(0, num_images, chunk)]
     arguments = (int(seed), classes, int(image_size))
     results: dict[int, dict[str, np.ndarray]] = {}
-    with tqdm(total=num_images, desc=f"generating {classes} shapes", unit="img", disable=not progress) as bar:
+    with progress_bar(total=num_images, desc=f"generating {classes} shapes", unit="img", progress=progress) as bar:
         if workers <= 1:
             for start, stop in bounds:
                 results[start] = _render_range(start, stop, *arguments)

@@ -28,8 +28,8 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.datasets import CIFAR10, ImageFolder
-from tqdm.auto import tqdm
 
+from ..progress import progress_bar
 from .core import DATA_DIR, CacheError, ImageTensorDataset, load_array_cache, save_array_cache
 
 __all__ = [
@@ -170,7 +170,9 @@ def _fetch(entry: RegistryEntry, archive: Path, progress: bool) -> None:
             try:
                 with urllib.request.urlopen(entry.url, timeout=30) as response:
                     total = int(response.headers.get("Content-Length") or 0) or None
-                    with tqdm(total=total, unit="B", unit_scale=True, desc=entry.filename, disable=not progress) as bar:
+                    with progress_bar(
+                        total=total, unit="B", unit_scale=True, desc=entry.filename, progress=progress
+                    ) as bar:
                         for block in iter(lambda: response.read(1 << 20), b""):
                             stream.write(block)
                             bar.update(len(block))
@@ -194,7 +196,7 @@ def _extract(archive: Path, entry: RegistryEntry) -> Path:
     try:
         try:
             with tarfile.open(archive) as tar:
-                tar.extractall(staging, **_SAFE_TAR)
+                tar.extractall(staging, **_SAFE_TAR)  # type: ignore[arg-type]  # filter="data" where supported
         except (tarfile.TarError, EOFError) as error:
             raise DownloadError(
                 f"{archive} is not a readable tar archive ({error}); delete it and run again"
@@ -322,7 +324,7 @@ def _channel_stats(images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 def _decode_images(folder: ImageFolder, image_size: int, progress: bool, description: str) -> torch.Tensor:
     """Decode every image of ``folder`` into one ``(N, 3, image_size, image_size)`` uint8 tensor."""
     images = torch.empty((len(folder), 3, image_size, image_size), dtype=torch.uint8)
-    for index in tqdm(range(len(folder)), desc=description, unit="img", disable=not progress):
+    for index in progress_bar(range(len(folder)), desc=description, unit="img", progress=progress):
         images[index] = folder[index][0]
     return images
 
@@ -428,7 +430,7 @@ def load_image_folder(
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
     if (mean is None) != (std is None):
         raise ValueError("give both mean and std (3 values each in [0, 1] units), or neither to compute them")
-    if mean is not None and (len(mean) != 3 or len(std) != 3 or min(std) <= 0):
+    if mean is not None and std is not None and (len(mean) != 3 or len(std) != 3 or min(std) <= 0):
         raise ValueError(f"mean and std must have 3 values each, std > 0; got mean={mean!r}, std={std!r}")
     splits = [name for name in _SPLIT_FOLDERS if (root / name).is_dir()]
     if split is not None and (root / split).is_dir():
@@ -445,6 +447,7 @@ def load_image_folder(
         uses_train_stats = image_root != root and split != "train" and "train" in splits
         stats = _decoded_folder(root / "train", image_size, cache_dir, progress) if uses_train_stats else arrays
         mean, std = stats["mean"].tolist(), stats["std"].tolist()
+    assert mean is not None and std is not None
     readable = _read_class_names([image_root, root])
     class_names = [readable.get(name, name) for name in arrays["classes"].tolist()]
     return ImageTensorDataset(

@@ -82,7 +82,7 @@ def _enclosing_functions(tree: ast.Module) -> dict[int, str]:
     lines: dict[int, str] = {}
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            for line in range(node.lineno, node.end_lineno + 1):
+            for line in range(node.lineno, (node.end_lineno or node.lineno) + 1):
                 # ast.walk visits outer functions first, so inner ones overwrite them
                 lines[line] = node.name
     return lines
@@ -181,7 +181,7 @@ def remove_hidden_checks(source: str, filename: str = "<solution>") -> str:
     for element in _checks_list(ast.parse(source, filename), filename).elts:
         if not _is_hidden(element, filename):
             continue
-        first, last = element.lineno - 1, element.end_lineno - 1
+        first, last = element.lineno - 1, (element.end_lineno or element.lineno) - 1
         before = lines[first][: element.col_offset]
         after = lines[last][element.end_col_offset:]
         if before.strip() or not re.fullmatch(r"\s*,?\s*(#.*)?\n?", after):

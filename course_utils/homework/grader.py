@@ -317,6 +317,8 @@ def load_module(path: str | Path, name: str = "student_module") -> ModuleType:
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path} as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look the module up while it runs
     try:
@@ -343,6 +345,8 @@ class CheckResult:
 def _where(error: BaseException, module: ModuleType) -> str:
     """``" (hw1.py, line 12)"`` for the deepest traceback frame inside the student's file."""
     filename = getattr(module, "__file__", None)
+    if filename is None:
+        return ""
     frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename == filename]
     return f" ({Path(filename).name}, line {frames[-1].lineno})" if frames else ""
 
@@ -371,14 +375,14 @@ def run_check(check: StoredCheck, module: ModuleType) -> CheckResult:
         if isinstance(value, torch.Tensor) and not torch.equal(value, untouched[name]):
             return CheckResult(check, "fail", f"changed its input {name!r} in place; work on a copy "
                                               f"(e.g. {name}.clone())")
-    error = rel_error(result, check.expected)
-    if not error <= TOLERANCE:
-        message = f"relative error {error:.1e} > {TOLERANCE:.0e}"
+    relative = rel_error(result, check.expected)
+    if not relative <= TOLERANCE:
+        message = f"relative error {relative:.1e} > {TOLERANCE:.0e}"
         if result.dtype != check.expected.dtype and result.dtype.kind == check.expected.dtype.kind:
             message += (f" (your result is {result.dtype}, the reference {check.expected.dtype}: "
                         "keep the inputs' dtype)")
         return CheckResult(check, "fail", message)
-    return CheckResult(check, "pass", f"relative error {error:.1e}")
+    return CheckResult(check, "pass", f"relative error {relative:.1e}")
 
 
 @dataclass
@@ -460,7 +464,7 @@ def grade(
                 f"no {module} in the current folder ({Path.cwd()}); run the grader in the folder of "
                 f"your handout or pass the file: --module path/to/{assignment}.py"
             )
-    module_path = Path(module.__file__) if isinstance(module, ModuleType) else Path(module)
+    module_path = Path(module.__file__ or module.__name__) if isinstance(module, ModuleType) else Path(module)
     reference_path = Path(references) if references is not None else default_references(assignment, module_path)
     data = load_references(assignment, reference_path)
     checks = data.checks

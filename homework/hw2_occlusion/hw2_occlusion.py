@@ -45,26 +45,26 @@ def occlude(image: Tensor, top: int, left: int, window: int, fill: float) -> Ten
     raise NotImplementedError("occlude: clone the image, then assign fill to a slice of the copy")
 
 
-def occlusion_map(model: nn.Module, image: Tensor, window: int, stride: int, target_class: int,
+def occlusion_map(model: nn.Module, image: Tensor, window: int, stride: int, target: int,
                   fill: float = 0.0) -> Tensor:
-    """``P(target_class)`` for every occluder position (Fig. 7d of the paper).
+    """``P(target)`` for every occluder position (Fig. 7d of the paper).
 
     Args:
         model: a classifier in eval mode: ``(B, 3, H, W)`` images -> ``(B, K)`` logits.
         image: ``(3, H, W)`` normalized image.
         window, stride: the occluder's side and step in pixels.
-        target_class: the class whose probability is mapped.
+        target: the class whose probability is mapped.
         fill: the occluder's value.
 
     Returns:
-        ``(R, C)``: entry ``[i, j]`` is the softmax probability of ``target_class`` when the
+        ``(R, C)``: entry ``[i, j]`` is the softmax probability of ``target`` when the
         occluder's top-left corner is at row ``rows[i]`` and column ``cols[j]``, with ``rows``
         and ``cols`` from :func:`occluder_positions` for the image's height and width.
     """
     raise NotImplementedError(
         "occlusion_map: stack the occluded images of every (row, column) pair into one batch, run "
-        "the model once under torch.no_grad(), take softmax over the classes, keep column "
-        "target_class and reshape to (R, C), rows first."
+        "the model once under torch.no_grad(), take softmax over the classes, keep column target "
+        "and reshape to (R, C), rows first."
     )
 
 
@@ -79,12 +79,12 @@ def occlude_inputs(generator: torch.Generator, size: int, top: int, left: int, w
     return {"image": image, "top": top, "left": left, "window": window, "fill": fill}
 
 
-def map_inputs(generator: torch.Generator, window: int, stride: int, target_class: int, fill: float) -> dict:
+def map_inputs(generator: torch.Generator, window: int, stride: int, target: int, fill: float) -> dict:
     """A random 4-class network and a random 16x16 image."""
     model = random_zfnet(generator, image_size=16, num_classes=4)
     image = torch.randn(3, 16, 16, generator=generator, dtype=torch.float64)
     return {"model": model, "image": image, "window": window, "stride": stride,
-            "target_class": target_class, "fill": fill}
+            "target": target, "fill": fill}
 
 
 CHECKS = [
@@ -94,7 +94,7 @@ CHECKS = [
     Check("occlude", "touching_the_corner",
           lambda g: occlude_inputs(g, size=8, top=4, left=4, window=4, fill=-1.5)),
     Check("occlusion_map", "window_4_stride_2",
-          lambda g: map_inputs(g, window=4, stride=2, target_class=1, fill=0.0), points=2),
+          lambda g: map_inputs(g, window=4, stride=2, target=1, fill=0.0), points=2),
     Check("occlusion_map", "window_6_stride_5_dark_fill",
-          lambda g: map_inputs(g, window=6, stride=5, target_class=0, fill=-1.0), points=2),
+          lambda g: map_inputs(g, window=6, stride=5, target=0, fill=-1.0), points=2),
 ]

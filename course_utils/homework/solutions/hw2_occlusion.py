@@ -47,32 +47,32 @@ def occlude(image: Tensor, top: int, left: int, window: int, fill: float) -> Ten
     # END SOLUTION
 
 
-def occlusion_map(model: nn.Module, image: Tensor, window: int, stride: int, target_class: int,
+def occlusion_map(model: nn.Module, image: Tensor, window: int, stride: int, target: int,
                   fill: float = 0.0) -> Tensor:
-    """``P(target_class)`` for every occluder position (Fig. 7d of the paper).
+    """``P(target)`` for every occluder position (Fig. 7d of the paper).
 
     Args:
         model: a classifier in eval mode: ``(B, 3, H, W)`` images -> ``(B, K)`` logits.
         image: ``(3, H, W)`` normalized image.
         window, stride: the occluder's side and step in pixels.
-        target_class: the class whose probability is mapped.
+        target: the class whose probability is mapped.
         fill: the occluder's value.
 
     Returns:
-        ``(R, C)``: entry ``[i, j]`` is the softmax probability of ``target_class`` when the
+        ``(R, C)``: entry ``[i, j]`` is the softmax probability of ``target`` when the
         occluder's top-left corner is at row ``rows[i]`` and column ``cols[j]``, with ``rows``
         and ``cols`` from :func:`occluder_positions` for the image's height and width.
     """
     # BEGIN SOLUTION
     # HINT: stack the occluded images of every (row, column) pair into one batch, run the model
-    # HINT: once under torch.no_grad(), take softmax over the classes, keep column target_class
+    # HINT: once under torch.no_grad(), take softmax over the classes, keep column target
     # HINT: and reshape to (R, C), rows first.
     rows = occluder_positions(image.shape[1], window, stride)
     cols = occluder_positions(image.shape[2], window, stride)
     batch = torch.stack([occlude(image, int(top), int(left), window, fill) for top in rows for left in cols])
     with torch.no_grad():
         probabilities = model(batch).softmax(dim=1)
-    return probabilities[:, target_class].view(len(rows), len(cols))
+    return probabilities[:, target].view(len(rows), len(cols))
     # END SOLUTION
 
 
@@ -87,12 +87,12 @@ def occlude_inputs(generator: torch.Generator, size: int, top: int, left: int, w
     return {"image": image, "top": top, "left": left, "window": window, "fill": fill}
 
 
-def map_inputs(generator: torch.Generator, window: int, stride: int, target_class: int, fill: float) -> dict:
+def map_inputs(generator: torch.Generator, window: int, stride: int, target: int, fill: float) -> dict:
     """A random 4-class network and a random 16x16 image."""
     model = random_zfnet(generator, image_size=16, num_classes=4)
     image = torch.randn(3, 16, 16, generator=generator, dtype=torch.float64)
     return {"model": model, "image": image, "window": window, "stride": stride,
-            "target_class": target_class, "fill": fill}
+            "target": target, "fill": fill}
 
 
 CHECKS = [
@@ -106,9 +106,9 @@ CHECKS = [
     Check("occlude", "whole_image", lambda g: occlude_inputs(g, size=6, top=0, left=0, window=6, fill=0.25),
           hidden=True),
     Check("occlusion_map", "window_4_stride_2",
-          lambda g: map_inputs(g, window=4, stride=2, target_class=1, fill=0.0), points=2),
+          lambda g: map_inputs(g, window=4, stride=2, target=1, fill=0.0), points=2),
     Check("occlusion_map", "window_6_stride_5_dark_fill",
-          lambda g: map_inputs(g, window=6, stride=5, target_class=0, fill=-1.0), points=2),
+          lambda g: map_inputs(g, window=6, stride=5, target=0, fill=-1.0), points=2),
     Check("occlusion_map", "window_3_stride_3",
-          lambda g: map_inputs(g, window=3, stride=3, target_class=3, fill=0.5), hidden=True),
+          lambda g: map_inputs(g, window=3, stride=3, target=3, fill=0.5), hidden=True),
 ]

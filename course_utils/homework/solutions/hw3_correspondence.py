@@ -29,22 +29,22 @@ from course_utils.homework import Check, random_zfnet
 from course_utils.layers import layer_outputs
 
 
-def mask_square(image: Tensor, centre: tuple[float, float], size: int, fill: float = 0.0) -> Tensor:
-    """A copy of ``image`` ``(C, H, W)`` with a ``size x size`` square around ``centre`` set to ``fill``.
+def mask_square(image: Tensor, centre: tuple[float, float], window: int, fill: float = 0.0) -> Tensor:
+    """A copy of ``image`` ``(C, H, W)`` with a ``window x window`` square around ``centre`` set to ``fill``.
 
-    ``centre = (x, y)``: ``x`` is the column, ``y`` the row (pixel centres at integers). The
-    square covers columns ``x0 .. x0 + size - 1`` with ``x0 = floor(x - (size - 1) / 2 + 0.5)``,
-    and rows likewise from ``y0``; the part outside the image is dropped. ``image`` is unchanged.
+    ``centre = (y, x)``: ``y`` is the row, ``x`` the column (pixel centres at integers). The
+    square covers rows ``y0 .. y0 + window - 1`` with ``y0 = floor(y - (window - 1) / 2 + 0.5)``,
+    and columns likewise from ``x0``; the part outside the image is dropped. ``image`` is unchanged.
     """
     # BEGIN SOLUTION
-    # HINT: compute x0 and y0 with math.floor, clone the image and assign fill to the slice
-    # HINT: [:, y0:y0 + size, x0:x0 + size]; clamp a negative start to 0 first (a negative slice
+    # HINT: compute y0 and x0 with math.floor, clone the image and assign fill to the slice
+    # HINT: [:, y0:y0 + window, x0:x0 + window]; clamp a negative start to 0 first (a negative slice
     # HINT: start counts from the end).
-    x, y = centre
-    left = math.floor(x - (size - 1) / 2 + 0.5)
-    top = math.floor(y - (size - 1) / 2 + 0.5)
+    y, x = centre
+    top = math.floor(y - (window - 1) / 2 + 0.5)
+    left = math.floor(x - (window - 1) / 2 + 0.5)
     masked = image.clone()
-    masked[:, max(top, 0):top + size, max(left, 0):left + size] = fill
+    masked[:, max(top, 0) : top + window, max(left, 0) : left + window] = fill
     return masked
     # END SOLUTION
 
@@ -67,15 +67,16 @@ def hamming_consistency(eps: Tensor) -> float:
     # END SOLUTION
 
 
-def correspondence_delta(model: nn.Module, images: Tensor, centres: Tensor, size: int, layer: str,
-                         fill: float = 0.0) -> float:
+def correspondence_delta(
+    model: nn.Module, images: Tensor, centres: Tensor, window: int, layer: str, fill: float = 0.0
+) -> float:
     """Delta of one masked part: ``hamming_consistency`` of ``eps_i = x_i - x~_i`` at ``layer``.
 
     Args:
         model: a network whose layers are named like the paper's (``"pool5"``, ``"relu7"``...).
         images: ``(N, 3, H, W)`` normalized images, ``N >= 2``.
-        centres: ``(N, 2)``: the ``(x, y)`` centre of the square to mask in each image.
-        size: the square's side (see :func:`mask_square`).
+        centres: ``(N, 2)``: the ``(y, x)`` centre of the square to mask in each image.
+        window: the square's side (see :func:`mask_square`).
         layer: the layer whose output (flattened per image) is ``x``.
         fill: the value of the masked pixels.
     """
@@ -84,8 +85,9 @@ def correspondence_delta(model: nn.Module, images: Tensor, centres: Tensor, size
     # HINT: masked images in ONE batch, torch.cat([images, masked]), with layer_outputs. In one
     # HINT: forward pass, the features the mask does not reach cancel exactly (eps = 0); two
     # HINT: separate passes may differ in the last bit and give them random signs.
-    masked = torch.stack([mask_square(image, tuple(centre.tolist()), size, fill)
-                          for image, centre in zip(images, centres)])
+    masked = torch.stack(
+        [mask_square(image, tuple(centre.tolist()), window, fill) for image, centre in zip(images, centres)]
+    )
     features = layer_outputs(model, torch.cat([images, masked]), [layer])[layer].flatten(1)
     count = len(images)
     return hamming_consistency(features[:count] - features[count:])
@@ -103,25 +105,24 @@ def sparse_rows(generator: torch.Generator, rows: int, length: int) -> Tensor:
     return values * (torch.rand(rows, length, generator=generator, dtype=torch.float64) < 0.5)
 
 
-def mask_inputs(generator: torch.Generator, height: int, width: int, centre: tuple[float, float],
-                size: int) -> dict:
+def mask_inputs(generator: torch.Generator, height: int, width: int, centre: tuple[float, float], window: int) -> dict:
     image = torch.randn(3, height, width, generator=generator, dtype=torch.float64)
-    return {"image": image, "centre": centre, "size": size, "fill": 0.0}
+    return {"image": image, "centre": centre, "window": window, "fill": 0.0}
 
 
-def delta_inputs(generator: torch.Generator, count: int, size: int, layer: str) -> dict:
+def delta_inputs(generator: torch.Generator, count: int, window: int, layer: str) -> dict:
     """A random network for 24x24 images, ``count`` random images and centres inside them."""
     model = random_zfnet(generator, image_size=24, num_classes=5)
     images = torch.randn(count, 3, 24, 24, generator=generator, dtype=torch.float64)
     centres = torch.randint(4, 20, (count, 2), generator=generator).double()
-    return {"model": model, "images": images, "centres": centres, "size": size, "layer": layer}
+    return {"model": model, "images": images, "centres": centres, "window": window, "layer": layer}
 
 
 CHECKS = [
-    Check("mask_square", "odd_size_inside", lambda g: mask_inputs(g, 8, 8, centre=(3.0, 4.0), size=3)),
-    Check("mask_square", "even_size_between_pixels", lambda g: mask_inputs(g, 8, 8, centre=(3.5, 2.0), size=4)),
-    Check("mask_square", "clipped_at_the_border", lambda g: mask_inputs(g, 8, 8, centre=(0.0, 1.0), size=5)),
-    Check("mask_square", "wide_image_bottom_right", lambda g: mask_inputs(g, 6, 9, centre=(8.0, 5.0), size=4),
+    Check("mask_square", "odd_size_inside", lambda g: mask_inputs(g, 8, 8, centre=(4.0, 3.0), window=3)),
+    Check("mask_square", "even_size_between_pixels", lambda g: mask_inputs(g, 8, 8, centre=(2.0, 3.5), window=4)),
+    Check("mask_square", "clipped_at_the_border", lambda g: mask_inputs(g, 8, 8, centre=(1.0, 0.0), window=5)),
+    Check("mask_square", "wide_image_bottom_right", lambda g: mask_inputs(g, 6, 9, centre=(5.0, 8.0), window=4),
           hidden=True),
     Check("sign_disagreement", "by_hand",
           lambda g: {"a": torch.tensor([1.0, -2.0, 0.0, 3.0, 0.0, -1.0], dtype=torch.float64),
@@ -132,8 +133,8 @@ CHECKS = [
     Check("hamming_consistency", "two_rows", lambda g: {"eps": sparse_rows(g, 2, 12)}),
     Check("hamming_consistency", "five_rows", lambda g: {"eps": sparse_rows(g, 5, 40)}, points=2),
     Check("hamming_consistency", "seven_rows", lambda g: {"eps": sparse_rows(g, 7, 100)}, hidden=True),
-    Check("correspondence_delta", "pool5", lambda g: delta_inputs(g, count=5, size=7, layer="pool5"), points=2),
-    Check("correspondence_delta", "relu7", lambda g: delta_inputs(g, count=5, size=5, layer="relu7")),
-    Check("correspondence_delta", "conv4_four_images", lambda g: delta_inputs(g, count=4, size=9, layer="conv4"),
+    Check("correspondence_delta", "pool5", lambda g: delta_inputs(g, count=5, window=7, layer="pool5"), points=2),
+    Check("correspondence_delta", "relu7", lambda g: delta_inputs(g, count=5, window=5, layer="relu7")),
+    Check("correspondence_delta", "conv4_four_images", lambda g: delta_inputs(g, count=4, window=9, layer="conv4"),
           hidden=True),
 ]
