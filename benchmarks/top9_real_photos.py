@@ -9,7 +9,7 @@ with a ``val`` split (or class folders directly); the checkpoint is a course ZFN
 (default ``build/real_photos/final.pt``, where ``benchmarks/train_real_photos.py`` writes it; or
 ``python -m course_utils.train --dataset <folder> --out ...``). The script mines the top-9
 activations of every channel of conv1..conv5 over the validation images, projects those of a
-few strong, varied feature maps per layer (``viz.select_feature_maps``) and writes one Fig-2
+few strong, varied feature maps per layer (``activations.select_feature_maps``) and writes one Fig-2
 grid per layer as a PNG under ``build/real_photos/`` (git-ignored: figures of a photo dataset
 are never committed). It prints what it wrote.
 """
@@ -30,10 +30,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from course_utils.activations import mine_top_activations  # noqa: E402
+from course_utils.activations import mine_top_activations, select_feature_maps  # noqa: E402
 from course_utils.data import load_dataset  # noqa: E402
+from course_utils.figures import top9_figure  # noqa: E402
 from course_utils.models import CheckpointError, load_checkpoint  # noqa: E402
-from course_utils.viz import select_feature_maps, top9_figure  # noqa: E402
 
 DEFAULT_FOLDER = REPO.parent / "shared" / "data" / "tiny-imagenet-10"
 DEFAULT_OUT = REPO / "build" / "real_photos"

@@ -5,7 +5,7 @@ critique: no parameter counts, no seeds, no variance. Here every variant is trai
 same recipe (:func:`course_utils.train.train`) for several seeds and each run records its
 parameter count, train error (evaluated at the end, without augmentation), val error and
 training time, and the numbers of its first layer (dead filters, aliased energy, filter RMS;
-:func:`course_utils.architecture.first_layer_numbers`); :func:`summarize` gives mean +- std per
+:meth:`course_utils.architecture.FirstLayerReport.numbers`); :func:`summarize` gives mean +- std per
 variant. A variant is a set of :class:`~course_utils.models.ZFNetConfig` overrides; under the key
 ``"train"`` it may also override the :class:`~course_utils.train.TrainConfig` for itself only
 (Fig 6's first layer without the filter RMS clipping: ``{"train": {"max_filter_rms": None}}``).
@@ -38,13 +38,13 @@ import math
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .architecture import FIRST_LAYER_VARIANTS, first_layer_numbers
+from .architecture import FIRST_LAYER_VARIANTS, first_layer_report
 from .data.core import DATA_DIR, ImageTensorDataset, atomic_write
 from .models import ZFNetConfig, count_parameters
 from .progress import progress_bar
@@ -199,7 +199,7 @@ def run_ablation(
     Each record: ``{"variant", "seed", "overrides", "config", "parameters", "train_error",
     "train_loss", "val_error", "val_loss", "seconds", "first_layer", "recipe"}`` (errors are top-1,
     in [0, 1]; ``seconds`` is the time of the :func:`~course_utils.train.train` call, per-epoch
-    validation included; ``first_layer`` is :func:`~course_utils.architecture.first_layer_numbers`
+    validation included; ``first_layer`` is :meth:`~course_utils.architecture.FirstLayerReport.numbers`
     of the trained model; ``recipe`` holds the variant's training settings, its ``"train"``
     overrides applied).
     """
@@ -248,7 +248,7 @@ def run_ablation(
             "val_error": 1.0 - history[-1]["val_acc"],
             "val_loss": history[-1]["val_loss"],
             "seconds": seconds,
-            "first_layer": first_layer_numbers(model),
+            "first_layer": first_layer_report(model).numbers(),
             "recipe": variant_recipe,
         }
         records.append(json.loads(json.dumps(record)))  # tuples -> lists, as when reloaded
@@ -269,6 +269,9 @@ class VariantSummary:
     train_error: MeanStd
     val_error: MeanStd
     seconds: MeanStd
+    #: The first layer's numbers (:meth:`course_utils.architecture.FirstLayerReport.numbers`)
+    #: over seeds, when every record has them.
+    first_layer: dict[str, MeanStd] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -309,6 +312,14 @@ class AblationSummary:
         return "\n".join(lines)
 
 
+def _first_layer_summary(group: Sequence[Mapping[str, Any]]) -> dict[str, MeanStd]:
+    layers = [record.get("first_layer") for record in group]
+    if not all(layers):
+        return {}
+    keys = set.intersection(*(set(layer) for layer in layers if layer))
+    return {key: MeanStd.of(layer[key] for layer in layers if layer) for key in sorted(keys)}
+
+
 def summarize(results: Sequence[Mapping[str, Any]]) -> AblationSummary:
     """Mean and sample std over seeds of each variant's records (see :class:`AblationSummary`).
 
@@ -334,6 +345,7 @@ def summarize(results: Sequence[Mapping[str, Any]]) -> AblationSummary:
                 train_error=MeanStd.of(record["train_error"] for record in group),
                 val_error=MeanStd.of(record["val_error"] for record in group),
                 seconds=MeanStd.of(record["seconds"] for record in group),
+                first_layer=_first_layer_summary(group),
             )
         )
     return AblationSummary(tuple(rows))

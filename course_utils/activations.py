@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .checks import check_eval_mode, check_images
+from .checks import check_eval_mode, check_images, check_positive_int
 from .layers import layer_path, pair, record_forward
 from .progress import progress_bar
 
@@ -38,6 +38,7 @@ __all__ = [
     "receptive_field",
     "receptive_field_box",
     "image_patch",
+    "select_feature_maps",
 ]
 
 
@@ -315,3 +316,38 @@ def image_patch(model: nn.Module, image: Tensor, layer: str, y: int, x: int) -> 
         raise ValueError(f"image must be one (C, H, W) tensor, got {shape}; index a batch with images[i]")
     top, left, bottom, right = receptive_field_box(model, layer, y, x, image.shape[-2:])
     return image[:, top:bottom, left:right]
+
+
+def select_feature_maps(top: TopK, labels: Tensor | None = None, num_maps: int = 6) -> list[int]:
+    """Pick ``num_maps`` feature maps of a layer worth showing.
+
+    Maps are taken strongest first (mean of their top-k values). Given ``labels``, at most one
+    map per *dominant class* (the most common class among the map's top-k images) is taken
+    first, so a figure of a high layer does not show six detectors of one class; when fewer
+    classes occur than ``num_maps``, the strongest remaining maps fill up.
+
+    Args:
+        top: the layer's :class:`~course_utils.activations.TopK`.
+        labels: ``(N,)`` class labels of the mined images (``dataset.labels``), or ``None`` for
+            simply the strongest maps (low layers, whose features are not class-specific).
+        num_maps: how many maps to return (fewer when the layer has fewer).
+    """
+    num_maps = check_positive_int(num_maps, "num_maps", "feature maps to pick")
+    by_strength = top.values.mean(1).argsort(descending=True, stable=True).tolist()
+    if labels is None:
+        return by_strength[:num_maps]
+    labels = torch.as_tensor(labels)
+    if labels.ndim != 1 or int(top.image_indices.max()) >= len(labels):
+        raise ValueError(
+            f"labels must be the (N,) labels of the mined images; got shape {tuple(labels.shape)} for image "
+            f"indices up to {int(top.image_indices.max())}"
+        )
+    dominant = labels[top.image_indices].mode(dim=1).values.tolist()
+    picked, classes = [], set()
+    for channel in by_strength:
+        if dominant[channel] not in classes:
+            picked.append(channel)
+            classes.add(dominant[channel])
+    picked = picked[:num_maps]
+    picked += [channel for channel in by_strength if channel not in picked][: num_maps - len(picked)]
+    return picked

@@ -19,11 +19,12 @@ are turned into two numbers here:
 
 :data:`FIRST_LAYER_VARIANTS` holds Fig 6's three first layers (with and without the filter RMS
 clipping) as :class:`~course_utils.models.ZFNetConfig` overrides, for
-:func:`course_utils.ablation.run_ablation` (errors and :func:`first_layer_numbers` over several seeds).
+:func:`course_utils.ablation.run_ablation` (errors and :meth:`FirstLayerReport.numbers` over several seeds).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,7 +39,7 @@ __all__ = [
     "dead_filter_fraction",
     "aliased_energy_fraction",
     "first_layer_report",
-    "first_layer_numbers",
+    "FirstLayerReport",
 ]
 
 #: Fig 6's three panels as :class:`~course_utils.models.ZFNetConfig` overrides; the key
@@ -115,40 +116,58 @@ def aliased_energy_fraction(
     return torch.where(total > 0, above / total.clamp_min(torch.finfo(total.dtype).tiny), torch.zeros_like(total))
 
 
-def first_layer_report(model: nn.Module, threshold: float = 0.1, layer: str = "conv1") -> dict[str, Any]:
+@dataclass(frozen=True)
+class FirstLayerReport:
     """Fig 6 in numbers for one model's first layer.
 
-    Returns ``{"kernel", "stride", "filters", "dead_fraction", "aliased_energy", "rms",
-    "aliased_per_filter"}``: ``aliased_energy`` is the energy-weighted mean over filters (the
-    fraction of the whole layer's energy that aliases); ``rms`` and ``aliased_per_filter`` are
-    ``(C_out,)`` tensors for plots.
+    Attributes:
+        kernel, stride, filters: the layer's geometry.
+        dead_fraction: fraction of filters whose RMS is below ``threshold`` times the largest.
+        aliased_energy: energy-weighted mean over filters of the fraction of spectral energy
+            above the stride's Nyquist frequency (the fraction of the whole layer's energy that
+            aliases).
+        rms: ``(C_out,)`` each filter's RMS.
+        aliased_per_filter: ``(C_out,)`` each filter's aliased fraction.
     """
+
+    kernel: int
+    stride: int
+    filters: int
+    dead_fraction: float
+    aliased_energy: float
+    rms: torch.Tensor
+    aliased_per_filter: torch.Tensor
+
+    def numbers(self) -> dict[str, float]:
+        """The numbers a results table records, as plain floats: ``{"dead_fraction",
+        "aliased_energy", "rms_max", "rms_median"}`` (the median of an even count is the mean
+        of the two middle values)."""
+        return {
+            "dead_fraction": float(self.dead_fraction),
+            "aliased_energy": float(self.aliased_energy),
+            "rms_max": self.rms.max().item(),
+            "rms_median": self.rms.quantile(0.5).item(),
+        }
+
+    def format(self) -> str:
+        """One line: geometry, dead filters, aliased energy."""
+        return (
+            f"{self.filters} filters {self.kernel}x{self.kernel}, stride {self.stride}: "
+            f"dead {self.dead_fraction:.0%}, aliased energy {self.aliased_energy:.0%}"
+        )
+
+
+def first_layer_report(model: nn.Module, threshold: float = 0.1, layer: str = "conv1") -> FirstLayerReport:
+    """Fig 6 in numbers for ``layer`` of ``model`` (see :class:`FirstLayerReport`)."""
     weight, stride = _conv(model, layer)
     per_filter = aliased_energy_fraction(model, layer=layer)
     energy = weight.pow(2).sum(dim=(1, 2, 3))
-    return {
-        "kernel": weight.shape[-1],
-        "stride": stride,
-        "filters": weight.shape[0],
-        "dead_fraction": dead_filter_fraction(model, threshold, layer),
-        "aliased_energy": ((per_filter * energy).sum() / energy.sum().clamp_min(1e-30)).item(),
-        "rms": filter_rms(model, layer),
-        "aliased_per_filter": per_filter,
-    }
-
-
-def first_layer_numbers(model: nn.Module, threshold: float = 0.1, layer: str = "conv1") -> dict[str, float]:
-    """The numbers of :func:`first_layer_report` that a results table records, as plain floats.
-
-    Returns ``{"dead_fraction", "aliased_energy", "rms_max", "rms_median"}``: the fraction of
-    dead filters, the energy-weighted aliased fraction, and the largest and the median filter
-    RMS (the median of an even count is the mean of the two middle values).
-    """
-    report = first_layer_report(model, threshold, layer)
-    rms = report["rms"]
-    return {
-        "dead_fraction": float(report["dead_fraction"]),
-        "aliased_energy": float(report["aliased_energy"]),
-        "rms_max": rms.max().item(),
-        "rms_median": rms.quantile(0.5).item(),
-    }
+    return FirstLayerReport(
+        kernel=weight.shape[-1],
+        stride=int(stride or 1),
+        filters=weight.shape[0],
+        dead_fraction=dead_filter_fraction(model, threshold, layer),
+        aliased_energy=((per_filter * energy).sum() / energy.sum().clamp_min(1e-30)).item(),
+        rms=filter_rms(model, layer),
+        aliased_per_filter=per_filter,
+    )

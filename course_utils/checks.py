@@ -96,16 +96,21 @@ def check_eval_mode(model: nn.Module) -> None:
             )
 
 
+def _integer(value: object) -> int | None:
+    """``value`` as an ``int`` if it is an integer (Python, numpy or 0-d torch; not ``bool``), else ``None``."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
 def check_positive_int(value: object, name: str, meaning: str = "") -> int:
     """``value`` as an ``int`` if it is an integer >= 1 (Python, numpy or 0-d torch integers;
     ``bool`` and non-integral numbers are refused, never truncated); otherwise a ``ValueError``
     naming ``name`` (and what it means, e.g. ``"occluder side in pixels"``)."""
-    number = None
-    if not isinstance(value, bool):
-        try:
-            number = operator.index(value)  # type: ignore[arg-type]
-        except TypeError:
-            pass
+    number = _integer(value)
     if number is None or number < 1:
         what = f" ({meaning})" if meaning else ""
         raise ValueError(f"{name} must be a positive integer{what}, got {value!r}")
@@ -115,12 +120,7 @@ def check_positive_int(value: object, name: str, meaning: str = "") -> int:
 def check_index(value: object, name: str, size: int, what: str) -> int:
     """``value`` as an ``int`` in ``0 .. size - 1`` (an integer, never truncated); otherwise a
     ``ValueError`` naming ``name`` and the valid range of ``what`` (e.g. ``"the model's classes"``)."""
-    number = None
-    if not isinstance(value, bool):
-        try:
-            number = operator.index(value)  # type: ignore[arg-type]
-        except TypeError:
-            pass
+    number = _integer(value)
     if number is None:
         raise ValueError(f"{name} must be an integer index into {what}, got {value!r}")
     if not 0 <= number < size:

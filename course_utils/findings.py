@@ -497,7 +497,7 @@ def table_completeness(
 def hierarchy_finding(model: nn.Module, val: ImageTensorDataset, k: int = 9, progress: bool = True) -> Finding:
     """Fig 2 on ``model`` (eval mode): conv1's aliased energy and the mean top-``k`` class purity of
     conv1..conv5 over the images of ``val`` (notebook 03's "agreement")."""
-    aliased = first_layer_report(model)["aliased_energy"]
+    aliased = first_layer_report(model).aliased_energy
     tops = mine_top_activations(model, val, CONV_LAYERS, k=k, progress=progress)
     purity = {layer: class_purity(tops[layer], val.labels).mean().item() for layer in CONV_LAYERS}
     return _SPECS["hierarchy"].finding(

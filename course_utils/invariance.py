@@ -40,6 +40,7 @@ from .layers import last_layer, layer_outputs, layer_path
 from .train import predict
 
 __all__ = [
+    "AMOUNT_LABELS",
     "TRANSFORMATIONS",
     "InvarianceCurves",
     "transform_images",
@@ -50,6 +51,12 @@ __all__ = [
 
 #: Kinds of transformation understood by :func:`transform_images`.
 TRANSFORMATIONS = ("translate", "scale", "rotate")
+#: Axis label of each kind's amount (figures, explorers and notebooks use these).
+AMOUNT_LABELS = {
+    "translate": "vertical shift (pixels, + = down)",
+    "scale": "scale factor (> 1 enlarges)",
+    "rotate": "rotation (degrees, counter-clockwise)",
+}
 
 
 @dataclass

@@ -218,6 +218,17 @@ def _load_imagenet_weights(model: nn.Module, weights: Any) -> None:
     model.load_state_dict(state)
 
 
+def _flat(net: nn.Module, feature_names: list[str], classifier_names: list[str]) -> NamedSequential:
+    """A torchvision ``features / avgpool / classifier`` network as one flat, named sequence."""
+    features, avgpool, classifier = (get_layer(net, name) for name in ("features", "avgpool", "classifier"))
+    layers = (
+        _rename(features.children(), feature_names)
+        + [("avgpool", avgpool), ("flatten", nn.Flatten())]
+        + _rename(classifier.children(), classifier_names)
+    )
+    return NamedSequential(OrderedDict(layers))
+
+
 def alexnet(pretrained: bool = False, num_classes: int = 1000) -> NamedSequential:
     """torchvision AlexNet with the paper's names (input ``(N, 3, 224, 224)``).
 
@@ -247,12 +258,7 @@ def alexnet(pretrained: bool = False, num_classes: int = 1000) -> NamedSequentia
         "pool5",
     ]
     classifier_names = ["drop6", "fc6", "relu6", "drop7", "fc7", "relu7", "fc8"]
-    layers = (
-        _rename(net.features, feature_names)
-        + [("avgpool", net.avgpool), ("flatten", nn.Flatten())]
-        + _rename(net.classifier, classifier_names)
-    )
-    return NamedSequential(OrderedDict(layers))
+    return _flat(net, feature_names, classifier_names)
 
 
 def vgg16(pretrained: bool = False, num_classes: int = 1000) -> NamedSequential:
@@ -274,12 +280,7 @@ def vgg16(pretrained: bool = False, num_classes: int = 1000) -> NamedSequential:
             feature_names += [f"conv{block}_{index}", f"relu{block}_{index}"]
         feature_names.append(f"pool{block}")
     classifier_names = ["fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8"]
-    layers = (
-        _rename(net.features, feature_names)
-        + [("avgpool", net.avgpool), ("flatten", nn.Flatten())]
-        + _rename(net.classifier, classifier_names)
-    )
-    return NamedSequential(OrderedDict(layers))
+    return _flat(net, feature_names, classifier_names)
 
 
 class CheckpointError(RuntimeError):

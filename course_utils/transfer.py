@@ -338,7 +338,7 @@ class FewShotComparison:
         return table
 
     def records(self) -> list[dict[str, Any]]:
-        """The runs as dicts (for :func:`course_utils.experiment_plots.mean_std_lines`)."""
+        """The runs as dicts (for :func:`course_utils.figures.mean_std_lines`)."""
         return [dataclasses.asdict(run) for run in self.runs]
 
     def format(self) -> str:

@@ -49,15 +49,13 @@ from .activations import TopK, mine_top_activations, receptive_field, receptive_
 from .checks import check_eval_mode, check_fill, check_images, check_positive_int
 from .data import ImageTensorDataset
 from .deconvnet import project, project_top_activations
-from .invariance import TRANSFORMATIONS, InvarianceCurves, invariance_curves, transform_images
+from .display import MOSAIC_GAP, display_scale, mosaic, normalize_projection, receptive_field_window, to_pixels
+from .invariance import AMOUNT_LABELS, TRANSFORMATIONS, InvarianceCurves, invariance_curves, transform_images
 from .layers import get_layer, layer_outputs
 from .occlusion import occlude
-from .viz import normalize_projection, receptive_field_window
 
 __all__ = [
-    "DISPLAY_PIXELS",
     "MOSAIC_CELL_PIXELS",
-    "MOSAIC_GAP",
     "DEFAULT_AMOUNTS",
     "Explorer",
     "DeconvnetExplorer",
@@ -66,24 +64,16 @@ __all__ = [
     "deconvnet_explorer",
     "occlusion_explorer",
     "invariance_explorer",
-    "display_scale",
-    "picture_pixels",
-    "mosaic_pixels",
 ]
 
-#: Pictures are enlarged (nearest neighbour, by a whole factor) to about this many pixels.
-DISPLAY_PIXELS = 192
 #: Mosaic cells (receptive-field windows) are enlarged to about this many pixels.
 MOSAIC_CELL_PIXELS = 96
-#: Pixels between the cells of a mosaic (white).
-MOSAIC_GAP = 4
 #: Amounts the invariance explorer offers per transformation (pixels, factor, degrees).
 DEFAULT_AMOUNTS: dict[str, tuple[float, ...]] = {
     "translate": tuple(float(a) for a in range(-16, 17, 2)),
     "scale": tuple(round(0.6 + 0.1 * i, 1) for i in range(11)),
     "rotate": tuple(float(a) for a in range(-180, 181, 15)),
 }
-_UNITS = {"translate": "vertical shift (pixels)", "scale": "scale factor", "rotate": "rotation (degrees)"}
 #: Colour of the occluder outline, the receptive-field box and the marker on the curves.
 _HIGHLIGHT = (230, 25, 75)
 
@@ -93,35 +83,9 @@ _HIGHLIGHT = (230, 25, 75)
 # --------------------------------------------------------------------------------------------
 
 
-def display_scale(size: int, target: int = DISPLAY_PIXELS) -> int:
-    """The whole enlargement factor that brings ``size`` pixels closest to ``target`` (at least 1)."""
-    return max(1, round(target / size))
-
-
-def picture_pixels(picture: Tensor, scale: int) -> np.ndarray:
-    """``(3, H, W)`` float in [0, 1] (or uint8) -> ``(H * scale, W * scale, 3)`` uint8, each
-    pixel repeated ``scale`` times along both axes."""
-    if picture.dtype != torch.uint8:
-        picture = (picture.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
-    array = picture.permute(1, 2, 0).cpu().numpy()
-    return array.repeat(scale, axis=0).repeat(scale, axis=1)
-
-
-def mosaic_pixels(pictures: Sequence[Tensor], columns: int, scale: int, gap: int = MOSAIC_GAP) -> np.ndarray:
-    """Same-sized ``(3, h, w)`` pictures in rows of ``columns``, each enlarged by ``scale``,
-    ``gap`` white pixels between them: a ``(rows * h * scale + (rows - 1) * gap, ...)`` uint8
-    array. Cell ``j`` starts at row ``(j // columns) * (h * scale + gap)``."""
-    cells = [picture_pixels(picture, scale) for picture in pictures]
-    height, width, _ = cells[0].shape
-    rows = math.ceil(len(cells) / columns)
-    canvas = np.full((rows * height + (rows - 1) * gap, columns * width + (columns - 1) * gap, 3), 255, np.uint8)
-    for index, cell in enumerate(cells):
-        row, column = divmod(index, columns)
-        canvas[
-            row * (height + gap) : row * (height + gap) + height,
-            column * (width + gap) : column * (width + gap) + width,
-        ] = cell
-    return canvas
+def _mosaic_png(pictures: Sequence[Tensor], columns: int, scale: int) -> bytes:
+    """PNG of same-sized ``(3, h, w)`` pictures in rows of ``columns``, each enlarged by ``scale``."""
+    return _png(mosaic([to_pixels(picture, scale) for picture in pictures], columns, gap=MOSAIC_GAP))
 
 
 def _png(pixels: np.ndarray, boxes: Sequence[tuple[int, int, int, int]] = (), scale: int = 1) -> bytes:
@@ -261,7 +225,7 @@ class DeconvnetExplorer(Explorer):
     Controls: ``layer`` (Dropdown), ``channel`` and ``image`` (IntSliders; the channel's range
     follows the layer). Views: ``projection_view`` (the ``k`` projections, strongest first, left
     to right, each cut to the unit's receptive-field window and shown with
-    :func:`~course_utils.viz.normalize_projection`), ``patch_view`` (the image patches in the same
+    :func:`~course_utils.display.normalize_projection`), ``patch_view`` (the image patches in the same
     order), ``image_view`` (the chosen image, its strongest unit's receptive field outlined),
     ``image_projection_view`` (that unit's projection, whole image) and ``caption``.
 
@@ -342,8 +306,8 @@ class DeconvnetExplorer(Explorer):
             )
         columns = math.ceil(math.sqrt(top.k))
         self.scale = display_scale(windows[0].shape[-1], MOSAIC_CELL_PIXELS)
-        self.projection_view.value = _png(mosaic_pixels(windows, columns, self.scale))
-        self.patch_view.value = _png(mosaic_pixels(patches, columns, self.scale))
+        self.projection_view.value = _mosaic_png(windows, columns, self.scale)
+        self.patch_view.value = _mosaic_png(patches, columns, self.scale)
 
         chosen = _normalized(model, dataset, [image])
         feature_map = layer_outputs(model, chosen, [layer])[layer][0, channel]
@@ -353,8 +317,8 @@ class DeconvnetExplorer(Explorer):
         self.image_projection = project(model, chosen, layer, torch.tensor([[0, channel, y, x]]))[0]
         scale = display_scale(dataset.images.shape[-1])
         box = receptive_field_box(model, layer, y, x, dataset.images.shape[-2:])
-        self.image_view.value = _png(picture_pixels(dataset.images[image], scale), [box], scale)
-        self.image_projection_view.value = _png(picture_pixels(normalize_projection(self.image_projection), scale))
+        self.image_view.value = _png(to_pixels(dataset.images[image], scale), [box], scale)
+        self.image_projection_view.value = _png(to_pixels(normalize_projection(self.image_projection), scale))
         strongest = ", ".join(f"{float(v):.2f}" for v in top.values[channel])
         absent = " (not positive: this image does not excite the feature map)" if activation <= 0 else ""
         label = int(dataset.labels[image])
@@ -495,7 +459,7 @@ class OcclusionExplorer(Explorer):
         self.target = label = int(self.dataset.labels[image])
         scale = display_scale(occluded.shape[-1])
         shown = self.dataset.denormalize(occluded.cpu().float())
-        self.image_view.value = _png(picture_pixels(shown, scale), [(y, x, y + window, x + window)], scale)
+        self.image_view.value = _png(to_pixels(shown, scale), [(y, x, y + window, x + window)], scale)
         name = html.escape(_class_name(self.dataset, label))
         self.probability_label.value = (
             f"P({name}) = <b>{float(self.probabilities[label]):.4f}</b> with the occluder at "
@@ -664,7 +628,7 @@ class InvarianceExplorer(Explorer):
         self.marked = {layer: float(curves.distances[layer][image, column]) for layer in self.layers}
         self.marked["probability"] = float(curves.probabilities[image, column])
         shown = self.dataset.denormalize(self.transformed.cpu().float())
-        self.image_view.value = _png(picture_pixels(shown, display_scale(shown.shape[-1])))
+        self.image_view.value = _png(to_pixels(shown, display_scale(shown.shape[-1])))
         self.curves_view.value = self._curves_picture(kind, image).marked_png(amount, column)
         label, top_class = int(curves.target[image]), int(curves.top_classes[image, column])
         distances = ", ".join(f"{layer} {self.marked[layer]:.3g}" for layer in self.layers)
@@ -694,7 +658,7 @@ class InvarianceExplorer(Explorer):
                     if other != image:
                         axis.plot(amounts, panel_values[other].numpy(), color="0.8", linewidth=1)
                 axis.plot(amounts, panel_values[image].numpy(), color="#4363d8", linewidth=2)
-                axis.set(title=title, xlabel=_UNITS[kind], ylabel=ylabel)
+                axis.set(title=title, xlabel=AMOUNT_LABELS[kind], ylabel=ylabel)
                 if panel_values is curves.probabilities:
                     axis.set_ylim(-0.04, 1.04)
                 axis.grid(alpha=0.3)

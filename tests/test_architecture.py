@@ -14,7 +14,6 @@ from course_utils.architecture import (
     dead_filter_fraction,
     dead_filters,
     filter_rms,
-    first_layer_numbers,
     first_layer_report,
 )
 from course_utils.models import ZFNet, ZFNetConfig
@@ -105,32 +104,33 @@ def test_first_layer_report_for_every_first_layer(name):
         model.conv1.weight[0] = 0.1 * checkerboard(overrides["conv1_kernel"])  # RMS 0.1, like the others
         model.conv1.weight[1] = 0.0
     report = first_layer_report(model)
-    assert (report["kernel"], report["stride"], report["filters"]) == (
+    assert (report.kernel, report.stride, report.filters) == (
         overrides["conv1_kernel"],
         overrides["conv1_stride"],
         6,
     )
-    assert report["dead_fraction"] == pytest.approx(1 / 6)
+    assert report.dead_fraction == pytest.approx(1 / 6)
     weight = model.conv1.weight.detach()
     power = torch.fft.fft2(weight, s=(64, 64)).abs().pow(2).sum(1)
     f = torch.fft.fftfreq(64).abs()
     above = power[:, torch.maximum(f[:, None], f[None, :]) > 1 / (2 * overrides["conv1_stride"])].sum()
-    assert report["aliased_energy"] == pytest.approx((above / power.sum()).item(), rel=1e-5)
-    assert report["rms"].shape == report["aliased_per_filter"].shape == (6,)
+    assert report.aliased_energy == pytest.approx((above / power.sum()).item(), rel=1e-5)
+    assert report.rms.shape == report.aliased_per_filter.shape == (6,)
     assert isinstance(model.conv1, nn.Conv2d) and model.conv1.stride == (overrides["conv1_stride"],) * 2
 
 
-def test_first_layer_numbers_by_hand():
+def test_first_layer_report_numbers_by_hand():
     model = ZFNet(ZFNetConfig(conv_widths=(4, 4, 4, 4, 4), fc_widths=(8, 8)))
     with torch.no_grad():
         for index, value in enumerate([0.0, 0.01, 0.2, 0.4]):  # constant filters: RMS = |value|
             model.conv1.weight[index] = value
-    numbers = first_layer_numbers(model)
+    numbers = first_layer_report(model).numbers()
     assert set(numbers) == {"dead_fraction", "aliased_energy", "rms_max", "rms_median"}
     assert all(isinstance(value, float) for value in numbers.values())
     assert numbers["dead_fraction"] == 0.5 and numbers["rms_max"] == pytest.approx(0.4)
     assert numbers["rms_median"] == pytest.approx((0.01 + 0.2) / 2)  # the mean of the two middle values
-    assert numbers["aliased_energy"] == pytest.approx(first_layer_report(model)["aliased_energy"])
+    assert numbers["aliased_energy"] == pytest.approx(first_layer_report(model).aliased_energy)
+    assert first_layer_report(model).format().startswith("4 filters 7x7, stride 2: dead 50%, aliased energy")
 
 
 def test_fig_6_variants_differ_in_the_first_layer_and_the_clipping_only():

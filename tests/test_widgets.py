@@ -16,11 +16,16 @@ from PIL import Image
 from course_utils import widgets
 from course_utils.activations import mine_top_activations
 from course_utils.deconvnet import project
+from course_utils.display import (
+    MOSAIC_GAP,
+    display_scale,
+    normalize_projection,
+    receptive_field_window,
+)
 from course_utils.invariance import invariance_curves, transform_images
 from course_utils.layers import layer_outputs
 from course_utils.models import ZFNet
 from course_utils.occlusion import occlusion_map
-from course_utils.viz import normalize_projection, receptive_field_window
 
 NUM_CLASSES = 6
 
@@ -59,32 +64,6 @@ def count_redraws(explorer: widgets.Explorer) -> list[dict]:
 
 
 # --------------------------------------------------------------------------------------------
-# Picture helpers
-# --------------------------------------------------------------------------------------------
-
-
-def test_picture_pixels_repeats_each_pixel_and_rounds_to_uint8():
-    picture = torch.tensor([[[0.0, 1.0]], [[0.5, 0.2]], [[1.5, -1.0]]])  # (3, 1, 2)
-    pixels = widgets.picture_pixels(picture, 3)
-    assert pixels.shape == (3, 6, 3) and pixels.dtype == np.uint8
-    assert pixels[0, 0].tolist() == [0, 128, 255]  # 0.5 -> 127.5 rounds to 128, 1.5 clipped
-    assert pixels[2, 5].tolist() == [255, 51, 0]  # -1 clipped to 0
-    assert (pixels[:, :3] == pixels[0, 0]).all()
-
-
-def test_mosaic_places_cells_row_by_row_with_white_gaps():
-    cells = [torch.full((3, 2, 2), value) for value in (0.0, 0.2, 0.4, 0.6, 0.8)]
-    mosaic = widgets.mosaic_pixels(cells, columns=2, scale=2, gap=1)
-    assert mosaic.shape == (3 * 4 + 2, 2 * 4 + 1, 3)
-    assert (mosaic[0:4, 5:9] == 51).all()  # cell 1: row 0, column 1
-    assert (mosaic[10:14, 0:4] == 204).all()  # cell 4: row 2, column 0
-    assert (mosaic[4, :] == 255).all() and (mosaic[:, 4] == 255).all()  # gaps
-    assert (mosaic[10:14, 5:9] == 255).all()  # the missing sixth cell stays white
-
-
-def test_display_scale_is_a_whole_factor_near_the_target():
-    assert widgets.display_scale(64) == 3 and widgets.display_scale(32) == 6
-    assert widgets.display_scale(500) == 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,8 +103,8 @@ def test_deconvnet_mosaics_show_the_receptive_field_windows_of_the_projections_a
         size = window.shape[-1] * scale
         row, column = divmod(j, 3)
         shown = decoded(view.value)
-        assert shown.shape == (3 * size + 2 * widgets.MOSAIC_GAP, 3 * size + 2 * widgets.MOSAIC_GAP, 3)
-        cell = shown[row * (size + widgets.MOSAIC_GAP) :][:size, column * (size + widgets.MOSAIC_GAP) :][:, :size]
+        assert shown.shape == (3 * size + 2 * MOSAIC_GAP, 3 * size + 2 * MOSAIC_GAP, 3)
+        cell = shown[row * (size + MOSAIC_GAP) :][:size, column * (size + MOSAIC_GAP) :][:, :size]
         expected = (window.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         np.testing.assert_array_equal(cell[::scale, ::scale], expected)
 
@@ -225,7 +204,7 @@ def test_occlusion_slider_moves_the_square_in_the_picture(model, data):
     inside[0:8, 16:24] = True
     assert (explorer.occluded[:, inside] == 0).all()  # the dataset mean
     assert torch.equal(explorer.occluded[:, ~inside], image[:, ~inside])
-    scale = widgets.display_scale(32)
+    scale = display_scale(32)
     shown = decoded(explorer.image_view.value)
     assert shown.shape == (32 * scale, 32 * scale, 3)
     assert shown[0, 16 * scale].tolist() == [230, 25, 75]  # outline at the square's corner

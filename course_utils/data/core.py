@@ -22,7 +22,6 @@ from torch.utils.data import Dataset
 
 __all__ = [
     "ImageTensorDataset",
-    "check_float_images",
     "atomic_write",
     "CacheError",
     "save_array_cache",
@@ -119,35 +118,6 @@ class ImageTensorDataset(Dataset):
             yield self.normalize(self.images[start:stop]), self.labels[start:stop]
 
 
-def check_float_images(images: torch.Tensor, batched: bool = True, channels: int | None = 3) -> None:
-    """Raise an error naming the fix unless ``images`` is a normalized float tensor:
-    ``(N, C, H, W)`` when ``batched``, else one ``(C, H, W)`` image, with ``C == channels``
-    (3: RGB; ``None`` accepts any)."""
-    c = "C" if channels is None else channels
-    name, shape, rank = ("images", f"(N, {c}, H, W)", 4) if batched else ("image", f"({c}, H, W)", 3)
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape {shape}, got {type(images).__name__}")
-    if images.ndim != rank:
-        hint = ""
-        if batched and images.ndim == 3:
-            hint = "; add a batch dimension with image[None]"
-        elif not batched and images.ndim == 4:
-            hint = "; pass one image, e.g. images[0]"
-        raise ValueError(f"{name} must have shape {shape}, got {tuple(images.shape)}{hint}")
-    found = images.shape[-3]
-    if channels is not None and found != channels:
-        expand = f"expand(-1, {channels}, -1, -1)" if batched else f"expand({channels}, -1, -1)"
-        hint = (
-            f" (grayscale); repeat it with {name}.{expand} and normalize with the RGB statistics"
-            if found == 1 and channels == 3
-            else ""
-        )
-        kind = " (RGB)" if channels == 3 else ""
-        raise ValueError(f"{name} must have {channels} channel{'s' if channels != 1 else ''}{kind}, got {found}{hint}")
-    if not images.is_floating_point():
-        raise ValueError(f"{name} must be normalized float tensors, got {images.dtype}; use dataset.normalize(...)")
-
-
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path`` for writing (``mode`` "wb" or "w"); when the block
@@ -176,8 +146,9 @@ class CacheError(RuntimeError):
     """A cache file is missing, partial or does not match its recorded hash."""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_hash(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes (``algorithm`` as :func:`hashlib.new` names it), read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
@@ -194,7 +165,7 @@ def save_array_cache(path: str | os.PathLike, arrays: dict[str, np.ndarray], inf
     with atomic_write(path) as stream:
         np.savez(stream, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as allow_pickle
     with atomic_write(path.with_suffix(".json"), "w") as stream:
-        stream.write(json.dumps({"sha256": _sha256(path), **info}, indent=2, sort_keys=True))
+        stream.write(json.dumps({"sha256": file_hash(path), **info}, indent=2, sort_keys=True))
     return path
 
 
@@ -215,7 +186,7 @@ def load_array_cache(path: str | os.PathLike, info: dict[str, Any]) -> dict[str,
     expected_info = json.loads(json.dumps(info, sort_keys=True))
     if {k: v for k, v in recorded.items() if k != "sha256"} != expected_info:
         raise CacheError(f"cache {path} was made with other settings")
-    if _sha256(path) != recorded.get("sha256"):
+    if file_hash(path) != recorded.get("sha256"):
         raise CacheError(f"cache {path} is corrupt or partial (sha256 mismatch)")
     with np.load(path) as archive:
         return {name: archive[name] for name in archive.files}

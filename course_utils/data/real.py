@@ -30,7 +30,7 @@ from PIL import Image
 from torchvision.datasets import CIFAR10, ImageFolder
 
 from ..progress import progress_bar
-from .core import DATA_DIR, CacheError, ImageTensorDataset, load_array_cache, save_array_cache
+from .core import DATA_DIR, CacheError, ImageTensorDataset, atomic_write, file_hash, load_array_cache, save_array_cache
 
 __all__ = [
     "RegistryEntry",
@@ -140,18 +140,10 @@ def _registry_entry(name: str) -> RegistryEntry:
     return REGISTRY[name]
 
 
-def _file_hash(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_hash(path: Path, entry: RegistryEntry, origin: str) -> None:
     """Delete ``path`` and raise :class:`DownloadError` when its hash is not ``entry.hash``."""
     algorithm, _, expected = entry.hash.partition(":")
-    actual = _file_hash(path, algorithm)
+    actual = file_hash(path, algorithm)
     if actual != expected:
         path.unlink()
         raise DownloadError(
@@ -162,31 +154,33 @@ def _check_hash(path: Path, entry: RegistryEntry, origin: str) -> None:
 
 
 def _fetch(entry: RegistryEntry, archive: Path, progress: bool) -> None:
-    """Download ``entry.url`` to a temporary file, verify its hash, rename it to ``archive``."""
-    handle, temporary = tempfile.mkstemp(dir=archive.parent, prefix=f".{archive.name}.", suffix=".part")
-    partial_file = Path(temporary)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            try:
-                with urllib.request.urlopen(entry.url, timeout=30) as response:
-                    total = int(response.headers.get("Content-Length") or 0) or None
-                    with progress_bar(
-                        total=total, unit="B", unit_scale=True, desc=entry.filename, progress=progress
-                    ) as bar:
-                        for block in iter(lambda: response.read(1 << 20), b""):
-                            stream.write(block)
-                            bar.update(len(block))
-            except OSError as error:  # URLError, HTTPError and timeouts are OSErrors
-                algorithm, _, expected = entry.hash.partition(":")
-                raise DownloadError(
-                    f"could not download {entry.description}\n  from {entry.url}\n  ({error}).\n"
-                    f"Without network access, download that URL elsewhere and put the file by hand at\n"
-                    f"  {archive}\n(expected {algorithm} {expected}); the next call verifies and extracts it."
-                ) from error
-        _check_hash(partial_file, entry, f"the download of {entry.url}")
-        os.replace(partial_file, archive)
-    finally:
-        partial_file.unlink(missing_ok=True)
+    """Download ``entry.url`` to ``archive`` atomically, verifying its hash while it streams in:
+    a failed or corrupt download leaves nothing behind."""
+    algorithm, _, expected = entry.hash.partition(":")
+    digest = hashlib.new(algorithm)
+    with atomic_write(archive) as stream:
+        try:
+            with urllib.request.urlopen(entry.url, timeout=30) as response:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with progress_bar(
+                    total=total, unit="B", unit_scale=True, desc=entry.filename, progress=progress
+                ) as bar:
+                    for block in iter(lambda: response.read(1 << 20), b""):
+                        stream.write(block)
+                        digest.update(block)
+                        bar.update(len(block))
+        except OSError as error:  # URLError, HTTPError and timeouts are OSErrors
+            raise DownloadError(
+                f"could not download {entry.description}\n  from {entry.url}\n  ({error}).\n"
+                f"Without network access, download that URL elsewhere and put the file by hand at\n"
+                f"  {archive}\n(expected {algorithm} {expected}); the next call verifies and extracts it."
+            ) from error
+        if digest.hexdigest() != expected:
+            raise DownloadError(
+                f"hash mismatch for the download of {entry.url}: {algorithm} is {digest.hexdigest()}, expected "
+                f"{expected}; nothing was kept. Run again to download it anew, or put a good copy by hand at "
+                f"{archive}"
+            )
 
 
 def _extract(archive: Path, entry: RegistryEntry) -> Path:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from matplotlib.patches import Rectangle
 
-from course_utils.experiment_plots import (
+from course_utils.figures import (
     filter_mosaic,
     first_layer_figure,
     grouped_bars,
@@ -181,7 +181,7 @@ def _tiny_model_and_data(count: int = 3, size: int = 32):
 
 
 def test_invariance_figure_draws_the_examples_and_every_curve():
-    from course_utils.experiment_plots import invariance_figure
+    from course_utils.figures import invariance_figure
     from course_utils.invariance import invariance_curves, transform_images
 
     model, dataset, images = _tiny_model_and_data()
@@ -218,7 +218,7 @@ def test_invariance_figure_draws_the_examples_and_every_curve():
 
 
 def test_invariance_figure_gives_only_the_classes_that_occur_a_row_of_the_top_class_panel():
-    from course_utils.experiment_plots import invariance_figure
+    from course_utils.figures import invariance_figure
     from course_utils.invariance import InvarianceCurves
 
     model, dataset, images = _tiny_model_and_data()
@@ -249,7 +249,7 @@ def test_invariance_figure_gives_only_the_classes_that_occur_a_row_of_the_top_cl
 
 
 def test_invariance_figure_rejects_images_of_other_curves_and_no_examples():
-    from course_utils.experiment_plots import invariance_figure
+    from course_utils.figures import invariance_figure
     from course_utils.invariance import invariance_curves
 
     model, dataset, images = _tiny_model_and_data()
@@ -265,7 +265,7 @@ def test_invariance_figure_rejects_images_of_other_curves_and_no_examples():
 
 
 def test_invariance_figure_draws_only_the_chosen_rows_in_their_order():
-    from course_utils.experiment_plots import invariance_figure
+    from course_utils.figures import invariance_figure
     from course_utils.invariance import invariance_curves
 
     model, dataset, images = _tiny_model_and_data()
@@ -285,9 +285,9 @@ def test_invariance_figure_draws_only_the_chosen_rows_in_their_order():
 
 def test_occlusion_figure_places_each_map_at_the_occluder_centres():
     from course_utils.deconvnet import project_activation
-    from course_utils.experiment_plots import occlusion_figure
+    from course_utils.display import normalize_projection, to_display
+    from course_utils.figures import occlusion_figure
     from course_utils.occlusion import occlusion_map
-    from course_utils.viz import normalize_projection, to_display
 
     model, dataset, images = _tiny_model_and_data(count=1)
     image = images[0]
@@ -329,7 +329,7 @@ def test_occlusion_figure_places_each_map_at_the_occluder_centres():
 
 
 def test_occlusion_figure_rejects_mismatched_inputs():
-    from course_utils.experiment_plots import occlusion_figure
+    from course_utils.figures import occlusion_figure
     from course_utils.occlusion import occlusion_map
 
     model, dataset, images = _tiny_model_and_data(count=1)
@@ -348,9 +348,9 @@ def test_occlusion_figure_rejects_mismatched_inputs():
 
 
 def test_class_colours_keep_a_class_colour_or_rank_the_most_frequent():
-    from course_utils.experiment_plots import _class_colours
+    from course_utils import figures
 
-    assert _class_colours([7, 2], 10) == {7: plt.get_cmap("tab10")(7), 2: plt.get_cmap("tab10")(2)}
-    assert _class_colours([15], 20) == {15: plt.get_cmap("tab20")(15)}
-    many = _class_colours(list(range(100, 125)), 1000)  # 25 classes present, most frequent first
+    assert figures._class_colours([7, 2], 10) == {7: plt.get_cmap("tab10")(7), 2: plt.get_cmap("tab10")(2)}
+    assert figures._class_colours([15], 20) == {15: plt.get_cmap("tab20")(15)}
+    many = figures._class_colours(list(range(100, 125)), 1000)  # 25 classes present, most frequent first
     assert list(many) == list(range(100, 119)) and many[100] == plt.get_cmap("tab20")(0)

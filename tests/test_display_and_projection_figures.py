@@ -1,4 +1,4 @@
-"""Figure helpers (course_utils.viz): the projection normalization, receptive-field windows,
+"""The display rules (course_utils.display) and the projection figures (course_utils.figures): the projection normalization, receptive-field windows,
 the figures' structure (axes, pictures, labels) and mean unpooling against hand computations."""
 
 from __future__ import annotations
@@ -18,8 +18,14 @@ from conftest import colour_dataset  # noqa: E402
 from matplotlib.patches import Circle, Rectangle  # noqa: E402
 from torch import nn  # noqa: E402
 
-from course_utils import viz  # noqa: E402
-from course_utils.activations import TopK, image_patch, mine_top_activations, receptive_field  # noqa: E402
+from course_utils import display, figures  # noqa: E402
+from course_utils.activations import (  # noqa: E402
+    TopK,
+    image_patch,
+    mine_top_activations,
+    receptive_field,
+    select_feature_maps,  # noqa: E402
+)
 from course_utils.attribution import mean_unpool, project_mean_unpooling  # noqa: E402
 from course_utils.data import ImageTensorDataset  # noqa: E402
 from course_utils.deconvnet import project, project_activation, project_top_activations  # noqa: E402
@@ -59,7 +65,7 @@ def shown_pictures(figure) -> list[np.ndarray]:
 
 def test_normalize_projection_maps_zero_to_grey_and_extremes_to_black_and_white():
     projection = torch.tensor([[[0.0, 2.0], [-4.0, 1.0]], [[0.5, 0.0], [0.0, -1.0]], [[0.0, 0.0], [3.0, 0.0]]])
-    shown = viz.normalize_projection(projection)
+    shown = display.normalize_projection(projection)
     assert shown.shape == projection.shape
     assert shown[0, 0, 0] == 0.5 and shown[1, 0, 1] == 0.5  # zero -> grey
     assert shown[0, 1, 0] == 0.0  # strongest negative (-4) -> 0
@@ -72,18 +78,18 @@ def test_normalize_projection_scales_each_projection_of_a_batch_on_its_own():
     generator = torch.Generator().manual_seed(0)
     batch = torch.randn(2, 4, 3, 5, 5, generator=generator)
     batch[0, 1] *= 1000.0
-    shown = viz.normalize_projection(batch)
+    shown = display.normalize_projection(batch)
     assert shown.shape == batch.shape
     assert 0.0 <= shown.min() and shown.max() <= 1.0
     extremes = torch.maximum(shown.amax(dim=(-3, -2, -1)), 1 - shown.amin(dim=(-3, -2, -1)))
     assert torch.allclose(extremes, torch.ones(2, 4))  # every projection reaches 0 or 1
-    assert torch.allclose(shown[0, 1], viz.normalize_projection(batch[0, 1] / 1000.0), atol=1e-6)
+    assert torch.allclose(shown[0, 1], display.normalize_projection(batch[0, 1] / 1000.0), atol=1e-6)
 
 
 def test_normalize_projection_of_constant_input_does_not_divide_by_zero():
-    assert torch.equal(viz.normalize_projection(torch.zeros(3, 4, 4)), torch.full((3, 4, 4), 0.5))
-    assert torch.equal(viz.normalize_projection(torch.full((3, 2, 2), 7.0)), torch.ones(3, 2, 2))
-    assert torch.equal(viz.normalize_projection(torch.full((3, 2, 2), -0.1)), torch.zeros(3, 2, 2))
+    assert torch.equal(display.normalize_projection(torch.zeros(3, 4, 4)), torch.full((3, 4, 4), 0.5))
+    assert torch.equal(display.normalize_projection(torch.full((3, 2, 2), 7.0)), torch.ones(3, 2, 2))
+    assert torch.equal(display.normalize_projection(torch.full((3, 2, 2), -0.1)), torch.zeros(3, 2, 2))
 
 
 @pytest.mark.parametrize(
@@ -96,7 +102,7 @@ def test_normalize_projection_of_constant_input_does_not_divide_by_zero():
 )
 def test_normalize_projection_refuses_bad_input(bad, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        viz.normalize_projection(bad)
+        display.normalize_projection(bad)
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,7 +113,7 @@ def test_normalize_projection_refuses_bad_input(bad, message):
 def test_receptive_field_window_inside_the_image_is_the_patch(model):
     size, stride, offset = receptive_field(model, "conv1")  # 7, 2, -3
     picture = torch.arange(3 * 32 * 32, dtype=torch.float32).view(3, 32, 32) / (3 * 32 * 32)
-    window = viz.receptive_field_window(model, "conv1", picture, 5, 6)
+    window = display.receptive_field_window(model, "conv1", picture, 5, 6)
     assert window.shape == (3, size, size)
     top, left = 5 * stride + offset, 6 * stride + offset
     assert torch.equal(window, picture[:, top : top + size, left : left + size])
@@ -116,7 +122,7 @@ def test_receptive_field_window_inside_the_image_is_the_patch(model):
 def test_receptive_field_window_fills_what_lies_outside_the_image(model):
     size, stride, offset = receptive_field(model, "conv3")  # larger than the 32x32 image
     picture = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
-    window = viz.receptive_field_window(model, "conv3", picture, 0, 1, fill=0.25)
+    window = display.receptive_field_window(model, "conv3", picture, 0, 1, fill=0.25)
     assert window.shape == (3, size, size)
     patch = image_patch(model, picture, "conv3", 0, 1).float() / 255  # the clipped box
     top, left = -offset, 1 * stride + offset  # the image's first row in the window
@@ -127,7 +133,7 @@ def test_receptive_field_window_fills_what_lies_outside_the_image(model):
 
 def test_receptive_field_window_refuses_a_batch(model):
     with pytest.raises(ValueError, match="one \\(C, H, W\\) tensor"):
-        viz.receptive_field_window(model, "conv1", torch.zeros(2, 3, 32, 32), 0, 0)
+        display.receptive_field_window(model, "conv1", torch.zeros(2, 3, 32, 32), 0, 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,7 +145,7 @@ def test_image_table_has_one_axis_per_cell_and_draws_the_given_pictures():
     red = torch.zeros(3, 4, 4, dtype=torch.uint8)
     red[0] = 255
     grey = torch.full((3, 5, 5), 0.5)
-    figure = viz.image_table([[red, grey, None], [grey, red, red]], ["first", "second"], ["a", "b", "c"], "A title")
+    figure = display.image_table([[red, grey, None], [grey, red, red]], ["first", "second"], ["a", "b", "c"], "A title")
     assert len(figure.axes) == 6
     pictures = shown_pictures(figure)
     assert len(pictures) == 5
@@ -158,7 +164,7 @@ def test_class_gallery_titles_each_picture_with_its_class_broken_at_the_part_nam
         (0.5,) * 3,
         (0.25,) * 3,
     )
-    figure = viz.class_gallery(dataset, classes=["star", "face:round-eyes/none-ears"], per_class=2, columns=3)
+    figure = figures.class_gallery(dataset, classes=["star", "face:round-eyes/none-ears"], per_class=2, columns=3)
     titled = [axis for axis in figure.axes if axis.images]
     assert len(figure.axes) == 6 and len(titled) == 4  # 2 rows of 3, two blank cells
     assert [axis.get_title() for axis in titled] == [
@@ -170,57 +176,59 @@ def test_class_gallery_titles_each_picture_with_its_class_broken_at_the_part_nam
     star_pictures = {int(axis.images[0].get_array()[0, 0, 0] * 255 + 0.5) for axis in titled[:2]}
     assert star_pictures == {1, 4}  # the two images of class 1, each shown once
     assert "2 examples of each of 2 classes" in figure._suptitle.get_text()
-    everything = viz.class_gallery(dataset, columns=8)
+    everything = figures.class_gallery(dataset, columns=8)
     assert sum(bool(axis.images) for axis in everything.axes) == 3
 
 
 def test_class_gallery_refuses_unknown_classes_and_bad_sizes():
     dataset = colour_dataset(6, size=8, seed=0)
     with pytest.raises(ValueError, match="unknown classes"):
-        viz.class_gallery(dataset, classes=["no such class"])
+        figures.class_gallery(dataset, classes=["no such class"])
     with pytest.raises(ValueError, match="at least 1"):
-        viz.class_gallery(dataset, per_class=0)
+        figures.class_gallery(dataset, per_class=0)
 
 
 def test_image_table_refuses_mismatched_labels():
     picture = torch.zeros(3, 2, 2)
     with pytest.raises(ValueError, match="2 row labels for 1 rows"):
-        viz.image_table([[picture]], ["a", "b"])
+        display.image_table([[picture]], ["a", "b"])
     with pytest.raises(ValueError, match="at least one row"):
-        viz.image_table([])
+        display.image_table([])
 
 
 def test_top9_figure_shows_each_channels_projections_beside_its_patches(model, data):
     top = mine_top_activations(model, data, ["conv2"], k=4, progress=False)["conv2"]
     channels = [0, 3, 5]
     projections = project_top_activations(model, data, top, channels)
-    figure = viz.top9_figure(model, data, top, channels, projections, columns=2)
+    figure = figures.top9_figure(model, data, top, channels, projections, columns=2)
     assert len(figure.axes) == len(channels) * 2 * top.k
     pictures = shown_pictures(figure)
     assert len(pictures) == len(channels) * 2 * top.k
     # first block, strongest entry: projection cell then its image patch
     y, x = (int(v) for v in top.locations[0, 0])
-    expected_projection = viz.receptive_field_window(model, "conv2", viz.normalize_projection(projections[0, 0]), y, x)
-    expected_patch = viz.receptive_field_window(model, "conv2", data.images[int(top.image_indices[0, 0])], y, x)
+    expected_projection = display.receptive_field_window(
+        model, "conv2", display.normalize_projection(projections[0, 0]), y, x
+    )
+    expected_patch = display.receptive_field_window(model, "conv2", data.images[int(top.image_indices[0, 0])], y, x)
     assert np.allclose(pictures[0], expected_projection.permute(1, 2, 0).numpy())
     assert np.allclose(pictures[1], expected_patch.permute(1, 2, 0).numpy())
     # computing the projections inside gives the same pictures
-    again = shown_pictures(viz.top9_figure(model, data, top, channels))
+    again = shown_pictures(figures.top9_figure(model, data, top, channels))
     assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(pictures, again))
 
 
 def test_top9_figure_refuses_projections_of_another_shape(model, data):
     top = mine_top_activations(model, data, ["conv1"], k=3, progress=False)["conv1"]
     with pytest.raises(ValueError, match=r"must have shape \(2, 3, 3, H, W\)"):
-        viz.top9_figure(model, data, top, [0, 1], torch.zeros(2, 4, 3, 32, 32))
+        figures.top9_figure(model, data, top, [0, 1], torch.zeros(2, 4, 3, 32, 32))
     with pytest.raises(ValueError, match="at least one channel"):
-        viz.top9_figure(model, data, top, [])
+        figures.top9_figure(model, data, top, [])
 
 
 def test_feature_evolution_figure_has_rows_of_maps_and_columns_of_snapshots(data):
     snapshots = {"epoch 1": small_zfnet(1), "epoch 2": small_zfnet(2)}
     channels = {"conv1": [0, 2], "conv3": [4]}
-    figure = viz.feature_evolution_figure(snapshots, data, channels)
+    figure = figures.feature_evolution_figure(snapshots, data, channels)
     assert len(figure.axes) == 3 * 2
     assert [axis.get_title() for axis in figure.axes[:2]] == ["epoch 1", "epoch 2"]
     pictures = shown_pictures(figure)
@@ -232,7 +240,7 @@ def test_feature_evolution_figure_has_rows_of_maps_and_columns_of_snapshots(data
     image_index = int(activations.flatten(1).max(1).values.argmax())
     y, x = divmod(int(activations[image_index].argmax()), activations.shape[-1])
     projection = project_activation(later, images[image_index], "conv3", 4, (y, x))
-    expected = viz.receptive_field_window(later, "conv3", viz.normalize_projection(projection), y, x)
+    expected = display.receptive_field_window(later, "conv3", display.normalize_projection(projection), y, x)
     assert np.allclose(pictures[5], expected.permute(1, 2, 0).numpy(), atol=1e-6)
 
 
@@ -240,12 +248,12 @@ def test_compare_projections_figure_has_a_patch_column_and_one_column_per_method
     images = data.normalize(data.images[:3])
     selections = torch.tensor([[0, 1, 2, 3], [2, 0, 4, 4]])
     maps = {"deconvnet": project(model, images, "conv2", selections), "random": torch.randn(2, 3, 32, 32)}
-    figure = viz.compare_projections_figure(model, data.images[:3], "conv2", selections, maps, title="methods")
+    figure = figures.compare_projections_figure(model, data.images[:3], "conv2", selections, maps, title="methods")
     assert len(figure.axes) == 2 * 3
     assert [axis.get_title() for axis in figure.axes[:3]] == ["image patch", "deconvnet", "random"]
     assert len(shown_pictures(figure)) == 6
     with pytest.raises(ValueError, match="map 'random' must have shape"):
-        viz.compare_projections_figure(
+        figures.compare_projections_figure(
             model, data.images[:3], "conv2", selections, {"random": torch.zeros(3, 3, 32, 32)}
         )
 
@@ -255,7 +263,7 @@ def test_unit_projection_figure_draws_the_receptive_field_box_on_image_and_proje
     projection = project_activation(model, image, "conv2", 1, (4, 4))  # a box fully inside the image
     mask = torch.zeros(32, 32, dtype=torch.bool)
     mask[8:20, 8:20] = True
-    figure = viz.unit_projection_figure(model, data.images[0], "conv2", (4, 4), projection, mask)
+    figure = figures.unit_projection_figure(model, data.images[0], "conv2", (4, 4), projection, mask)
     images = [axis for axis in figure.axes if axis.images]
     assert len(images) == 3
     boxes = [patch for axis in images for patch in axis.patches if isinstance(patch, Rectangle)]
@@ -263,7 +271,7 @@ def test_unit_projection_figure_draws_the_receptive_field_box_on_image_and_proje
     assert len(boxes) == 2 and all(box.get_width() == size and box.get_height() == size for box in boxes)
     assert boxes[0].get_xy() == (4 * stride + offset - 0.5, 4 * stride + offset - 0.5)
     with pytest.raises(ValueError, match="mask must be"):
-        viz.unit_projection_figure(model, data.images[0], "conv2", (4, 4), projection, mask[:5])
+        figures.unit_projection_figure(model, data.images[0], "conv2", (4, 4), projection, mask[:5])
 
 
 # --------------------------------------------------------------------------------------------
@@ -373,7 +381,7 @@ def test_project_mean_unpooling_refuses_training_mode_and_unknown_layers():
 def test_tiny_grids_figure_writes_every_number_and_marks_the_switches():
     relu_map = torch.tensor([[1.0, 5.0, 0.0, 2.0], [0.0, 3.0, 0.0, 7.0], [4.0, 0.0, 6.0, 0.0], [0.0, 0.0, 0.0, 1.5]])
     pooled, switches = F.max_pool2d(relu_map[None, None], 3, stride=2, padding=1, return_indices=True)
-    figure = viz.tiny_grids_figure(
+    figure = figures.tiny_grids_figure(
         [relu_map, pooled[0, 0]], ["relu", "pooled"], switches=[(1, 0, switches[0, 0])], title="switches"
     )
     assert len(figure.axes) == 2
@@ -389,11 +397,11 @@ def test_tiny_grids_figure_writes_every_number_and_marks_the_switches():
 
 def test_tiny_grids_figure_refuses_bad_input():
     with pytest.raises(ValueError, match="one title per grid"):
-        viz.tiny_grids_figure([torch.zeros(2, 2)], ["a", "b"])
+        figures.tiny_grids_figure([torch.zeros(2, 2)], ["a", "b"])
     with pytest.raises(ValueError, match="must be 2-D"):
-        viz.tiny_grids_figure([torch.zeros(1, 2, 2)], ["a"])
+        figures.tiny_grids_figure([torch.zeros(1, 2, 2)], ["a"])
     with pytest.raises(ValueError, match="must lie inside the input grid"):
-        viz.tiny_grids_figure(
+        figures.tiny_grids_figure(
             [torch.zeros(2, 2), torch.zeros(1, 1)], ["in", "out"], switches=[(1, 0, torch.tensor([[4]]))]
         )
 
@@ -412,11 +420,48 @@ def test_select_feature_maps_takes_the_strongest_map_of_each_dominant_class_firs
         image_indices=torch.tensor([[0, 1], [0, 1], [2, 3], [4, 5], [2, 3]]),  # classes 0, 0, 1, 2, 1
         locations=torch.zeros(5, 2, 2, dtype=torch.long),
     )
-    assert viz.select_feature_maps(top, labels, count=3) == [0, 2, 3]  # one per class, strongest first
-    assert viz.select_feature_maps(top, labels, count=5) == [0, 2, 3, 1, 4]  # then the strongest others
-    assert viz.select_feature_maps(top, labels, count=2) == [0, 2]
-    assert viz.select_feature_maps(top, None, count=3) == [0, 1, 2]  # without labels: strongest
+    assert select_feature_maps(top, labels, num_maps=3) == [0, 2, 3]  # one per class, strongest first
+    assert select_feature_maps(top, labels, num_maps=5) == [0, 2, 3, 1, 4]  # then the strongest others
+    assert select_feature_maps(top, labels, num_maps=2) == [0, 2]
+    assert select_feature_maps(top, None, num_maps=3) == [0, 1, 2]  # without labels: strongest
     with pytest.raises(ValueError, match="labels must be the"):
-        viz.select_feature_maps(top, labels[:3])
-    with pytest.raises(ValueError, match="count must be at least 1"):
-        viz.select_feature_maps(top, labels, count=0)
+        select_feature_maps(top, labels[:3])
+    with pytest.raises(ValueError, match="num_maps must be a positive integer"):
+        select_feature_maps(top, labels, num_maps=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Pictures as pixels and mosaics (the explorers use them)
+def test_mosaic_with_a_border_and_float_tiles_and_its_errors():
+    tiles = [np.zeros((2, 3, 3)), np.full((2, 3, 3), 0.5)]
+    framed = display.mosaic(tiles, columns=2, gap=1, border=2)
+    assert framed.shape == (2 + 4, 2 * 3 + 1 + 4, 3) and framed.dtype == np.float64
+    assert (framed[2:4, 2:5] == 0).all() and (framed[2:4, 6:9] == 0.5).all() and (framed[:2] == 1).all()
+    with pytest.raises(ValueError, match="at least one tile"):
+        display.mosaic([], columns=2)
+    with pytest.raises(ValueError, match="tiles must match"):
+        display.mosaic([np.zeros((2, 2, 3)), np.zeros((3, 2, 3))], columns=2)
+
+
+def test_to_pixels_repeats_each_pixel_and_rounds_to_uint8():
+    picture = torch.tensor([[[0.0, 1.0]], [[0.5, 0.2]], [[1.5, -1.0]]])  # (3, 1, 2)
+    pixels = display.to_pixels(picture, 3)
+    assert pixels.shape == (3, 6, 3) and pixels.dtype == np.uint8
+    assert pixels[0, 0].tolist() == [0, 128, 255]  # 0.5 -> 127.5 rounds to 128, 1.5 clipped
+    assert pixels[2, 5].tolist() == [255, 51, 0]  # -1 clipped to 0
+    assert (pixels[:, :3] == pixels[0, 0]).all()
+
+
+def test_mosaic_places_cells_row_by_row_with_white_gaps():
+    cells = [torch.full((3, 2, 2), value) for value in (0.0, 0.2, 0.4, 0.6, 0.8)]
+    mosaic = display.mosaic([display.to_pixels(cell, 2) for cell in cells], columns=2, gap=1)
+    assert mosaic.shape == (3 * 4 + 2, 2 * 4 + 1, 3)
+    assert (mosaic[0:4, 5:9] == 51).all()  # cell 1: row 0, column 1
+    assert (mosaic[10:14, 0:4] == 204).all()  # cell 4: row 2, column 0
+    assert (mosaic[4, :] == 255).all() and (mosaic[:, 4] == 255).all()  # gaps
+    assert (mosaic[10:14, 5:9] == 255).all()  # the missing sixth cell stays white
+
+
+def test_display_scale_is_a_whole_factor_near_the_target():
+    assert display.display_scale(64) == 3 and display.display_scale(32) == 6
+    assert display.display_scale(500) == 1
