@@ -24,14 +24,12 @@ map per channel; like a convolution it goes back through its linear part transpo
 multiplication by ``weight / sqrt(running_var + eps)`` without the shift. Any other layer
 (``nn.Sigmoid``, ``nn.Tanh``, average pooling, ...) is refused with an error that names it.
 
-Models must be *flat*: a :class:`~course_utils.models.NamedSequential` (or any module whose
-``forward`` runs its named children in order), every ReLU an ``nn.ReLU`` module used once.
-The forward pass is the model's own, observed through hooks that exist only during the call
-(removed in ``finally``) and stop it right after the selected layer. The hooks check that each
-child receives exactly what the previous child returned, so a functional ReLU (or any other
-operation) hidden in ``forward()`` raises an error instead of giving a wrong picture.
-In-place ReLUs (torchvision) are fine: nothing is recorded after the selected layer, and the
-model's modules and flags are never changed.
+Models must be *flat* and in eval mode, and are walked the one way of :mod:`course_utils.layers`
+(named children in order, hooks only during the call, each layer checked to receive the previous
+layer's unchanged output, so an operation hidden in ``forward()`` raises an error instead of
+giving a wrong picture); every ReLU an ``nn.ReLU`` module used once. In-place ReLUs
+(torchvision) are fine: nothing is recorded after the selected layer, and the model's modules
+and flags are never changed.
 
 Batched use: :func:`project` takes many ``(image_index, channel, y, x)`` selections at once,
 runs one forward pass per distinct image and one reverse pass per chunk of selections.

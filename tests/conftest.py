@@ -1,11 +1,14 @@
-"""Shared fixtures: small in-memory datasets and the path of the real-photo slice."""
+"""Shared fixtures and helpers: small in-memory datasets, the path of the real-photo slice, the
+independent reference forward pass, hook counting, and closing figures after every test."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from course_utils.data import ImageTensorDataset
 
@@ -41,3 +44,28 @@ def tiny_imagenet() -> Path:
 # Tests work on tiny tensors, where a second thread only adds synchronization (5-10x slower when
 # the machine is busy); notebooks run in their own kernels and keep their own settings.
 torch.set_num_threads(1)
+
+
+def children_outputs(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``{name: output}`` of every child of a flat model, computed by calling the children one by
+    one by hand (no hooks, no course code): the independent reference for the package's capture.
+    Outputs are copies, so later in-place layers cannot change them."""
+    outputs, x = {}, images
+    with torch.no_grad():
+        for name, module in model.named_children():
+            x = module(x)
+            outputs[name] = x.clone()
+    return outputs
+
+
+def hook_count(model: nn.Module) -> int:
+    """Forward, forward-pre and backward hooks left on any module of ``model``."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Close every matplotlib figure a test opened (when matplotlib is in use at all)."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import colour_dataset
 
 import course_utils.data
 from course_utils import ablation
@@ -21,6 +20,7 @@ from course_utils.ablation import (
 from course_utils.architecture import FIRST_LAYER_VARIANTS
 from course_utils.models import REMOVABLE_LAYERS, ZFNet, ZFNetConfig
 from course_utils.train import TrainConfig, evaluate, train
+from tests.conftest import colour_dataset
 
 BASE = ZFNetConfig(conv_widths=(4, 4, 4, 4, 4), fc_widths=(8, 8))
 ONE_EPOCH = TrainConfig(epochs=1, batch_size=32)

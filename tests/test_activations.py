@@ -20,6 +20,7 @@ from course_utils.activations import (
 )
 from course_utils.data import ImageTensorDataset
 from course_utils.models import NamedSequential, ZFNet, alexnet
+from tests.conftest import children_outputs, hook_count
 
 
 @pytest.fixture(scope="module")
@@ -33,20 +34,6 @@ def images():
     return torch.randn(37, 3, 64, 64, generator=torch.Generator().manual_seed(3))
 
 
-def all_outputs(model, images, layer):
-    """Layer output for all images at once, running the children by hand."""
-    with torch.no_grad():
-        x = images
-        for name, module in model.named_children():
-            x = module(x)
-            if name == layer:
-                return x.clone()
-
-
-def hooks_left(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
-
-
 # --------------------------------------------------------------------------------------------
 # Mining
 # --------------------------------------------------------------------------------------------
@@ -58,7 +45,7 @@ def test_streaming_top_k_equals_brute_force(small_zfnet, images, layers):
     mined = mine_top_activations(small_zfnet, images, layers, k=k, batch_size=8, progress=False)
     assert list(mined) == layers
     for layer in layers:
-        output = all_outputs(small_zfnet, images, layer)
+        output = children_outputs(small_zfnet, images)[layer]
         per_image = output.flatten(2).amax(2) if output.ndim == 4 else output  # (N, C)
         expected_values, expected_images = per_image.T.sort(dim=1, descending=True, stable=True)
         top = mined[layer]
@@ -110,7 +97,7 @@ def test_mining_is_deterministic_and_removes_its_hooks(small_zfnet, images):
     first = mine_top_activations(small_zfnet, images, ["relu2"], k=3, batch_size=10, progress=False)["relu2"]
     second = mine_top_activations(small_zfnet, images, ["relu2"], k=3, batch_size=10, progress=False)["relu2"]
     assert torch.equal(first.values, second.values) and torch.equal(first.image_indices, second.image_indices)
-    assert hooks_left(small_zfnet) == 0
+    assert hook_count(small_zfnet) == 0
 
 
 def test_mining_works_on_alexnet_with_inplace_relus():
@@ -118,7 +105,7 @@ def test_mining_works_on_alexnet_with_inplace_relus():
     net = alexnet().eval()
     images = torch.randn(3, 3, 96, 96)
     top = mine_top_activations(net, images, ["conv2"], k=2, progress=False)["conv2"]
-    output = all_outputs(net, images, "conv2")  # conv2 before its in-place ReLU
+    output = children_outputs(net, images)["conv2"]  # conv2 before its in-place ReLU
     assert torch.allclose(top.values, output.flatten(2).amax(2).T.sort(dim=1, descending=True).values[:, :2], atol=1e-5)
     assert (top.values < 0).any()  # pre-ReLU values survived the in-place ReLU
 
@@ -154,7 +141,7 @@ MINING_ERRORS = {
 def test_mining_refuses_bad_input_and_leaves_no_hooks(small_zfnet, images, case):
     with pytest.raises((ValueError, TypeError), match=MINING_ERRORS[case]):
         mining_error(case, small_zfnet, images)()
-    assert hooks_left(small_zfnet) == 0
+    assert hook_count(small_zfnet) == 0
 
 
 def test_mining_refuses_training_mode():
@@ -248,7 +235,7 @@ def box_mask(box, size):
 @pytest.mark.parametrize("layer, y, x", [("pool2", 4, 3), ("conv2", 7, 9), ("pool2", 0, 0), ("conv3", 7, 7)])
 def test_receptive_field_equals_gradient_support(small_zfnet, layer, y, x):
     images = torch.randn(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    channel = int(all_outputs(small_zfnet, images, layer)[:, :, y, x].sum(0).argmax())  # an active one
+    channel = int(children_outputs(small_zfnet, images)[layer][:, :, y, x].sum(0).argmax())  # an active one
     box = receptive_field_box(small_zfnet, layer, y, x, 64)
     # Every path counted: the support is exactly the (clipped) receptive field.
     assert torch.equal(gradient_support(linearized_copy(small_zfnet), images, layer, channel, y, x), box_mask(box, 64))

@@ -13,6 +13,7 @@ from course_utils.attribution import _gaussian_blur, attribute, maximize_activat
 from course_utils.deconvnet import project
 from course_utils.layers import layer_outputs
 from course_utils.models import NamedSequential, ZFNet, alexnet
+from tests.conftest import hook_count
 
 ATOL = 1e-5
 
@@ -54,10 +55,6 @@ def selections(zfnet, images):
     }
 
 
-def hooks_left(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
-
-
 def plain_gradient(model, images, layer, selections):
     """torch.autograd.grad of each selected unit, through the model's own modules."""
     gradients = []
@@ -79,7 +76,7 @@ def test_gradient_rule_equals_autograd(zfnet, images, selections, layer):
     reference = plain_gradient(zfnet, images, layer, selections[layer])
     assert reference.abs().max() > 0
     assert (ours - reference).abs().max() <= ATOL
-    assert hooks_left(zfnet) == 0
+    assert hook_count(zfnet) == 0
 
 
 def test_gradient_rule_differentiates_local_response_norm():
@@ -121,7 +118,7 @@ def test_deconvnet_rule_equals_the_explicit_deconvnet_with_inplace_relus():
         )
     assert (guided - theirs).abs().max() <= ATOL
     assert all(m.inplace for m in net.modules() if isinstance(m, nn.ReLU))
-    assert hooks_left(net) == 0
+    assert hook_count(net) == 0
 
 
 def test_guided_rule_equals_captum_guided_backprop(zfnet, images):
@@ -167,7 +164,7 @@ def test_attribute_refuses_bad_input(zfnet, images):
     ).eval()
     with pytest.raises(ValueError, match="functional ReLU"):
         attribute(net, torch.randn(1, 3, 9, 9), "conv2", torch.tensor([[0, 0, 0, 0]]))
-    assert hooks_left(net) == 0 and hooks_left(zfnet) == 0
+    assert hook_count(net) == 0 and hook_count(zfnet) == 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,7 +194,7 @@ def test_maximize_activation_refuses_bad_arguments(zfnet):
         maximize_activation(zfnet, "conv3", 500, steps=1)
     with pytest.raises(ValueError, match="unknown layer 'conv9'"):
         maximize_activation(zfnet, "conv9", 0, steps=1)
-    assert hooks_left(zfnet) == 0
+    assert hook_count(zfnet) == 0
 
 
 def test_gaussian_blur_keeps_constants_and_total_brightness_in_the_interior():

@@ -18,6 +18,7 @@ from course_utils.correspondence import (
 )
 from course_utils.data import ImageTensorDataset, load_embedded
 from course_utils.models import ZFNet, ZFNetConfig
+from tests.conftest import children_outputs
 
 TINY = ZFNetConfig(num_classes=3, image_size=32, conv_widths=(4, 4, 4, 4, 4), fc_widths=(8, 8))
 
@@ -131,16 +132,6 @@ def test_mask_square_rejects_batches_empty_squares_and_bad_fills():
 # ---- correspondence_delta ------------------------------------------------------------------------------------------
 
 
-def manual_features(model: ZFNet, images: torch.Tensor, layer: str) -> torch.Tensor:
-    x = images
-    with torch.no_grad():
-        for name, module in model.named_children():
-            x = module(x)
-            if name == layer:
-                return x.flatten(1)
-    raise AssertionError(layer)
-
-
 def test_correspondence_delta_matches_a_manual_computation():
     model = tiny_model()
     images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(2))
@@ -152,7 +143,7 @@ def test_correspondence_delta_matches_a_manual_computation():
         start = side // 2 if side % 2 else side // 2 - 1
         masked[i, :, max(0, y - start) : y - start + side, max(0, x - start) : x - start + side] = 0.0
     for layer in ("conv5", "pool5", "relu7"):
-        eps = manual_features(model, images, layer) - manual_features(model, masked, layer)
+        eps = children_outputs(model, images)[layer].flatten(1) - children_outputs(model, masked)[layer].flatten(1)
         assert result[layer] == pytest.approx(hamming_consistency(eps)), layer
     assert not any(module._forward_hooks for module in model.modules())
 

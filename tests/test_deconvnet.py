@@ -28,6 +28,7 @@ from course_utils.deconvnet import (
 )
 from course_utils.layers import layer_outputs
 from course_utils.models import NamedSequential, ZFNet, alexnet
+from tests.conftest import hook_count
 
 ATOL = 1e-5
 
@@ -80,10 +81,6 @@ def random_selections(model, images, layer, count, seed):
     height, width = output.shape[2:] if output.ndim == 4 else (1, 1)
     columns = [len(images), output.shape[1], height, width]
     return torch.stack([torch.randint(0, n, (count,), generator=generator) for n in columns], dim=1)
-
-
-def hooks_left(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
 
 
 def overlapping_net():
@@ -184,7 +181,7 @@ def test_project_equals_autograd_on_alexnet_at_224_with_inplace_relus(alexnet_mo
     assert (ours - reference).abs().max() <= ATOL
     assert reference.abs().max() > 0
     assert all(m.inplace for m in alexnet_model.modules() if isinstance(m, nn.ReLU))
-    assert hooks_left(alexnet_model) == 0
+    assert hook_count(alexnet_model) == 0
 
 
 def shared_argmax_net():
@@ -312,7 +309,7 @@ def test_project_equals_captum_on_alexnet_at_224(alexnet_model):
         )
     assert theirs.abs().max() > 0
     assert (ours - theirs).abs().max() <= ATOL
-    assert hooks_left(alexnet_model) == 0
+    assert hook_count(alexnet_model) == 0
 
 
 def test_batchnorm_goes_back_through_its_scale():
@@ -464,7 +461,7 @@ def test_project_leaves_the_model_unchanged(alexnet_model):
     project(alexnet_model, torch.randn(1, 3, 127, 127), "relu2", torch.tensor([[0, 5, 3, 3]]))
     assert all(torch.equal(v, state[k]) for k, v in alexnet_model.state_dict().items())
     assert flags == [(m.training, getattr(m, "inplace", None)) for m in alexnet_model.modules()]
-    assert hooks_left(alexnet_model) == 0
+    assert hook_count(alexnet_model) == 0
 
 
 def test_vgg_style_names_and_inplace_relus():
@@ -617,11 +614,11 @@ ERRORS = {
 
 
 @pytest.mark.parametrize("case", sorted(ERRORS))
-def test_bad_input_is_refused_with_a_clear_error_and_no_hooks_left(case):
+def test_bad_input_is_refused_with_a_clear_error_and_no_hook_count(case):
     model, images, layer, selections = bad_call(case)
     with pytest.raises(ValueError, match=ERRORS[case]):
         project(model, images, layer, selections)
-    assert hooks_left(model) == 0
+    assert hook_count(model) == 0
 
 
 def test_input_channels_follow_the_models_first_conv():
@@ -635,7 +632,7 @@ def test_input_channels_follow_the_models_first_conv():
     ).abs().max() <= ATOL
     with pytest.raises(ValueError, match=r"images must have 1 channel, got 3"):
         project(net, gray.expand(-1, 3, -1, -1), "pool1", selection)
-    assert hooks_left(net) == 0
+    assert hook_count(net) == 0
 
 
 def test_layers_after_the_projected_one_do_not_matter():
@@ -651,7 +648,7 @@ def test_adaptive_pooling_that_resizes_is_refused(alexnet_model):
     image = torch.randn(1, 3, 127, 127)  # pool5 is 3x3, avgpool makes it 6x6
     with pytest.raises(ValueError, match="'avgpool' averages a \\(3, 3\\) map down to \\(6, 6\\)"):
         project(alexnet_model, image, "fc6", torch.tensor([[0, 0, 0, 0]]))
-    assert hooks_left(alexnet_model) == 0
+    assert hook_count(alexnet_model) == 0
 
 
 class ExplodingNet(NamedSequential):
@@ -668,4 +665,4 @@ def test_hooks_are_removed_when_the_model_itself_raises():
     ).eval()
     with pytest.raises(RuntimeError, match="boom"):
         project(net, torch.randn(1, 3, 8, 8), "conv2", torch.tensor([[0, 0, 0, 0]]))
-    assert hooks_left(net) == 0
+    assert hook_count(net) == 0

@@ -9,12 +9,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from conftest import colour_dataset  # noqa: E402
 from matplotlib.patches import Circle, Rectangle  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -31,12 +29,7 @@ from course_utils.data import ImageTensorDataset  # noqa: E402
 from course_utils.deconvnet import project, project_activation, project_top_activations  # noqa: E402
 from course_utils.layers import layer_outputs  # noqa: E402
 from course_utils.models import NamedSequential, ZFNet  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
+from tests.conftest import colour_dataset  # noqa: E402
 
 
 def small_zfnet(seed: int) -> ZFNet:

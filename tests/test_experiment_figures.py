@@ -24,12 +24,6 @@ from course_utils.stats import MeanStd, group_mean_std
 SMALL = dict(conv_widths=(4, 4, 4, 4, 4), fc_widths=(8, 8))
 
 
-@pytest.fixture(autouse=True)
-def close_figures():
-    yield
-    plt.close("all")
-
-
 def test_filter_mosaic_places_each_filter_on_the_common_scale():
     weight = torch.zeros(3, 3, 2, 2)
     weight[0, 0] = torch.tensor([[2.0, -2.0], [0.0, 1.0]])  # the layer's largest |w| is 2

@@ -9,7 +9,6 @@ import math
 
 import pytest
 import torch
-from conftest import colour_dataset
 
 from course_utils import findings
 from course_utils.ablation import ablation_variants, dataset_fingerprint
@@ -43,6 +42,7 @@ from course_utils.findings import (
     table_completeness,
 )
 from course_utils.models import ZFNet, ZFNetConfig
+from tests.conftest import colour_dataset
 
 # --------------------------------------------------------------------------------------------
 # Criteria on hand-made numbers

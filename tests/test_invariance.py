@@ -23,6 +23,7 @@ from course_utils.invariance import (
     transform_images,
 )
 from course_utils.models import NamedSequential, ZFNet, ZFNetConfig
+from tests.conftest import children_outputs
 
 
 def small_zfnet(seed: int = 0) -> ZFNet:
@@ -36,14 +37,8 @@ def random_images(count: int = 3, size: int = 64, seed: int = 0) -> torch.Tensor
 
 def manual_features(model: nn.Module, images: torch.Tensor, layers: tuple[str, ...]):
     """({layer: (N, D) flattened output}, softmax (N, K)), running the children one by one."""
-    features = {}
-    x = images
-    with torch.no_grad():
-        for name, module in model.named_children():
-            x = module(x)
-            if name in layers:
-                features[name] = x.flatten(1).clone()
-    return features, x.softmax(dim=1)
+    outputs = children_outputs(model, images)
+    return {name: outputs[name].flatten(1) for name in layers}, list(outputs.values())[-1].softmax(dim=1)
 
 
 # --------------------------------------------------------------------------------------------

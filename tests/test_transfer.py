@@ -24,6 +24,7 @@ from course_utils.transfer import (
     train_softmax_classifier,
     with_statistics,
 )
+from tests.conftest import children_outputs, hook_count
 
 TINY = ZFNetConfig(num_classes=3, image_size=32, conv_widths=(4, 4, 4, 4, 4), fc_widths=(8, 8))
 
@@ -33,33 +34,20 @@ def tiny_model(seed: int = 0, **overrides) -> ZFNet:
     return ZFNet(TINY, **overrides).eval()
 
 
-def manual_forward(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    outputs, x = {}, images
-    with torch.no_grad():
-        for name, module in model.named_children():
-            x = module(x)
-            outputs[name] = x.clone()
-    return outputs
-
-
-def no_hooks(model: nn.Module) -> bool:
-    return not any(module._forward_hooks for module in model.modules())
-
-
 # ---- features ------------------------------------------------------------------------------------------------------
 
 
-def test_extract_features_match_a_manual_forward(colour_data):
+def test_extract_features_match_a_children_outputs(colour_data):
     model, dataset = tiny_model(), colour_data[1]
     model.train()  # dropout would change the features: a model in training mode is refused, not switched
     with pytest.raises(ValueError, match="training mode"):
         extract_features(model, dataset, "conv1")
     assert model.training
-    expected = manual_forward(model.eval(), dataset.normalize(dataset.images))
+    expected = children_outputs(model.eval(), dataset.normalize(dataset.images))
     for layer in ("conv1", "pool2", "pool5", "relu7", "fc8"):
         features = extract_features(model, dataset, layer, batch_size=40)
         torch.testing.assert_close(features, expected[layer].flatten(1), rtol=1e-5, atol=1e-6)
-    assert no_hooks(model)
+    assert hook_count(model) == 0
     pooled = extract_features(model, dataset, "relu1", pool_to=4)
     torch.testing.assert_close(pooled, F.adaptive_avg_pool2d(expected["relu1"], 4).flatten(1), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(extract_features(model, dataset, "relu7", pool_to=4), expected["relu7"])
@@ -74,10 +62,10 @@ def test_layer_outputs_survive_in_place_relus_and_remove_hooks_on_errors():
     torch.testing.assert_close(captured["relu1"], captured["conv1"].clamp_min(0))
     with pytest.raises(ValueError, match="layer 'conv1' failed on its input of shape"):
         layer_outputs(model, torch.randn(2, 3, 2, 2), ["relu1"])  # smaller than the kernel: fails inside the forward
-    assert no_hooks(model)
+    assert hook_count(model) == 0
     with pytest.raises(KeyError, match="unknown layer 'conv7'"):
         layer_outputs(model, torch.randn(2, 3, 8, 8), ["relu1", "conv7"])
-    assert no_hooks(model)
+    assert hook_count(model) == 0
     with pytest.raises(ValueError, match="add a batch dimension"):
         layer_outputs(model, torch.randn(3, 8, 8), ["conv1"])
 
@@ -232,7 +220,7 @@ def test_finetune_softmax_replaces_only_fc8(colour_data):
             epochs=20,
         )
     )
-    assert no_hooks(model)
+    assert hook_count(model) == 0
 
 
 def test_few_shot_comparison_records(colour_data):

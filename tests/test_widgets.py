@@ -10,7 +10,6 @@ import ipywidgets
 import numpy as np
 import pytest
 import torch
-from conftest import colour_dataset
 from PIL import Image
 
 from course_utils import widgets
@@ -26,6 +25,7 @@ from course_utils.invariance import invariance_curves, transform_images
 from course_utils.layers import layer_outputs
 from course_utils.models import ZFNet
 from course_utils.occlusion import occlusion_map
+from tests.conftest import colour_dataset
 
 NUM_CLASSES = 6
 

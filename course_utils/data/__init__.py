@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .core import DATA_DIR, CacheError, ImageTensorDataset, load_array_cache, save_array_cache
-from .embedded import EMBEDDED_CLASSES, HELDOUT_CLASSES, SYMMETRIC_CLASSES, generate_shapes, load_embedded
+from .embedded import EMBEDDED_CLASSES, FAMILIES, HELDOUT_CLASSES, class_family, generate_shapes, load_embedded
 from .real import REGISTRY, DownloadError, download, load_cifar10, load_image_folder, load_imagenette
 
 __all__ = [
@@ -36,31 +36,6 @@ __all__ = [
 ]
 
 DATASET_NAMES = ("embedded", "cifar10", "imagenette")
-#: The embedded dataset's families of classes (:func:`class_family`), in the order of its classes.
-FAMILIES = ("face", "vehicle", "house", "plant", "symmetric")
-_VEHICLES = ("car", "truck", "bus")
-
-
-def class_family(class_name: str) -> str:
-    """The family of an embedded class (main or held-out), one of :data:`FAMILIES`.
-
-    Faces, vehicles and houses are named ``family:parts`` (``face:round-eyes/none-ears/button``,
-    ``truck:two-wheels/round-windows``, ``house:flat-roof/square-windows``); the rotation-symmetric
-    shapes are :data:`~course_utils.data.embedded.SYMMETRIC_CLASSES`; every other name
-    (``daisy``, ``conifer``, ``mushroom`` ...) is a plant.
-    """
-    if not isinstance(class_name, str) or not class_name:
-        raise ValueError(f"class_name must be a non-empty string, got {class_name!r}")
-    if class_name in SYMMETRIC_CLASSES:
-        return "symmetric"
-    if ":" not in class_name:
-        return "plant"
-    prefix = class_name.split(":", 1)[0]
-    if prefix in _VEHICLES:
-        return "vehicle"
-    if prefix in ("face", "house"):
-        return prefix
-    raise ValueError(f"unknown family {prefix!r} of class {class_name!r}; the embedded families are {FAMILIES}")
 
 
 def load_dataset(name: str, split: str = "train", **options) -> ImageTensorDataset:

@@ -51,6 +51,8 @@ __all__ = [
     "HELDOUT_CLASSES",
     "FACE_CLASSES",
     "SYMMETRIC_CLASSES",
+    "FAMILIES",
+    "class_family",
     "CLASS_SETS",
     "SPLITS",
     "DEFAULT_NUM_IMAGES",
@@ -85,6 +87,33 @@ _FRAGMENT_SCALE = (0.2, 0.33)
 _FRAGMENT_WINDOW = (0.5, 0.9)  # radius (local units) of the window through which a fragment shows
 _FRAGMENT_STRENGTH = (0.75, 1.0)  # opacity
 _PARALLEL_MIN_IMAGES = 2_000  # below this, one process is faster than starting workers
+
+
+#: The embedded dataset's families of classes (:func:`class_family`), in the order of its classes.
+FAMILIES = ("face", "vehicle", "house", "plant", "symmetric")
+_VEHICLES = ("car", "truck", "bus")
+
+
+def class_family(class_name: str) -> str:
+    """The family of an embedded class (main or held-out), one of :data:`FAMILIES`.
+
+    Faces, vehicles and houses are named ``family:parts`` (``face:round-eyes/none-ears/button``,
+    ``truck:two-wheels/round-windows``, ``house:flat-roof/square-windows``); the rotation-symmetric
+    shapes are :data:`SYMMETRIC_CLASSES`; every other name
+    (``daisy``, ``conifer``, ``mushroom`` ...) is a plant.
+    """
+    if not isinstance(class_name, str) or not class_name:
+        raise ValueError(f"class_name must be a non-empty string, got {class_name!r}")
+    if class_name in SYMMETRIC_CLASSES:
+        return "symmetric"
+    if ":" not in class_name:
+        return "plant"
+    prefix = class_name.split(":", 1)[0]
+    if prefix in _VEHICLES:
+        return "vehicle"
+    if prefix in ("face", "house"):
+        return prefix
+    raise ValueError(f"unknown family {prefix!r} of class {class_name!r}; the embedded families are {FAMILIES}")
 
 
 # --------------------------------------------------------------------------------------
