@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import subprocess
@@ -148,11 +149,10 @@ def overwriting_unpool(signal, switches, input_size):
 
 
 def logits_map(model, image, window, stride, target, fill=0.0):
-    """Forgets the softmax."""
-    module = solution_module("hw2_occlusion")
-    rows = module.occluder_positions(image.shape[1], window, stride)
-    cols = module.occluder_positions(image.shape[2], window, stride)
-    batch = torch.stack([module.occlude(image, int(r), int(c), window, fill) for r in rows for c in cols])
+    """Forgets the softmax (written into a submission beside the solution's other functions)."""
+    rows = occluder_positions(image.shape[1], window, stride)  # noqa: F821
+    cols = occluder_positions(image.shape[2], window, stride)  # noqa: F821
+    batch = torch.stack([occlude(image, int(r), int(c), window, fill) for r in rows for c in cols])  # noqa: F821
     return model(batch)[:, target].view(len(rows), len(cols))
 
 
@@ -172,6 +172,16 @@ def receptive_field_without_padding(layers):
         size += (kernel - 1) * stride
         stride *= layer_stride
     return size, stride, 0
+
+
+def submission_with(assignment: str, function: str, wrong, folder: Path) -> Path:
+    """The solution source with ``function`` redefined as ``wrong`` (its source, renamed): a
+    submission file the isolated grader imports. The solution's other functions call the wrong
+    one, so its errors propagate as a student's would."""
+    source = textwrap.dedent(inspect.getsource(wrong)).replace(f"def {wrong.__name__}(", f"def {function}(", 1)
+    path = folder / f"{assignment}.py"
+    path.write_text(solution_path(assignment).read_text() + "\nimport torch.nn.functional as F\n\n\n" + source)
+    return path
 
 
 @pytest.mark.parametrize(
@@ -243,11 +253,8 @@ def receptive_field_without_padding(layers):
     ],
     ids=["mean_unpooling", "overwriting_unpooling", "no_softmax", "binary_signs", "no_padding"],
 )
-def test_wrong_solutions_lose_marks(monkeypatch, assignment, function, wrong, failing):
-    """The solution's other functions call the patched one, so its errors propagate as a student's would."""
-    module = solution_module(assignment)
-    monkeypatch.setattr(module, function, wrong)
-    report = grade(assignment, module, verbose=False)
+def test_wrong_solutions_lose_marks(tmp_path, assignment, function, wrong, failing):
+    report = grade(assignment, submission_with(assignment, function, wrong, tmp_path), verbose=False)
     assert {result.check.id for result in report.results if not result.passed} == failing
     assert all(
         result.status == "fail" and "relative error" in result.message for result in report.results if not result.passed
@@ -255,10 +262,9 @@ def test_wrong_solutions_lose_marks(monkeypatch, assignment, function, wrong, fa
     assert report.earned < report.possible
 
 
-def test_changing_an_input_in_place_fails_the_check(monkeypatch):
-    module = solution_module("hw2_occlusion")
-    monkeypatch.setattr(module, "occlude", occlude_in_place)
-    report = grade("hw2_occlusion", module, exercises=["occlude"], verbose=False)
+def test_changing_an_input_in_place_fails_the_check(tmp_path):
+    submission = submission_with("hw2_occlusion", "occlude", occlude_in_place, tmp_path)
+    report = grade("hw2_occlusion", submission, exercises=["occlude"], verbose=False)
     assert [result.status for result in report.results] == ["fail"] * 3
     assert report.results[0].message == "changed its input 'image' in place; work on a copy (e.g. image.clone())"
 
@@ -390,7 +396,7 @@ def test_student_versions_hide_solutions_and_hidden_checks(assignment):
     notebook = json.loads((HOMEWORK_DIR / assignment / f"{assignment}.ipynb").read_text())
     sources = ["".join(cell["source"]) for cell in notebook["cells"]]
     for exercise in exercises(assignment):
-        assert f'report = grade("{assignment}", exercises=["{exercise.function}"])' in sources
+        assert f'report = grade("{assignment}", references=REFERENCES, exercises=["{exercise.function}"])' in sources
         assert any(source.startswith("## Exercise") and f"`{exercise.function}`" in source for source in sources)
 
 
@@ -607,7 +613,7 @@ class NoSolutions:
         if name.startswith("course_utils.homework.solutions"):
             raise ImportError("students have no solutions")
 sys.meta_path.insert(0, NoSolutions())
-sys.argv = ["course_utils.homework", "grade", "hw1_deconv"]
+sys.argv = ["course_utils.homework", "grade", "hw1_deconv", "--references", "hw1_deconv_references.npz"]
 runpy.run_module("course_utils.homework", run_name="__main__")
 """
 
@@ -649,10 +655,13 @@ def test_handout_is_graded_standalone(tmp_path):
 
     # A complete answer scores full marks on the public checks; the pytest file finds the data.
     (folder / "hw1_deconv.py").write_bytes(solution_path("hw1_deconv").read_bytes())
-    assert (
-        grade("hw1_deconv", folder / "hw1_deconv.py", verbose=False).summary()
-        == "hw1_deconv: unpool 2/2, deconv_step 3/3 -> 5/5"
-    )
+    public = grade("hw1_deconv", folder / "hw1_deconv.py", folder / "hw1_deconv_references.npz", verbose=False)
+    assert public.summary() == "hw1_deconv: unpool 2/2, deconv_step 3/3 -> 5/5"
+    # The instructor's grader, run in the unpacked folder, ignores the file beside the submission
+    # and runs every check, hidden ones included, from the course's data.
+    full = grade("hw1_deconv", folder / "hw1_deconv.py", verbose=False)
+    assert full.references == str(REFERENCE_DIR / "hw1_deconv.npz")
+    assert full.summary() == "hw1_deconv: unpool 3/3, deconv_step 4/4 -> 7/7"
     tests = load_module(folder / "test_hw1_deconv.py", "handout_tests")
     assert [check.id for check in tests.CHECKS] == [check.id for check in data.checks]
     tests.test_check(tests.CHECKS[0])

@@ -8,10 +8,12 @@ Instructors write each assignment once, in ``course_utils/homework/solutions/<na
     python -m course_utils.homework handout hw1_deconv --out build/handouts/   # hw1_deconv.zip
     python -m course_utils.homework grade hw1_deconv --module path/to/hw1_deconv.py
 
-Students unpack a handout and run ``python -m course_utils.homework grade <name>`` in its folder
-(see :mod:`course_utils.homework.grader`). Grading reads only the reference data: it never
-imports the solutions.
+Students unpack a handout and run ``python -m course_utils.homework grade <name> --references
+<name>_references.npz`` in its folder (see :mod:`course_utils.homework.grader`). Grading reads
+only the reference data (never the solutions) and runs the submission in its own process
+(:mod:`course_utils.homework.sandbox`).
 """
+
 from .grader import (
     REFERENCE_DIR,
     TOLERANCE,
@@ -24,6 +26,8 @@ from .grader import (
     check_seed,
     default_references,
     grade,
+    handout_references,
+    judge,
     load_module,
     load_references,
     random_zfnet,
@@ -33,7 +37,23 @@ from .grader import (
 )
 
 __all__ = [
-    "REFERENCE_DIR", "TOLERANCE", "Check", "CheckResult", "GradeReport", "References", "StoredCheck",
-    "build_references", "check_seed", "default_references", "grade", "load_module", "load_references",
-    "random_zfnet", "rel_error", "run_check", "write_references",
+    "REFERENCE_DIR",
+    "TOLERANCE",
+    "Check",
+    "CheckResult",
+    "GradeReport",
+    "References",
+    "StoredCheck",
+    "build_references",
+    "check_seed",
+    "default_references",
+    "grade",
+    "handout_references",
+    "judge",
+    "load_module",
+    "load_references",
+    "random_zfnet",
+    "rel_error",
+    "run_check",
+    "write_references",
 ]

@@ -15,6 +15,7 @@ with ``raise NotImplementedError("<function>: <hint>")`` and drops the checks wr
 ``hidden=True`` (with the comment lines right above them). Beside the stubs it gets a notebook
 that walks through the exercises, a README and a pytest file of the public checks.
 """
+
 from __future__ import annotations
 
 import ast
@@ -77,6 +78,7 @@ def solution_module(assignment: str) -> ModuleType:
 # Source transformations
 # --------------------------------------------------------------------------------------------
 
+
 def _enclosing_functions(tree: ast.Module) -> dict[int, str]:
     """``{line: name of the innermost function containing it}``."""
     lines: dict[int, str] = {}
@@ -116,8 +118,9 @@ def strip_solutions(source: str, filename: str = "<solution>") -> str:
         where = f"{filename}, line {number}"
         if stripped == BEGIN:
             if block is not None:
-                raise SolutionSourceError(f"{where}: {BEGIN} inside the block opened on line {block['line']}; "
-                                          f"close it with {END} first")
+                raise SolutionSourceError(
+                    f"{where}: {BEGIN} inside the block opened on line {block['line']}; close it with {END} first"
+                )
             if number not in functions:
                 raise SolutionSourceError(f"{where}: a solution block must be inside a function body")
             block = {"line": number, "indent": indent, "hints": [], "function": functions[number]}
@@ -125,19 +128,24 @@ def strip_solutions(source: str, filename: str = "<solution>") -> str:
             if block is None:
                 raise SolutionSourceError(f"{where}: {END} without a {BEGIN} before it")
             if indent != block["indent"]:
-                raise SolutionSourceError(f"{where}: {END} is indented differently from its {BEGIN} on "
-                                          f"line {block['line']}")
+                raise SolutionSourceError(
+                    f"{where}: {END} is indented differently from its {BEGIN} on line {block['line']}"
+                )
             if not block["hints"]:
-                raise SolutionSourceError(f"{filename}, line {block['line']}: the solution block of "
-                                          f"{block['function']}() needs a '{HINT} ...' line for the stub")
+                raise SolutionSourceError(
+                    f"{filename}, line {block['line']}: the solution block of "
+                    f"{block['function']}() needs a '{HINT} ...' line for the stub"
+                )
             output.append(_raise_statement(indent, f"{block['function']}: {' '.join(block['hints'])}"))
             block = None
         elif block is not None:
             if stripped.startswith(HINT):
-                block["hints"].append(stripped[len(HINT):].strip())
+                block["hints"].append(stripped[len(HINT) :].strip())
         elif BEGIN[2:] in line or END[2:] in line or stripped.startswith(HINT):
-            raise SolutionSourceError(f"{where}: solution markers and {HINT} lines must stand alone on "
-                                      f"their line inside a block, got {stripped!r}")
+            raise SolutionSourceError(
+                f"{where}: solution markers and {HINT} lines must stand alone on "
+                f"their line inside a block, got {stripped!r}"
+            )
         else:
             output.append(line)
     if block is not None:
@@ -164,8 +172,10 @@ def _is_hidden(element: ast.expr, filename: str) -> bool:
     for keyword in getattr(element, "keywords", []):
         if keyword.arg == "hidden":
             if not (isinstance(keyword.value, ast.Constant) and isinstance(keyword.value.value, bool)):
-                raise SolutionSourceError(f"{filename}, line {keyword.value.lineno}: write hidden=True or "
-                                          "hidden=False literally, so the student version can drop hidden checks")
+                raise SolutionSourceError(
+                    f"{filename}, line {keyword.value.lineno}: write hidden=True or "
+                    "hidden=False literally, so the student version can drop hidden checks"
+                )
             return keyword.value.value
     return False
 
@@ -183,10 +193,12 @@ def remove_hidden_checks(source: str, filename: str = "<solution>") -> str:
             continue
         first, last = element.lineno - 1, (element.end_lineno or element.lineno) - 1
         before = lines[first][: element.col_offset]
-        after = lines[last][element.end_col_offset:]
+        after = lines[last][element.end_col_offset :]
         if before.strip() or not re.fullmatch(r"\s*,?\s*(#.*)?\n?", after):
-            raise SolutionSourceError(f"{filename}, line {element.lineno}: put each hidden check on lines "
-                                      "of its own, so the student version can drop it")
+            raise SolutionSourceError(
+                f"{filename}, line {element.lineno}: put each hidden check on lines "
+                "of its own, so the student version can drop it"
+            )
         while first > 0 and lines[first - 1].strip().startswith("#"):
             first -= 1
         drop.update(range(first, last + 1))
@@ -194,10 +206,13 @@ def remove_hidden_checks(source: str, filename: str = "<solution>") -> str:
 
 
 def _header(assignment: str) -> str:
-    return (f"# Student version of course_utils/homework/solutions/{assignment}.py, generated by\n"
-            f"# `python -m course_utils.homework generate` (instructors: edit the solution source, not\n"
-            f"# this file). Implement the functions that raise NotImplementedError, then check them\n"
-            f"# with `python -m course_utils.homework grade {assignment}` in this folder.\n")
+    return (
+        f"# Student version of course_utils/homework/solutions/{assignment}.py, generated by\n"
+        f"# `python -m course_utils.homework generate` (instructors: edit the solution source, not\n"
+        f"# this file). Implement the functions that raise NotImplementedError, then check them\n"
+        f"# with `python -m course_utils.homework grade {assignment} --references {assignment}_references.npz`\n"
+        "# in this folder.\n"
+    )
 
 
 def student_module_source(assignment: str) -> str:
@@ -212,6 +227,7 @@ def student_module_source(assignment: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Notebook, README and pytest file
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Exercise:
@@ -235,21 +251,33 @@ def exercises(assignment: str) -> list[Exercise]:
     for node in ast.parse(source, str(path)).body:
         if not isinstance(node, ast.FunctionDef):
             continue
-        body = lines[node.lineno - 1: node.end_lineno]
+        body = lines[node.lineno - 1 : node.end_lineno]
         if not any(line.strip() == BEGIN for line in body):
             continue
         docstring = node.body[0]
-        if not (isinstance(docstring, ast.Expr) and isinstance(docstring.value, ast.Constant)
-                and isinstance(docstring.value.value, str)):
-            raise SolutionSourceError(f"{path}, line {node.lineno}: exercise {node.name}() needs a docstring "
-                                      "(it is the task text students read)")
+        if not (
+            isinstance(docstring, ast.Expr)
+            and isinstance(docstring.value, ast.Constant)
+            and isinstance(docstring.value.value, str)
+        ):
+            raise SolutionSourceError(
+                f"{path}, line {node.lineno}: exercise {node.name}() needs a docstring "
+                "(it is the task text students read)"
+            )
         own = [check for check in checks if check.function == node.name]
         public, hidden = [c for c in own if not c.hidden], [c for c in own if c.hidden]
         if not public:
             raise SolutionSourceError(f"{path}: exercise {node.name}() has no public check in CHECKS")
-        found.append(Exercise(node.name, "\n".join(lines[node.lineno - 1: docstring.end_lineno]),
-                              sum(c.points for c in public), sum(c.points for c in hidden),
-                              len(public), len(hidden)))
+        found.append(
+            Exercise(
+                node.name,
+                "\n".join(lines[node.lineno - 1 : docstring.end_lineno]),
+                sum(c.points for c in public),
+                sum(c.points for c in hidden),
+                len(public),
+                len(hidden),
+            )
+        )
     return found
 
 
@@ -276,11 +304,14 @@ def _notebook(assignment: str) -> str:
             "NotImplementedError(...)` with your code (its message is a hint). After each exercise, "
             "run its check cell: it imports your file afresh, calls your function on the checks' "
             "inputs and compares the result with the reference solution (relative error at most "
-            f"1e-6).\n\nThe assignment is worth {_points(total)}{hidden_note}."),
+            f"1e-6).\n\nThe assignment is worth {_points(total)}{hidden_note}."
+        ),
         nbformat.v4.new_code_cell(
             "%load_ext autoreload\n%autoreload 2\nimport torch\n\n"
             f"import {assignment} as hw  # your file; autoreload picks up your edits\n"
-            "from course_utils.homework import grade"),
+            "from course_utils.homework import grade, handout_references\n\n"
+            f'REFERENCES = handout_references("{assignment}", ".")  # the handout\'s data, else the course\'s'
+        ),
     ]
     public_checks = [check for check in solution_module(assignment).CHECKS if not check.hidden]
     for number, exercise in enumerate(found, start=1):
@@ -288,26 +319,35 @@ def _notebook(assignment: str) -> str:
         cells += [
             nbformat.v4.new_markdown_cell(
                 f"## Exercise {number}: `{exercise.function}` ({_points(exercise.points + exercise.hidden_points)})"
-                f"\n\n```python\n{exercise.header}\n```"),
+                f"\n\n```python\n{exercise.header}\n```"
+            ),
             nbformat.v4.new_code_cell(
                 "# Try it on the inputs of its first check.\n"
                 f'check = next(check for check in hw.CHECKS if check.id == "{first.id}")\n'
                 "inputs = check.make_inputs(torch.Generator().manual_seed(0))\n"
-                f"hw.{exercise.function}(**inputs)"),
-            nbformat.v4.new_code_cell(f'report = grade("{assignment}", exercises=["{exercise.function}"])'),
+                f"hw.{exercise.function}(**inputs)"
+            ),
+            nbformat.v4.new_code_cell(
+                f'report = grade("{assignment}", references=REFERENCES, exercises=["{exercise.function}"])'
+            ),
         ]
     cells += [
         nbformat.v4.new_markdown_cell(
             f"## Your score\n\nThe same from a terminal in this folder: `python -m course_utils.homework "
-            f"grade {assignment}` (or `pytest test_{assignment}.py` for the checks as tests)."),
-        nbformat.v4.new_code_cell(f'report = grade("{assignment}")'),
+            f"grade {assignment} --references {assignment}_references.npz` (or `pytest test_{assignment}.py` "
+            "for the checks as tests)."
+        ),
+        nbformat.v4.new_code_cell(f'report = grade("{assignment}", references=REFERENCES)'),
     ]
     for number, cell in enumerate(cells):
         cell["id"] = f"{assignment}-{number:02d}"  # fixed ids: the file is reproducible byte for byte
-    notebook = nbformat.v4.new_notebook(cells=cells, metadata={
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-    })
+    notebook = nbformat.v4.new_notebook(
+        cells=cells,
+        metadata={
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+    )
     nbformat.validate(notebook)
     return nbformat.writes(notebook) + "\n"
 
@@ -331,7 +371,7 @@ def _readme(assignment: str) -> str:
         "## Check your work\n\n"
         "In this folder, with `course_utils` installed:\n\n"
         "```\n"
-        f"python -m course_utils.homework grade {assignment}   # score per exercise\n"
+        f"python -m course_utils.homework grade {assignment} --references {assignment}_references.npz   # score per exercise\n"
         f"pytest test_{assignment}.py                          # the same checks as tests\n"
         "```\n\n"
         "A check passes when your function returns the reference's shape, leaves its inputs unchanged "
@@ -343,13 +383,14 @@ def _readme(assignment: str) -> str:
 def _test_file(assignment: str) -> str:
     return (
         f'"""The public checks of {assignment} as pytest tests: run `pytest` in this folder.\n\n'
-        f"`python -m course_utils.homework grade {assignment}` runs the same checks and prints your score.\n"
+        f"`python -m course_utils.homework grade {assignment} --references {assignment}_references.npz` runs the\n"
+        "same checks and prints your score.\n"
         'Generated by `python -m course_utils.homework generate`."""\n'
         "from pathlib import Path\n\n"
         "import pytest\n\n"
-        "from course_utils.homework import default_references, load_module, load_references, run_check\n\n"
+        "from course_utils.homework import handout_references, load_module, load_references, run_check\n\n"
         f'MODULE = Path(__file__).resolve().parent / "{assignment}.py"\n'
-        f'CHECKS = load_references("{assignment}", default_references("{assignment}", MODULE)).checks\n\n\n'
+        f'CHECKS = load_references("{assignment}", handout_references("{assignment}", MODULE.parent)).checks\n\n\n'
         '@pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.id)\n'
         "def test_check(check):\n"
         "    result = run_check(check, load_module(MODULE))\n"

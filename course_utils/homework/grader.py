@@ -16,17 +16,26 @@ float64, so a correct implementation lands near 1e-16. A function that raises
 ``NotImplementedError`` (a stub) or any other error scores 0 for that check; the grader itself
 never crashes on a student's module.
 """
+
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import queue
+import signal
+import subprocess
 import sys
+import tempfile
+import threading
+import time
 import traceback
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import torch
@@ -50,6 +59,12 @@ __all__ = [
     "write_references",
     "load_references",
     "default_references",
+    "handout_references",
+    "judge",
+    "as_array",
+    "decode_arguments",
+    "CHECK_SECONDS",
+    "TOTAL_SECONDS",
     "load_module",
     "run_check",
     "grade",
@@ -109,14 +124,16 @@ def rel_error(x: Any, y: Any) -> float:
 
 
 def random_zfnet(
-    generator: torch.Generator, image_size: int = 16, num_classes: int = 4,
-    conv_widths: tuple[int, int, int, int, int] = (6, 8, 8, 8, 8), fc_widths: tuple[int, int] = (16, 16),
+    generator: torch.Generator,
+    image_size: int = 16,
+    num_classes: int = 4,
+    conv_widths: tuple[int, int, int, int, int] = (6, 8, 8, 8, 8),
+    fc_widths: tuple[int, int] = (16, 16),
 ) -> ZFNet:
     """A small float64 :class:`~course_utils.models.ZFNet` in eval mode, its weights drawn from
     ``generator`` (He-scaled normals, biases ``N(0, 0.1^2)``): a model for checks that needs no
     checkpoint."""
-    config = ZFNetConfig(num_classes=num_classes, image_size=image_size, conv_widths=conv_widths,
-                         fc_widths=fc_widths)
+    config = ZFNetConfig(num_classes=num_classes, image_size=image_size, conv_widths=conv_widths, fc_widths=fc_widths)
     model = ZFNet(config).double().eval()
     with torch.no_grad():
         for parameter in model.parameters():
@@ -129,6 +146,7 @@ def random_zfnet(
 # Storing inputs and outputs as arrays
 # --------------------------------------------------------------------------------------------
 
+
 def _encode(key: str, value: Any, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     """JSON description of one argument; its tensors go to ``arrays`` under ``key``."""
     if isinstance(value, torch.Tensor):
@@ -138,16 +156,18 @@ def _encode(key: str, value: Any, arrays: dict[str, np.ndarray]) -> dict[str, An
         parameter = next(value.parameters())
         for name, tensor in value.state_dict().items():
             arrays[f"{key}/{name}"] = tensor.cpu().numpy().copy()
-        return {"zfnet": value.config.to_dict(), "dtype": str(parameter.dtype).removeprefix("torch."),
-                "prefix": key}
+        return {"zfnet": value.config.to_dict(), "dtype": str(parameter.dtype).removeprefix("torch."), "prefix": key}
     if isinstance(value, nn.Module):
-        raise TypeError(f"argument {key!r}: checks can pass a course_utils.models.ZFNet, not a "
-                        f"{type(value).__name__}; build the model with random_zfnet()")
+        raise TypeError(
+            f"argument {key!r}: checks can pass a course_utils.models.ZFNet, not a "
+            f"{type(value).__name__}; build the model with random_zfnet()"
+        )
     try:
         return {"value": json.loads(json.dumps(value))}  # as it will read back: tuples become lists
     except TypeError as error:
-        raise TypeError(f"argument {key!r}: checks can pass tensors, numbers, strings and tuples, "
-                        f"got {type(value).__name__}") from error
+        raise TypeError(
+            f"argument {key!r}: checks can pass tensors, numbers, strings and tuples, got {type(value).__name__}"
+        ) from error
 
 
 def _as_tuples(value: Any) -> Any:
@@ -162,18 +182,22 @@ def _decode(description: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
     if "zfnet" in description:
         model = ZFNet(ZFNetConfig.from_dict(description["zfnet"])).to(getattr(torch, description["dtype"]))
         prefix = description["prefix"] + "/"
-        state = {name[len(prefix):]: torch.from_numpy(array.copy())
-                 for name, array in arrays.items() if name.startswith(prefix)}
+        state = {
+            name[len(prefix) :]: torch.from_numpy(array.copy())
+            for name, array in arrays.items()
+            if name.startswith(prefix)
+        }
         model.load_state_dict(state)
         return model.eval().requires_grad_(False)
     return _as_tuples(description["value"])
 
 
-def _decode_all(arguments: dict[str, dict[str, Any]], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+def decode_arguments(arguments: dict[str, dict[str, Any]], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Fresh copies of a check's stored arguments, ``{name: value}``."""
     return {name: _decode(description, arrays) for name, description in arguments.items()}
 
 
-def _as_array(output: Any) -> np.ndarray:
+def as_array(output: Any) -> np.ndarray:
     """A function's result as an array: tensors, numbers and (nested) sequences of numbers."""
     if isinstance(output, torch.Tensor):
         return output.detach().cpu().numpy()
@@ -204,7 +228,7 @@ class StoredCheck:
 
     def inputs(self) -> dict[str, Any]:
         """Fresh copies of the check's arguments, ready to pass as ``function(**inputs)``."""
-        return _decode_all(self.arguments, self.arrays)
+        return decode_arguments(self.arguments, self.arrays)
 
 
 @dataclass
@@ -220,12 +244,15 @@ class References:
     hidden_left_out: int = 0
     hidden_points_left_out: int = 0
 
-    def public(self) -> "References":
+    def public(self) -> References:
         """The same references without the hidden checks (what a handout ships)."""
         hidden = [check for check in self.checks if check.hidden]
-        return References(self.assignment, [check for check in self.checks if not check.hidden],
-                          self.hidden_left_out + len(hidden),
-                          self.hidden_points_left_out + sum(check.points for check in hidden))
+        return References(
+            self.assignment,
+            [check for check in self.checks if not check.hidden],
+            self.hidden_left_out + len(hidden),
+            self.hidden_points_left_out + sum(check.points for check in hidden),
+        )
 
 
 def build_references(assignment: str, module: ModuleType) -> References:
@@ -241,12 +268,12 @@ def build_references(assignment: str, module: ModuleType) -> References:
     for check in checks:
         arrays: dict[str, np.ndarray] = {}
         generator = torch.Generator().manual_seed(check_seed(assignment, check.id))
-        arguments = {name: _encode(f"{check.id}/{name}", value, arrays)
-                     for name, value in check.make_inputs(generator).items()}
+        arguments = {
+            name: _encode(f"{check.id}/{name}", value, arrays) for name, value in check.make_inputs(generator).items()
+        }
         # the solution sees the stored copies, exactly what a student's function will see
-        expected = _as_array(getattr(module, check.function)(**_decode_all(arguments, arrays)))
-        stored.append(StoredCheck(check.function, check.name, check.points, check.hidden, arguments,
-                                  expected, arrays))
+        expected = as_array(getattr(module, check.function)(**decode_arguments(arguments, arrays)))
+        stored.append(StoredCheck(check.function, check.name, check.points, check.hidden, arguments, expected, arrays))
     return References(assignment, stored)
 
 
@@ -261,10 +288,20 @@ def write_references(references: References, path: str | Path) -> Path:
     for check in references.checks:
         arrays.update(check.arrays)
         arrays[f"{check.id}/expected"] = check.expected
-        entries.append({"function": check.function, "name": check.name, "points": check.points,
-                        "hidden": check.hidden, "arguments": check.arguments})
-    metadata = {"checks": entries, "hidden_left_out": references.hidden_left_out,
-                "hidden_points_left_out": references.hidden_points_left_out}
+        entries.append(
+            {
+                "function": check.function,
+                "name": check.name,
+                "points": check.points,
+                "hidden": check.hidden,
+                "arguments": check.arguments,
+            }
+        )
+    metadata = {
+        "checks": entries,
+        "hidden_left_out": references.hidden_left_out,
+        "hidden_points_left_out": references.hidden_points_left_out,
+    }
     arrays[_METADATA_KEY] = np.array(json.dumps(metadata, sort_keys=True))
     return save_array_cache(path, arrays, _info(references.assignment))
 
@@ -286,30 +323,39 @@ def load_references(assignment: str, path: str | Path) -> References:
         check_id = f"{entry['function']}/{entry['name']}"
         own = {name: array for name, array in arrays.items() if name.startswith(check_id + "/")}
         expected = own.pop(f"{check_id}/expected")
-        checks.append(StoredCheck(entry["function"], entry["name"], entry["points"], entry["hidden"],
-                                  entry["arguments"], expected, own))
+        checks.append(
+            StoredCheck(
+                entry["function"], entry["name"], entry["points"], entry["hidden"], entry["arguments"], expected, own
+            )
+        )
     return References(assignment, checks, metadata["hidden_left_out"], metadata["hidden_points_left_out"])
 
 
-def default_references(assignment: str, module_path: str | Path) -> Path:
-    """``<assignment>_references.npz`` beside the student's module (a handout), else the
-    course's ``data/homework/<assignment>.npz``."""
-    beside = Path(module_path).resolve().parent / f"{assignment}_references.npz"
-    if beside.exists():
-        return beside
+def default_references(assignment: str) -> Path:
+    """The course's reference data for ``assignment``, ``data/homework/<assignment>.npz`` (all
+    checks, hidden ones included). The grader never picks up a file lying beside the submission:
+    a handout's public ``<assignment>_references.npz`` is used only when passed explicitly."""
     course = REFERENCE_DIR / f"{assignment}.npz"
     if course.exists():
         return course
     raise FileNotFoundError(
-        f"no reference data for {assignment}: expected {beside.name} beside your module (it comes "
-        f"with the handout) or {course} in the course repository (instructors: "
-        f"`python -m course_utils.homework references {assignment}`)."
+        f"no reference data for {assignment} at {course}. Instructors: `python -m course_utils.homework "
+        f"references {assignment}`; students grading a handout without the course repository: pass the "
+        f"handout's public data, --references {assignment}_references.npz (references= in Python)."
     )
+
+
+def handout_references(assignment: str, folder: str | Path) -> Path:
+    """The references a student's own checks use in ``folder``: the handout's public
+    ``<assignment>_references.npz`` there, else the course's (:func:`default_references`)."""
+    beside = Path(folder) / f"{assignment}_references.npz"
+    return beside if beside.exists() else default_references(assignment)
 
 
 # --------------------------------------------------------------------------------------------
 # Running a student's functions
 # --------------------------------------------------------------------------------------------
+
 
 def load_module(path: str | Path, name: str = "student_module") -> ModuleType:
     """Import the Python file at ``path`` afresh (edits since the last call are picked up)."""
@@ -351,38 +397,190 @@ def _where(error: BaseException, module: ModuleType) -> str:
     return f" ({Path(filename).name}, line {frames[-1].lineno})" if frames else ""
 
 
+def judge(check: StoredCheck, result: np.ndarray, mutated: str | None = None) -> CheckResult:
+    """Compare a function's output (as an array) with the check's reference: shape, inputs left
+    unchanged (``mutated`` names an input the function changed in place), relative error."""
+    if result.shape != check.expected.shape:
+        return CheckResult(check, "fail", f"returned shape {result.shape}, expected {check.expected.shape}")
+    if mutated is not None:
+        return CheckResult(
+            check, "fail", f"changed its input {mutated!r} in place; work on a copy (e.g. {mutated}.clone())"
+        )
+    relative = rel_error(result, check.expected)
+    if not relative <= TOLERANCE:
+        message = f"relative error {relative:.1e} > {TOLERANCE:.0e}"
+        if result.dtype != check.expected.dtype and result.dtype.kind == check.expected.dtype.kind:
+            message += f" (your result is {result.dtype}, the reference {check.expected.dtype}: keep the inputs' dtype)"
+        return CheckResult(check, "fail", message)
+    return CheckResult(check, "pass", f"relative error {relative:.1e}")
+
+
 def run_check(check: StoredCheck, module: ModuleType) -> CheckResult:
-    """Call ``module.<check.function>`` on the check's inputs and compare with the reference."""
+    """Call ``module.<check.function>`` on the check's inputs *in this process* and
+    :func:`judge` it: for a student's own tests (the generated pytest file). The grader runs
+    submissions in a separate process instead (:func:`grade`)."""
     function = getattr(module, check.function, None)
     if not callable(function):
-        return CheckResult(check, "error", f"{Path(module.__file__ or '').name or module.__name__} has no "
-                                           f"function {check.function!r}")
+        name = Path(module.__file__ or "").name or module.__name__
+        return CheckResult(check, "error", f"{name} has no function {check.function!r}")
     inputs = check.inputs()
     try:
         output = function(**inputs)
     except NotImplementedError as error:
         return CheckResult(check, "todo", f"not implemented: {error}")
-    except Exception as error:  # a student's bug must not stop the grader
+    except Exception as error:  # a student's bug must not stop the tests
         return CheckResult(check, "error", f"{type(error).__name__}: {error}{_where(error, module)}")
     try:
-        result = _as_array(output)
+        result = as_array(output)
     except TypeError as error:
         return CheckResult(check, "fail", f"{error}; expected an array of shape {check.expected.shape}")
-    if result.shape != check.expected.shape:
-        return CheckResult(check, "fail", f"returned shape {result.shape}, expected {check.expected.shape}")
     untouched = check.inputs()
-    for name, value in inputs.items():
-        if isinstance(value, torch.Tensor) and not torch.equal(value, untouched[name]):
-            return CheckResult(check, "fail", f"changed its input {name!r} in place; work on a copy "
-                                              f"(e.g. {name}.clone())")
-    relative = rel_error(result, check.expected)
-    if not relative <= TOLERANCE:
-        message = f"relative error {relative:.1e} > {TOLERANCE:.0e}"
-        if result.dtype != check.expected.dtype and result.dtype.kind == check.expected.dtype.kind:
-            message += (f" (your result is {result.dtype}, the reference {check.expected.dtype}: "
-                        "keep the inputs' dtype)")
-        return CheckResult(check, "fail", message)
-    return CheckResult(check, "pass", f"relative error {relative:.1e}")
+    mutated = next(
+        (n for n, v in inputs.items() if isinstance(v, torch.Tensor) and not torch.equal(v, untouched[n])), None
+    )
+    return judge(check, result, mutated)
+
+
+# --------------------------------------------------------------------------------------------
+# Running a submission in its own process
+# --------------------------------------------------------------------------------------------
+
+#: Default time limits of :func:`grade` (seconds): per check, and for the whole submission.
+CHECK_SECONDS = 60.0
+TOTAL_SECONDS = 600.0
+
+
+class _Ended(Exception):
+    """The sandbox process ended or timed out; the message says what to tell the student."""
+
+
+class _Sandbox:
+    """One ``python -m course_utils.homework.sandbox`` process serving the checks of one submission."""
+
+    def __init__(self, module_path: Path, inputs: Path, workdir: Path, timeout: float) -> None:
+        self.workdir = workdir
+        read_fd, write_fd = os.pipe()
+        environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+        package_root = str(Path(__file__).resolve().parents[2])
+        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+        self.log = open(workdir / "sandbox.log", "ab")
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "course_utils.homework.sandbox", str(module_path), str(inputs), str(write_fd)],
+                cwd=workdir,
+                stdin=subprocess.PIPE,
+                stdout=self.log,
+                stderr=self.log,
+                pass_fds=(write_fd,),
+                env=environment,
+                start_new_session=True,
+            )
+        finally:
+            os.close(write_fd)
+        self.answers: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._read, args=(os.fdopen(read_fd, "r"),), daemon=True).start()
+        first = self._answer(timeout, f"importing {module_path.name} did not finish within {timeout:.0f} s")
+        if "import_error" in first:
+            self.close()
+            raise _Ended(f"could not import {module_path.name}: {first['import_error']}")
+
+    def _read(self, stream: TextIO) -> None:
+        with stream:
+            for line in stream:
+                try:
+                    self.answers.put(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # not an answer: ignore what else reaches the descriptor
+        self.answers.put(None)
+
+    def _answer(self, timeout: float, timeout_message: str) -> dict[str, Any]:
+        try:
+            answer = self.answers.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            self.close()
+            raise _Ended(timeout_message) from None
+        if answer is None:
+            code = self.process.wait()
+            self.close()
+            raise _Ended(f"the grading process ended (exit code {code}): the code called exit() or crashed")
+        return answer
+
+    def run(self, number: int, timeout: float) -> dict[str, Any]:
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.write(f"{number}\n".encode())
+            self.process.stdin.flush()
+        except OSError:
+            pass  # the process is gone; _answer reports how it ended
+        while True:
+            answer = self._answer(timeout, f"did not finish within {timeout:.0f} s (the per-check time limit)")
+            if answer.get("check") == number:
+                return answer
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)  # the student's own child processes too
+            except (ProcessLookupError, PermissionError):
+                self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+def _run_isolated(
+    checks: Sequence[StoredCheck], module_path: Path, check_seconds: float, total_seconds: float
+) -> list[CheckResult]:
+    """Run every check in a sandbox process (restarted after a crash or a timeout) and judge it here."""
+    deadline = time.monotonic() + total_seconds
+    results: list[CheckResult] = []
+    with tempfile.TemporaryDirectory(prefix="course-grading-") as scratch:
+        workdir = Path(scratch)
+        arrays: dict[str, np.ndarray] = {}
+        for check in checks:
+            arrays.update(check.arrays)
+        np.savez(workdir / "inputs.npz", **arrays)  # type: ignore[arg-type]
+        entries = [{"function": check.function, "arguments": check.arguments} for check in checks]
+        (workdir / "inputs.json").write_text(json.dumps(entries))
+        sandbox: _Sandbox | None = None
+        import_failure: str | None = None
+        try:
+            for number, check in enumerate(checks):
+                remaining = deadline - time.monotonic()
+                if import_failure is not None:
+                    results.append(CheckResult(check, "error", import_failure))
+                    continue
+                if remaining <= 0:
+                    results.append(
+                        CheckResult(
+                            check, "error", f"not run: the total time limit of {total_seconds:.0f} s was reached"
+                        )
+                    )
+                    continue
+                try:
+                    if sandbox is None:
+                        start = time.monotonic()
+                        sandbox = _Sandbox(module_path, workdir / "inputs", workdir, min(check_seconds, remaining))
+                        remaining -= time.monotonic() - start
+                    answer = sandbox.run(number, min(check_seconds, remaining))
+                except _Ended as ended:
+                    if sandbox is None:  # the import itself failed, exited or hung: every check scores 0
+                        import_failure = str(ended)
+                    sandbox = None
+                    results.append(CheckResult(check, "error", import_failure or str(ended)))
+                    continue
+                if answer["status"] != "ok":
+                    results.append(CheckResult(check, answer["status"], answer["message"]))
+                    continue
+                try:
+                    output = np.load(workdir / Path(answer["output"]).name, allow_pickle=False)
+                except (OSError, ValueError) as error:
+                    results.append(CheckResult(check, "fail", f"the output could not be read back ({error})"))
+                    continue
+                results.append(judge(check, output, answer.get("mutated")))
+        finally:
+            if sandbox is not None:
+                sandbox.close()
+    return results
 
 
 @dataclass
@@ -433,8 +631,10 @@ class GradeReport:
                 hinted.add(check.function)
             lines.append(f"  {labels[result.status]:5} {check.id} ({points}{hidden}): {message}")
         if self.hidden_left_out:
-            lines.append(f"  + {self.hidden_left_out} hidden checks ({self.hidden_points_left_out} points) "
-                         "that only your instructor's grader runs")
+            lines.append(
+                f"  + {self.hidden_left_out} hidden checks ({self.hidden_points_left_out} points) "
+                "that only your instructor's grader runs"
+            )
         lines.append(self.summary())
         return "\n".join(lines)
 
@@ -446,16 +646,25 @@ def grade(
     exercises: Sequence[str] | None = None,
     verbose: bool = True,
     file: TextIO | None = None,
+    check_seconds: float = CHECK_SECONDS,
+    total_seconds: float = TOTAL_SECONDS,
 ) -> GradeReport:
     """Grade a student's functions for ``assignment`` and print the score per exercise.
 
+    The submission runs in its own process (``python -m course_utils.homework.sandbox``, in a
+    temporary working folder): the grader only sends it the checks' inputs and judges the arrays
+    it returns, so a submission that exits, crashes, hangs, raises ``KeyboardInterrupt``,
+    returns something that is not an array or patches the grader scores 0 for the checks it
+    spoils, with a message, and nothing else.
+
     Args:
         assignment: e.g. ``"hw1_deconv"``.
-        module: the student's file (default: ``<assignment>.py`` in the current folder) or an
-            imported module.
-        references: the reference data (default: :func:`default_references`).
+        module: the student's file (default: ``<assignment>.py`` in the current folder); an
+            imported module is graded from its file.
+        references: the reference data (default: the course's, :func:`default_references`).
         exercises: grade only these functions (default: all).
         verbose: print one line per check and the summary to ``file`` (default: stdout).
+        check_seconds, total_seconds: time limits per check and for the whole submission.
     """
     if module is None:
         module = Path(f"{assignment}.py")
@@ -464,8 +673,14 @@ def grade(
                 f"no {module} in the current folder ({Path.cwd()}); run the grader in the folder of "
                 f"your handout or pass the file: --module path/to/{assignment}.py"
             )
-    module_path = Path(module.__file__ or module.__name__) if isinstance(module, ModuleType) else Path(module)
-    reference_path = Path(references) if references is not None else default_references(assignment, module_path)
+    if isinstance(module, ModuleType):
+        if not getattr(module, "__file__", None):
+            raise ValueError(f"module {module.__name__} has no file to grade; pass the path of the student's file")
+        module = Path(str(module.__file__))
+    module_path = Path(module).resolve()
+    if not module_path.is_file():
+        raise FileNotFoundError(f"no such file: {module_path}")
+    reference_path = Path(references).resolve() if references is not None else default_references(assignment)
     data = load_references(assignment, reference_path)
     checks = data.checks
     if exercises is not None:
@@ -474,16 +689,15 @@ def grade(
             names = list(dict.fromkeys(check.function for check in checks))
             raise ValueError(f"unknown exercises {unknown} for {assignment}; its exercises are {names}")
         checks = [check for check in checks if check.function in exercises]
-    try:
-        loaded = module if isinstance(module, ModuleType) else load_module(module_path, f"_graded_{assignment}")
-    except Exception as error:  # e.g. a SyntaxError: every check scores 0, no crash
-        message = f"could not import {module_path.name}: {type(error).__name__}: {error}"
-        results = [CheckResult(check, "error", message) for check in checks]
-    else:
-        results = [run_check(check, loaded) for check in checks]
-    report = GradeReport(assignment, str(module_path), str(reference_path), results,
-                         data.hidden_left_out if exercises is None else 0,
-                         data.hidden_points_left_out if exercises is None else 0)
+    results = _run_isolated(checks, module_path, check_seconds, total_seconds)
+    report = GradeReport(
+        assignment,
+        str(module_path),
+        str(reference_path),
+        results,
+        data.hidden_left_out if exercises is None else 0,
+        data.hidden_points_left_out if exercises is None else 0,
+    )
     if verbose:
         print(report.details(), file=file or sys.stdout)
     return report

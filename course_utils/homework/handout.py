@@ -1,4 +1,5 @@
 """Reference data from the solutions, and the zip handed out to students."""
+
 from __future__ import annotations
 
 import tempfile
@@ -14,8 +15,9 @@ __all__ = ["write_solution_references", "make_handout"]
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-def write_solution_references(out_dir: str | Path = REFERENCE_DIR,
-                              assignments: tuple[str, ...] | list[str] = ASSIGNMENTS) -> list[Path]:
+def write_solution_references(
+    out_dir: str | Path = REFERENCE_DIR, assignments: tuple[str, ...] | list[str] = ASSIGNMENTS
+) -> list[Path]:
     """Run the solutions on their checks and write ``out_dir/<assignment>.npz`` (+ ``.json``)."""
     written = []
     for assignment in assignments:
@@ -41,8 +43,11 @@ def make_handout(assignment: str, out_dir: str | Path, references: str | Path | 
     archive = out_dir / f"{assignment}.zip"
     with tempfile.TemporaryDirectory() as scratch:
         data = write_references(public, Path(scratch) / f"{assignment}_references.npz")
-        entries = {**{name: text.encode("utf-8") for name, text in student_files(assignment).items()},
-                   data.name: data.read_bytes(), data.with_suffix(".json").name: data.with_suffix(".json").read_bytes()}
+        entries = {
+            **{name: text.encode("utf-8") for name, text in student_files(assignment).items()},
+            data.name: data.read_bytes(),
+            data.with_suffix(".json").name: data.with_suffix(".json").read_bytes(),
+        }
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
         for name in sorted(entries):
             info = zipfile.ZipInfo(f"{assignment}/{name}", date_time=_ZIP_TIME)

@@ -22,6 +22,7 @@ what autograd's max-pool backward does; `nn.MaxUnpool2d` keeps only one of them.
 You implement `unpool` (step 1) and `deconv_step` (steps 1 to 3). The checks use float64
 tensors: keep the dtype of the inputs.
 """
+
 from __future__ import annotations
 
 import torch
@@ -89,8 +90,9 @@ def deconv_step(
     # HINT: per axis, where the size you get is (Hc - 1) * stride - 2 * padding + k.
     rectified = torch.relu(unpool(signal, switches, unpooled_size))
     kernel = weight.shape[-2:]
-    output_padding = tuple(wanted - ((size - 1) * stride - 2 * padding + k)
-                           for wanted, size, k in zip(output_size, unpooled_size, kernel))
+    output_padding = tuple(
+        wanted - ((size - 1) * stride - 2 * padding + k) for wanted, size, k in zip(output_size, unpooled_size, kernel)
+    )
     return F.conv_transpose2d(rectified, weight, stride=stride, padding=padding, output_padding=output_padding)
     # END SOLUTION
 
@@ -100,9 +102,16 @@ def deconv_step(
 # reads the stored copies from the reference data) and compares with the reference solution.
 # ---------------------------------------------------------------------------------------------
 
+
 def pooled_inputs(
-    generator: torch.Generator, batch: int, channels: int, size: int, kernel: int, stride: int,
-    padding: int = 0, shared_switches: bool = False,
+    generator: torch.Generator,
+    batch: int,
+    channels: int,
+    size: int,
+    kernel: int,
+    stride: int,
+    padding: int = 0,
+    shared_switches: bool = False,
 ) -> dict:
     """Inputs of :func:`unpool`: switches of a max-pool over a random map, a random signal.
 
@@ -118,39 +127,72 @@ def pooled_inputs(
 
 
 def layer_inputs(
-    generator: torch.Generator, batch: int, in_channels: int, out_channels: int, size: int,
-    kernel: int, stride: int, padding: int, pool: tuple[int, int, int],
+    generator: torch.Generator,
+    batch: int,
+    in_channels: int,
+    out_channels: int,
+    size: int,
+    kernel: int,
+    stride: int,
+    padding: int,
+    pool: tuple[int, int, int],
 ) -> dict:
     """Inputs of :func:`deconv_step`: a random image through conv -> ReLU -> max-pool ``pool =
     (kernel, stride, padding)``, and a random signal (with negative values) at the pool's output."""
     images = torch.randn(batch, in_channels, size, size, generator=generator, dtype=torch.float64)
-    weight = torch.randn(out_channels, in_channels, kernel, kernel, generator=generator,
-                         dtype=torch.float64) / kernel
+    weight = torch.randn(out_channels, in_channels, kernel, kernel, generator=generator, dtype=torch.float64) / kernel
     features = torch.relu(F.conv2d(images, weight, stride=stride, padding=padding))
     pooled, switches = F.max_pool2d(features, *pool, return_indices=True)
     signal = torch.randn(pooled.shape, generator=generator, dtype=torch.float64)
-    return {"signal": signal, "switches": switches, "weight": weight, "stride": stride, "padding": padding,
-            "unpooled_size": tuple(features.shape[-2:]), "output_size": (size, size)}
+    return {
+        "signal": signal,
+        "switches": switches,
+        "weight": weight,
+        "stride": stride,
+        "padding": padding,
+        "unpooled_size": tuple(features.shape[-2:]),
+        "output_size": (size, size),
+    }
 
 
 CHECKS = [
-    Check("unpool", "non_overlapping_2x2_windows",
-          lambda g: pooled_inputs(g, batch=1, channels=2, size=4, kernel=2, stride=2)),
-    Check("unpool", "overlapping_3x3_windows_sharing_switches",
-          lambda g: pooled_inputs(g, batch=1, channels=2, size=9, kernel=3, stride=2, shared_switches=True)),
-    Check("unpool", "batch_with_padding",
-          lambda g: pooled_inputs(g, batch=2, channels=3, size=10, kernel=3, stride=2, padding=1,
-                                  shared_switches=True),
-          hidden=True),
-    Check("deconv_step", "3x3_convolution_and_2x2_pool",
-          lambda g: layer_inputs(g, batch=1, in_channels=2, out_channels=3, size=8, kernel=3, stride=1,
-                                 padding=1, pool=(2, 2, 0))),
-    Check("deconv_step", "zf_layer_1_7x7_stride_2",
-          lambda g: layer_inputs(g, batch=1, in_channels=3, out_channels=4, size=16, kernel=7, stride=2,
-                                 padding=3, pool=(3, 2, 1)),
-          points=2),
-    Check("deconv_step", "batch_5x5_stride_2_odd_size",
-          lambda g: layer_inputs(g, batch=2, in_channels=3, out_channels=5, size=13, kernel=5, stride=2,
-                                 padding=1, pool=(3, 2, 0)),
-          hidden=True),
+    Check(
+        "unpool",
+        "non_overlapping_2x2_windows",
+        lambda g: pooled_inputs(g, batch=1, channels=2, size=4, kernel=2, stride=2),
+    ),
+    Check(
+        "unpool",
+        "overlapping_3x3_windows_sharing_switches",
+        lambda g: pooled_inputs(g, batch=1, channels=2, size=9, kernel=3, stride=2, shared_switches=True),
+    ),
+    Check(
+        "unpool",
+        "batch_with_padding",
+        lambda g: pooled_inputs(g, batch=2, channels=3, size=10, kernel=3, stride=2, padding=1, shared_switches=True),
+        hidden=True,
+    ),
+    Check(
+        "deconv_step",
+        "3x3_convolution_and_2x2_pool",
+        lambda g: layer_inputs(
+            g, batch=1, in_channels=2, out_channels=3, size=8, kernel=3, stride=1, padding=1, pool=(2, 2, 0)
+        ),
+    ),
+    Check(
+        "deconv_step",
+        "zf_layer_1_7x7_stride_2",
+        lambda g: layer_inputs(
+            g, batch=1, in_channels=3, out_channels=4, size=16, kernel=7, stride=2, padding=3, pool=(3, 2, 1)
+        ),
+        points=2,
+    ),
+    Check(
+        "deconv_step",
+        "batch_5x5_stride_2_odd_size",
+        lambda g: layer_inputs(
+            g, batch=2, in_channels=3, out_channels=5, size=13, kernel=5, stride=2, padding=1, pool=(3, 2, 0)
+        ),
+        hidden=True,
+    ),
 ]

@@ -16,6 +16,7 @@ position (batch them). The course's own `course_utils.occlusion.occlusion_map` c
 same map much faster by recomputing only what the square changes. The checks use float64
 tensors and small random networks: keep the dtype of the inputs.
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,13 +43,12 @@ def occlude(image: Tensor, top: int, left: int, window: int, fill: float) -> Ten
     # BEGIN SOLUTION
     # HINT: clone the image, then assign fill to a slice of the copy
     occluded = image.clone()
-    occluded[:, top:top + window, left:left + window] = fill
+    occluded[:, top : top + window, left : left + window] = fill
     return occluded
     # END SOLUTION
 
 
-def occlusion_map(model: nn.Module, image: Tensor, window: int, stride: int, target: int,
-                  fill: float = 0.0) -> Tensor:
+def occlusion_map(model: nn.Module, image: Tensor, window: int, stride: int, target: int, fill: float = 0.0) -> Tensor:
     """``P(target)`` for every occluder position (Fig. 7d of the paper).
 
     Args:
@@ -81,6 +81,7 @@ def occlusion_map(model: nn.Module, image: Tensor, window: int, stride: int, tar
 # reads the stored copies from the reference data) and compares with the reference solution.
 # ---------------------------------------------------------------------------------------------
 
+
 def occlude_inputs(generator: torch.Generator, size: int, top: int, left: int, window: int, fill: float) -> dict:
     """A random ``(3, size, size)`` image and an occluder."""
     image = torch.randn(3, size, size, generator=generator, dtype=torch.float64)
@@ -91,24 +92,36 @@ def map_inputs(generator: torch.Generator, window: int, stride: int, target: int
     """A random 4-class network and a random 16x16 image."""
     model = random_zfnet(generator, image_size=16, num_classes=4)
     image = torch.randn(3, 16, 16, generator=generator, dtype=torch.float64)
-    return {"model": model, "image": image, "window": window, "stride": stride,
-            "target": target, "fill": fill}
+    return {"model": model, "image": image, "window": window, "stride": stride, "target": target, "fill": fill}
 
 
 CHECKS = [
     Check("occluder_positions", "stride_1", lambda g: {"size": 8, "window": 3, "stride": 1}),
     Check("occluder_positions", "last_step_does_not_fit", lambda g: {"size": 10, "window": 4, "stride": 4}),
-    Check("occluder_positions", "window_as_large_as_the_image",
-          lambda g: {"size": 5, "window": 5, "stride": 2}, hidden=True),
+    Check(
+        "occluder_positions",
+        "window_as_large_as_the_image",
+        lambda g: {"size": 5, "window": 5, "stride": 2},
+        hidden=True,
+    ),
     Check("occlude", "inside_the_image", lambda g: occlude_inputs(g, size=8, top=2, left=3, window=3, fill=0.0)),
-    Check("occlude", "touching_the_corner",
-          lambda g: occlude_inputs(g, size=8, top=4, left=4, window=4, fill=-1.5)),
-    Check("occlude", "whole_image", lambda g: occlude_inputs(g, size=6, top=0, left=0, window=6, fill=0.25),
-          hidden=True),
-    Check("occlusion_map", "window_4_stride_2",
-          lambda g: map_inputs(g, window=4, stride=2, target=1, fill=0.0), points=2),
-    Check("occlusion_map", "window_6_stride_5_dark_fill",
-          lambda g: map_inputs(g, window=6, stride=5, target=0, fill=-1.0), points=2),
-    Check("occlusion_map", "window_3_stride_3",
-          lambda g: map_inputs(g, window=3, stride=3, target=3, fill=0.5), hidden=True),
+    Check("occlude", "touching_the_corner", lambda g: occlude_inputs(g, size=8, top=4, left=4, window=4, fill=-1.5)),
+    Check(
+        "occlude", "whole_image", lambda g: occlude_inputs(g, size=6, top=0, left=0, window=6, fill=0.25), hidden=True
+    ),
+    Check(
+        "occlusion_map", "window_4_stride_2", lambda g: map_inputs(g, window=4, stride=2, target=1, fill=0.0), points=2
+    ),
+    Check(
+        "occlusion_map",
+        "window_6_stride_5_dark_fill",
+        lambda g: map_inputs(g, window=6, stride=5, target=0, fill=-1.0),
+        points=2,
+    ),
+    Check(
+        "occlusion_map",
+        "window_3_stride_3",
+        lambda g: map_inputs(g, window=3, stride=3, target=3, fill=0.5),
+        hidden=True,
+    ),
 ]

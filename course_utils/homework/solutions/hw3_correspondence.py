@@ -18,6 +18,7 @@ You implement the mask (`mask_square`), the Hamming fraction of two sign vectors
 measurement (`correspondence_delta`). The checks use float64 tensors and small random
 networks: keep the dtype of the inputs.
 """
+
 from __future__ import annotations
 
 import math
@@ -99,6 +100,7 @@ def correspondence_delta(
 # reads the stored copies from the reference data) and compares with the reference solution.
 # ---------------------------------------------------------------------------------------------
 
+
 def sparse_rows(generator: torch.Generator, rows: int, length: int) -> Tensor:
     """``(rows, length)`` random values, about half of them exactly 0 (like differences of ReLU maps)."""
     values = torch.randn(rows, length, generator=generator, dtype=torch.float64)
@@ -122,19 +124,31 @@ CHECKS = [
     Check("mask_square", "odd_size_inside", lambda g: mask_inputs(g, 8, 8, centre=(4.0, 3.0), window=3)),
     Check("mask_square", "even_size_between_pixels", lambda g: mask_inputs(g, 8, 8, centre=(2.0, 3.5), window=4)),
     Check("mask_square", "clipped_at_the_border", lambda g: mask_inputs(g, 8, 8, centre=(1.0, 0.0), window=5)),
-    Check("mask_square", "wide_image_bottom_right", lambda g: mask_inputs(g, 6, 9, centre=(5.0, 8.0), window=4),
-          hidden=True),
-    Check("sign_disagreement", "by_hand",
-          lambda g: {"a": torch.tensor([1.0, -2.0, 0.0, 3.0, 0.0, -1.0], dtype=torch.float64),
-                     "b": torch.tensor([2.0, 0.0, 0.0, -1.0, 5.0, -3.0], dtype=torch.float64)}),
+    Check(
+        "mask_square",
+        "wide_image_bottom_right",
+        lambda g: mask_inputs(g, 6, 9, centre=(5.0, 8.0), window=4),
+        hidden=True,
+    ),
+    Check(
+        "sign_disagreement",
+        "by_hand",
+        lambda g: {
+            "a": torch.tensor([1.0, -2.0, 0.0, 3.0, 0.0, -1.0], dtype=torch.float64),
+            "b": torch.tensor([2.0, 0.0, 0.0, -1.0, 5.0, -3.0], dtype=torch.float64),
+        },
+    ),
     Check("sign_disagreement", "sparse_random", lambda g: dict(zip("ab", sparse_rows(g, 2, 50)))),
-    Check("sign_disagreement", "long_sparse_random", lambda g: dict(zip("ab", sparse_rows(g, 2, 999))),
-          hidden=True),
+    Check("sign_disagreement", "long_sparse_random", lambda g: dict(zip("ab", sparse_rows(g, 2, 999))), hidden=True),
     Check("hamming_consistency", "two_rows", lambda g: {"eps": sparse_rows(g, 2, 12)}),
     Check("hamming_consistency", "five_rows", lambda g: {"eps": sparse_rows(g, 5, 40)}, points=2),
     Check("hamming_consistency", "seven_rows", lambda g: {"eps": sparse_rows(g, 7, 100)}, hidden=True),
     Check("correspondence_delta", "pool5", lambda g: delta_inputs(g, count=5, window=7, layer="pool5"), points=2),
     Check("correspondence_delta", "relu7", lambda g: delta_inputs(g, count=5, window=5, layer="relu7")),
-    Check("correspondence_delta", "conv4_four_images", lambda g: delta_inputs(g, count=4, window=9, layer="conv4"),
-          hidden=True),
+    Check(
+        "correspondence_delta",
+        "conv4_four_images",
+        lambda g: delta_inputs(g, count=4, window=9, layer="conv4"),
+        hidden=True,
+    ),
 ]

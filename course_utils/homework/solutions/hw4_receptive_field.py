@@ -18,9 +18,10 @@ You implement `receptive_field` and `unit_box`, the pixel box of one unit clippe
 The course's own versions are `course_utils.activations.receptive_field` and
 `receptive_field_box`, which read the layers from a model.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from course_utils.homework import Check
 
@@ -48,8 +49,9 @@ def receptive_field(layers: Sequence[tuple[int, int, int]]) -> tuple[int, int, i
     # END SOLUTION
 
 
-def unit_box(layers: Sequence[tuple[int, int, int]], y: int, x: int,
-             image_size: tuple[int, int]) -> tuple[int, int, int, int]:
+def unit_box(
+    layers: Sequence[tuple[int, int, int]], y: int, x: int, image_size: tuple[int, int]
+) -> tuple[int, int, int, int]:
     """``(top, left, bottom, right)`` of the pixels unit ``(y, x)`` sees, clipped to the image.
 
     ``bottom`` and ``right`` are exclusive (``image[:, top:bottom, left:right]`` is the patch);
@@ -79,10 +81,19 @@ CHECKS = [
     Check("receptive_field", "zfnet_conv1_to_pool1", lambda g: {"layers": ZFNET_LAYERS[:2]}),
     Check("receptive_field", "alexnet_conv1_to_pool2", lambda g: {"layers": ALEXNET_LAYERS}),
     Check("receptive_field", "zfnet_conv1_to_pool5", lambda g: {"layers": ZFNET_LAYERS}, hidden=True),
-    Check("unit_box", "zfnet_conv2_inside",
-          lambda g: {"layers": ZFNET_LAYERS[:3], "y": 5, "x": 7, "image_size": (64, 64)}),
-    Check("unit_box", "zfnet_pool2_clipped_at_the_corner",
-          lambda g: {"layers": ZFNET_LAYERS[:4], "y": 0, "x": 7, "image_size": (64, 64)}, points=2),
-    Check("unit_box", "alexnet_pool2_non_square_image",
-          lambda g: {"layers": ALEXNET_LAYERS, "y": 12, "x": 3, "image_size": (224, 160)}, hidden=True),
+    Check(
+        "unit_box", "zfnet_conv2_inside", lambda g: {"layers": ZFNET_LAYERS[:3], "y": 5, "x": 7, "image_size": (64, 64)}
+    ),
+    Check(
+        "unit_box",
+        "zfnet_pool2_clipped_at_the_corner",
+        lambda g: {"layers": ZFNET_LAYERS[:4], "y": 0, "x": 7, "image_size": (64, 64)},
+        points=2,
+    ),
+    Check(
+        "unit_box",
+        "alexnet_pool2_non_square_image",
+        lambda g: {"layers": ALEXNET_LAYERS, "y": 12, "x": 3, "image_size": (224, 160)},
+        hidden=True,
+    ),
 ]
