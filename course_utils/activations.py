@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .checks import check_eval_mode, check_images, check_positive_int
+from .checks import check_eval_mode, check_images, check_indices, check_positive_int
 from .layers import layer_path, pair, record_forward
 from .progress import progress_bar
 
@@ -68,14 +68,10 @@ class TopK:
         :func:`course_utils.deconvnet.project`, channel by channel, strongest first."""
         num_channels = self.values.shape[0]
         channels = (
-            torch.arange(num_channels) if channels is None else torch.as_tensor(channels, dtype=torch.long).reshape(-1)
+            torch.arange(num_channels)
+            if channels is None
+            else check_indices(channels, "channels", num_channels, f"layer {self.layer!r}'s channels")
         )
-        bad = (channels < 0) | (channels >= num_channels)
-        if bad.any():
-            raise ValueError(
-                f"channel {int(channels[bad][0])} is out of range: layer {self.layer!r} has "
-                f"{num_channels} channels (0..{num_channels - 1})"
-            )
         channel_column = channels[:, None].expand(-1, self.k)
         return torch.stack(
             [self.image_indices[channels], channel_column, *self.locations[channels].unbind(-1)], dim=-1
@@ -130,8 +126,8 @@ def mine_top_activations(
     layers = [layers] if isinstance(layers, str) else list(dict.fromkeys(layers))  # no duplicates
     if not layers:
         raise ValueError("give at least one layer name, e.g. layers=['conv5']")
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+    k = check_positive_int(k, "k", "entries kept per channel")
+    batch_size = check_positive_int(batch_size, "batch_size", "images per forward pass")
     check_eval_mode(model)
     paths = {layer: layer_path(model, layer) for layer in layers}
     deepest = max(layers, key=lambda layer: len(paths[layer]))  # the forward stops after it

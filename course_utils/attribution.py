@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from .checks import check_eval_mode, check_images, check_selections, check_units
 from .deconvnet import UnitValue, check_reversible
-from .layers import layer_path, record_forward, unit_values
+from .layers import check_standard_layers, layer_path, record_forward, unit_values
 from .progress import progress_bar
 
 __all__ = ["RULES", "MaximizedActivation", "attribute", "maximize_activation", "mean_unpool", "project_mean_unpooling"]
@@ -107,6 +107,7 @@ def attribute(
     check_eval_mode(model)
     check_images(model, images)
     path = layer_path(model, layer)
+    check_standard_layers(path)
     selections = check_selections(selections, images.shape[0])
     attributions = images.new_zeros(len(selections), *images.shape[1:])
 
@@ -277,14 +278,16 @@ class _MaxForwardMeanBackward(torch.autograd.Function):
         return mean_unpool(grad, ctx.pool, ctx.input_size), None
 
 
-class _MeanUnpoolingMaxPool(nn.MaxPool2d):
-    """A copy of a max-pool's settings whose backward is :func:`mean_unpool`."""
+class _MeanUnpoolingMaxPool(nn.Module):
+    """A max-pool (the wrapped one's settings) whose backward is :func:`mean_unpool`; not an
+    ``nn.MaxPool2d`` subclass, so nothing mistakes it for a plain max-pool."""
 
     def __init__(self, pool: nn.MaxPool2d) -> None:
-        super().__init__(pool.kernel_size, pool.stride, pool.padding, pool.dilation, ceil_mode=pool.ceil_mode)
+        super().__init__()
+        self.settings = (pool.kernel_size, pool.stride, pool.padding, pool.dilation, False, pool.ceil_mode)
 
     def forward(self, x: Tensor) -> Tensor:
-        return _MaxForwardMeanBackward.apply(x, self)
+        return _MaxForwardMeanBackward.apply(x, nn.MaxPool2d(*self.settings))
 
 
 def project_mean_unpooling(
@@ -309,5 +312,5 @@ def project_mean_unpooling(
         )
     )
     for module in (view, *(m for m in view.children() if isinstance(m, _MeanUnpoolingMaxPool))):
-        module.training = False  # the model's own layers keep their flags
+        module.training = False  # not view.eval(): the model's own layers keep their flags
     return attribute(view, images, layer, selections, rule="deconvnet", unit_value=unit_value)

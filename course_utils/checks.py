@@ -28,6 +28,7 @@ __all__ = [
     "check_float_images",
     "check_images",
     "check_index",
+    "check_indices",
     "check_positive_int",
     "check_selections",
     "check_units",
@@ -70,6 +71,11 @@ def check_images(model: nn.Module, images: Tensor, check_finite: bool = True) ->
     first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     check_float_images(images, channels=None if first_conv is None else first_conv.in_channels)
     parameter = next(model.parameters(), None)
+    if images.is_meta or (parameter is not None and parameter.is_meta):
+        raise ValueError(
+            "the images or the model are on the meta device (shapes without values); load real weights "
+            "(e.g. model.to_empty(device='cpu') and load_state_dict) and pass real images"
+        )
     if parameter is not None and images.dtype != parameter.dtype:
         raise ValueError(
             f"images are {images.dtype} but the model is {parameter.dtype}; use images.to({parameter.dtype})"
@@ -126,6 +132,19 @@ def check_index(value: object, name: str, size: int, what: str) -> int:
     if not 0 <= number < size:
         raise ValueError(f"{name} {number} is out of range: {what} are 0..{size - 1}")
     return number
+
+
+def check_indices(values: object, name: str, size: int, what: str) -> torch.Tensor:
+    """``values`` (a sequence or tensor of integers) as a ``(n,)`` int64 tensor of indices in
+    ``0 .. size - 1``; floats are refused (never truncated), an index out of range names it."""
+    tensor = torch.as_tensor(values)
+    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+        raise ValueError(f"{name} must be integers (indices into {what}), got {tensor.dtype} values {values!r}")
+    tensor = tensor.to(torch.long).reshape(-1)
+    bad = (tensor < 0) | (tensor >= size)
+    if bad.any():
+        raise ValueError(f"{name}: {int(tensor[bad][0])} is out of range: {what} are 0..{size - 1}")
+    return tensor
 
 
 def check_fill(value: float | Sequence[float] | Tensor, name: str, channels: int = 3) -> Tensor:

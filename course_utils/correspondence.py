@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .checks import check_fill, check_float_images, check_positive_int
+from .checks import check_eval_mode, check_fill, check_float_images, check_images, check_positive_int
 from .data.core import ImageTensorDataset
 from .layers import layer_outputs
 from .progress import progress_bar
@@ -131,6 +131,8 @@ def correspondence_delta(
         fill: value written into the square (0: the mean colour of a normalized image).
     """
     check_float_images(images)
+    check_eval_mode(model)
+    check_images(model, images)
     if images.shape[0] < 2:
         raise ValueError(f"images must hold N >= 2 images to compare, got {images.shape[0]}")
     centres = torch.as_tensor(centres, dtype=torch.float64)
@@ -264,8 +266,8 @@ def correspondence_table(
         raise ValueError(f"unknown parts {unknown}; choose from {PART_NAMES}")
     if random_within not in ("object", "image"):
         raise ValueError(f"random_within must be 'object' or 'image', got {random_within!r}")
-    if draws < 1:
-        raise ValueError(f"draws must be at least 1, got {draws}")
+    draws = check_positive_int(draws, "draws", "random draws of face images")
+    num_images = check_positive_int(num_images, "num_images", "face images per draw")
     faces = _face_indices(dataset)
     if len(faces) < max(num_images, 2):
         raise ValueError(

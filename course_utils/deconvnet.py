@@ -46,9 +46,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .activations import TopK
-from .checks import check_eval_mode, check_images, check_selections, check_units
+from .checks import check_eval_mode, check_images, check_index, check_positive_int, check_selections, check_units
 from .data.core import ImageTensorDataset
-from .layers import Recording, layer_outputs, layer_path, pair, record_forward, unit_values
+from .layers import Recording, check_standard_layers, layer_outputs, layer_path, pair, record_forward, unit_values
 from .progress import progress_bar
 
 __all__ = [
@@ -167,6 +167,7 @@ def _check_conv_reversible(name: str, conv: nn.Conv2d) -> None:
 
 def check_reversible(path: list[tuple[str, nn.Module]]) -> None:
     """Refuse a path with a layer the deconvnet cannot walk back through, naming it."""
+    check_standard_layers(path)
     for name, module in path:
         if not isinstance(module, REVERSIBLE_LAYERS):
             supported = ", ".join(t.__name__ for t in REVERSIBLE_LAYERS)
@@ -267,6 +268,7 @@ def project(
     """
     if unit_value not in ("activation", "one"):
         raise ValueError(f"unit_value must be 'activation' or 'one', got {unit_value!r}")
+    batch_size = check_positive_int(batch_size, "batch_size", "images per forward pass")
     check_eval_mode(model)
     check_images(model, images)
     path = layer_path(model, layer)
@@ -313,6 +315,14 @@ def project_activation(
     images = image[None] if isinstance(image, Tensor) and image.ndim == 3 else image
     if isinstance(images, Tensor) and images.ndim == 4 and images.shape[0] != 1:
         raise ValueError(f"project_activation takes one image, got a batch of {images.shape[0]}; use project()")
+    channel = check_index(channel, "channel", 2**62, "a layer's channels")  # an integer; range below
+    if location is not None:
+        if len(location) != 2:
+            raise ValueError(f"location must be (y, x), got {location!r}")
+        location = (
+            check_index(location[0], "location y", 2**62, "rows"),
+            check_index(location[1], "location x", 2**62, "columns"),
+        )
     if location is None:
         output = layer_outputs(model, images, [layer])[layer]
         check_units(layer, output.shape, torch.tensor([[0, channel, 0, 0]]))

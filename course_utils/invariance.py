@@ -34,7 +34,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import nn
 from torchvision.transforms import InterpolationMode
 
-from .checks import check_eval_mode, check_float_images, check_positive_int
+from .checks import check_eval_mode, check_fill, check_float_images, check_images, check_positive_int
 from .data.core import ImageTensorDataset
 from .layers import last_layer, layer_outputs, layer_path
 from .train import predict
@@ -101,7 +101,7 @@ def _check_amount(kind: str, amount: float) -> None:
 
 
 def transform_images(
-    images: torch.Tensor, kind: str, amount: float, fill: float | Sequence[float] = 0.0
+    images: torch.Tensor, kind: str, amount: float, fill: float | Sequence[float] | torch.Tensor = 0.0
 ) -> torch.Tensor:
     """Translate vertically, scale or rotate normalized ``(N, 3, H, W)`` images; same shape out.
 
@@ -110,12 +110,14 @@ def transform_images(
     from outside; 0 is the dataset mean in normalized space.
     """
     check_float_images(images)
+    if not torch.isfinite(images.sum()):
+        raise ValueError("images contain NaN or infinite values")
     _check_kind(kind)
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)) and not hasattr(amount, "__float__"):
+        raise ValueError(f"amount must be a number, got {amount!r}")
     amount = float(amount)
     _check_amount(kind, amount)
-    fill_values = [float(fill)] * 3 if isinstance(fill, (int, float)) else [float(value) for value in fill]
-    if len(fill_values) != 3:
-        raise ValueError(f"fill must be a float or 3 per-channel values, got {len(fill_values)} values")
+    fill_values = check_fill(fill, "fill").tolist()
     bilinear = InterpolationMode.BILINEAR
     if kind == "rotate":
         return TF.rotate(images, amount, interpolation=bilinear, fill=fill_values)
@@ -173,6 +175,8 @@ def invariance_curves(
         :class:`InvarianceCurves` with ``(N, A)`` distances per layer and predictions.
     """
     check_float_images(images)
+    check_eval_mode(model)
+    check_images(model, images)
     _check_kind(kind)
     amount_values = torch.as_tensor(amounts, dtype=torch.float64).flatten()
     if amount_values.numel() == 0:

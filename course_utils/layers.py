@@ -29,6 +29,8 @@ from .checks import check_eval_mode, check_images
 
 __all__ = [
     "Recording",
+    "STANDARD_LAYERS",
+    "check_standard_layers",
     "UnknownLayerError",
     "get_layer",
     "last_layer",
@@ -155,6 +157,53 @@ def _version(tensor: Tensor) -> int | None:
     return None if tensor.is_inference() else tensor._version
 
 
+#: Layer types whose computation the course reproduces itself (the deconvnet's reverse pass,
+#: attribution's ReLU rule, occlusion's incremental forward): a subclass must not change ``forward``.
+STANDARD_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.Conv2d,
+    nn.ReLU,
+    nn.MaxPool2d,
+    nn.Linear,
+    nn.Flatten,
+    nn.Dropout,
+    nn.LocalResponseNorm,
+    nn.AdaptiveAvgPool2d,
+    nn.BatchNorm2d,
+)
+
+
+def check_standard_layers(path: list[tuple[str, nn.Module]]) -> None:
+    """Refuse a layer on ``path`` whose class derives from one of :data:`STANDARD_LAYERS` but
+    has a ``forward`` of its own: code that recomputes or reverses the layer from its type and
+    weights would silently disagree with it."""
+    for name, module in path:
+        for base in STANDARD_LAYERS:
+            if isinstance(module, base) and type(module).forward is not base.forward:
+                raise ValueError(
+                    f"layer {name!r} is a {type(module).__name__}, a subclass of nn.{base.__name__} with its own "
+                    f"forward(); the course reverses and recomputes nn.{base.__name__} from its weights and would "
+                    f"not follow that forward. Use a plain nn.{base.__name__} (or project from a layer below)."
+                )
+
+
+def _check_no_foreign_hooks(path: list[tuple[str, nn.Module]]) -> None:
+    """Refuse forward hooks that someone else registered on the path (or globally): they change
+    what the layers compute, and the course's reverse and incremental passes would not see it."""
+    from torch.nn.modules import module as module_globals
+
+    if module_globals._global_forward_hooks or module_globals._global_forward_pre_hooks:
+        raise ValueError(
+            "global forward hooks are registered (torch.nn.modules.module.register_module_forward_hook); "
+            "remove them before using the course's tools"
+        )
+    for name, module in path:
+        if module._forward_hooks or module._forward_pre_hooks:
+            raise ValueError(
+                f"layer {name!r} has a forward hook or pre-hook registered by other code; it may change the "
+                "layer's output, which the course's passes would not follow. Remove it (handle.remove()) first."
+            )
+
+
 def record_forward(
     model: nn.Module,
     images: Tensor,
@@ -179,6 +228,12 @@ def record_forward(
     The hooks check that every layer receives exactly the tensor the previous layer returned
     (the same object, not modified in place since: its version counter is unchanged).
     """
+    if torch.is_inference_mode_enabled():
+        raise ValueError(
+            "called under torch.inference_mode(): in-place changes between layers cannot be detected "
+            "there; call it outside inference mode (it runs without gradients where it can)"
+        )
+    _check_no_foreign_hooks(path)
     names = [name for name, _ in path]
     unknown = sorted(set(keep) - set(names))
     if unknown:

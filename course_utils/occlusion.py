@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checks import check_eval_mode, check_fill, check_float_images, check_images, check_index, check_positive_int
-from .layers import last_layer, layer_path, pair, record_forward
+from .layers import check_standard_layers, last_layer, layer_path, pair, record_forward
 from .progress import progress_bar
 
 __all__ = [
@@ -597,6 +597,7 @@ def occlusion_map(
     batch_size = check_positive_int(batch_size, "batch_size", "occluded images per forward pass")
     occluder = check_fill(fill, "fill").to(image)
     path = layer_path(model, last_layer(model))
+    check_standard_layers(path)
     names = [name for name, _ in path]
     children = [module for _, module in path]
     layer_index = None

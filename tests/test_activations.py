@@ -132,7 +132,7 @@ MINING_ERRORS = {
     "nan": "'conv3' has NaN or infinite activations",
     "unknown layer": "unknown layer 'conv6'",
     "no layers": "at least one layer",
-    "k zero": "k must be at least 1",
+    "k zero": "k must be a positive integer",
     "not a batch": "each batch must be a tensor",
 }
 
@@ -159,7 +159,7 @@ def test_selections_lists_each_channels_entries_in_order():
     )
     assert top.selections([2, 0]).tolist() == [[4, 2, 2, 2], [4, 2, 0, 1], [7, 0, 1, 2], [1, 0, 0, 0]]
     assert top.selections().shape == (6, 4)
-    with pytest.raises(ValueError, match="channel 3 is out of range: layer 'conv9' has 3 channels"):
+    with pytest.raises(ValueError, match=r"channels: 3 is out of range: layer 'conv9''s channels are 0..2"):
         top.selections([3])
 
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from course_utils import deconvnet
 from course_utils.deconvnet import (
     filter_transposed,
     project,
@@ -416,11 +417,15 @@ def test_filter_transposed_is_the_convolutions_adjoint_at_the_exact_input_size(i
 def test_batching_runs_one_forward_per_distinct_image_and_keeps_order(zfnet, images, monkeypatch):
     selections = torch.tensor([[2, 5, 1, 1], [0, 7, 3, 3], [2, 9, 0, 7], [0, 7, 3, 3], [1, 1, 4, 4]])
     seen_batch_sizes = []
-    handle = zfnet._modules["conv1"].register_forward_hook(lambda m, a, o: seen_batch_sizes.append(a[0].shape[0]))
-    try:
+    observed = deconvnet.record_forward
+
+    def counting(model, batch, *args, **kwargs):
+        seen_batch_sizes.append(batch.shape[0])
+        return observed(model, batch, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(deconvnet, "record_forward", counting)
         together = project(zfnet, images, "conv5", selections)
-    finally:
-        handle.remove()
     assert sum(seen_batch_sizes) == 3  # three distinct images, each run once
     one_by_one = torch.cat([project(zfnet, images, "conv5", row[None]) for row in selections])
     assert (together - one_by_one).abs().max() <= ATOL
