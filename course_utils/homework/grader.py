@@ -445,9 +445,11 @@ def run_check(check: StoredCheck, module: ModuleType) -> CheckResult:
 # Running a submission in its own process
 # --------------------------------------------------------------------------------------------
 
-#: Default time limits of :func:`grade` (seconds): per check, and for the whole submission.
+#: Default time limits of :func:`grade` (seconds): per check, for the whole submission, and for
+#: starting the grading process and importing the submission (torch included).
 CHECK_SECONDS = 60.0
 TOTAL_SECONDS = 600.0
+IMPORT_SECONDS = 120.0
 
 
 class _Ended(Exception):
@@ -505,7 +507,7 @@ class _Sandbox:
             raise _Ended(f"the grading process ended (exit code {code}): the code called exit() or crashed")
         return answer
 
-    def run(self, number: int, timeout: float) -> dict[str, Any]:
+    def run(self, number: int, timeout: float, timeout_message: str) -> dict[str, Any]:
         try:
             assert self.process.stdin is not None
             self.process.stdin.write(f"{number}\n".encode())
@@ -513,7 +515,7 @@ class _Sandbox:
         except OSError:
             pass  # the process is gone; _answer reports how it ended
         while True:
-            answer = self._answer(timeout, f"did not finish within {timeout:.0f} s (the per-check time limit)")
+            answer = self._answer(timeout, timeout_message)
             if answer.get("check") == number:
                 return answer
 
@@ -528,7 +530,7 @@ class _Sandbox:
 
 
 def _run_isolated(
-    checks: Sequence[StoredCheck], module_path: Path, check_seconds: float, total_seconds: float
+    checks: Sequence[StoredCheck], module_path: Path, check_seconds: float, total_seconds: float, import_seconds: float
 ) -> list[CheckResult]:
     """Run every check in a sandbox process (restarted after a crash or a timeout) and judge it here."""
     deadline = time.monotonic() + total_seconds
@@ -559,9 +561,14 @@ def _run_isolated(
                 try:
                     if sandbox is None:
                         start = time.monotonic()
-                        sandbox = _Sandbox(module_path, workdir / "inputs", workdir, min(check_seconds, remaining))
+                        sandbox = _Sandbox(module_path, workdir / "inputs", workdir, min(import_seconds, remaining))
                         remaining -= time.monotonic() - start
-                    answer = sandbox.run(number, min(check_seconds, remaining))
+                    if check_seconds <= remaining:
+                        limit = check_seconds
+                        message = f"did not finish within {check_seconds:.0f} s (the per-check time limit)"
+                    else:
+                        limit, message = remaining, f"stopped: the total time limit of {total_seconds:.0f} s was reached"
+                    answer = sandbox.run(number, limit, message)
                 except _Ended as ended:
                     if sandbox is None:  # the import itself failed, exited or hung: every check scores 0
                         import_failure = str(ended)
@@ -648,6 +655,7 @@ def grade(
     file: TextIO | None = None,
     check_seconds: float = CHECK_SECONDS,
     total_seconds: float = TOTAL_SECONDS,
+    import_seconds: float = IMPORT_SECONDS,
 ) -> GradeReport:
     """Grade a student's functions for ``assignment`` and print the score per exercise.
 
@@ -664,7 +672,8 @@ def grade(
         references: the reference data (default: the course's, :func:`default_references`).
         exercises: grade only these functions (default: all).
         verbose: print one line per check and the summary to ``file`` (default: stdout).
-        check_seconds, total_seconds: time limits per check and for the whole submission.
+        check_seconds, total_seconds, import_seconds: time limits per check, for the whole
+            submission, and for starting its process and importing it.
     """
     if module is None:
         module = Path(f"{assignment}.py")
@@ -689,7 +698,7 @@ def grade(
             names = list(dict.fromkeys(check.function for check in checks))
             raise ValueError(f"unknown exercises {unknown} for {assignment}; its exercises are {names}")
         checks = [check for check in checks if check.function in exercises]
-    results = _run_isolated(checks, module_path, check_seconds, total_seconds)
+    results = _run_isolated(checks, module_path, check_seconds, total_seconds, import_seconds)
     report = GradeReport(
         assignment,
         str(module_path),
