@@ -16,6 +16,8 @@ addresses layers by name (``model.conv5`` or :func:`course_utils.layers.get_laye
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import os
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -30,6 +32,7 @@ from .data.core import DATA_DIR, atomic_write
 from .layers import get_layer
 
 __all__ = [
+    "tensors_sha256",
     "NamedSequential",
     "ZFNetConfig",
     "ZFNet",
@@ -287,15 +290,39 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt or of another architecture."""
 
 
+def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's names, dtypes, shapes and bytes (in name order): what a
+    checkpoint records of its weights and checks on loading."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: str | os.PathLike, model: ZFNet, **metadata: Any) -> Path:
     """Write ``model`` (its config and weights) plus ``metadata`` atomically to ``path``.
 
     The file appears complete or not at all: it is written to a temporary file in the same
-    folder and renamed. ``metadata`` may hold e.g. ``epoch``, ``class_names``, ``mean``,
-    ``std``, ``history``, and ``half=True`` stores the weights in float16.
+    folder and renamed. It records the SHA-256 of its tensors (:func:`tensors_sha256`), which
+    :func:`load_checkpoint` verifies. ``metadata`` may hold e.g. ``epoch``, ``class_names``,
+    ``mean``, ``std``, ``history`` (plain numbers, strings, lists, dicts and tensors: anything
+    else is refused here, since a safe load could not read it back), and ``half=True`` stores
+    the weights in float16.
     """
     path = Path(path)
     half = bool(metadata.pop("half", False))
+    try:
+        buffer = io.BytesIO()
+        torch.save(metadata, buffer)
+        buffer.seek(0)
+        torch.load(buffer, weights_only=True)
+    except Exception as error:
+        raise CheckpointError(
+            f"checkpoint metadata for {path} could not be loaded back safely ({type(error).__name__}: {error}); "
+            "keep it to numbers, strings, lists, dicts and tensors"
+        ) from error
     state = {
         name: (tensor.half() if half and tensor.is_floating_point() else tensor).detach().cpu()
         for name, tensor in model.state_dict().items()
@@ -304,6 +331,7 @@ def save_checkpoint(path: str | os.PathLike, model: ZFNet, **metadata: Any) -> P
         "format": "course_utils.zfnet/1",
         "config": model.config.to_dict(),
         "state_dict": state,
+        "sha256": tensors_sha256(state),
         "metadata": metadata,
     }
     with atomic_write(path) as stream:
@@ -333,7 +361,26 @@ def load_checkpoint(path: str | os.PathLike, model: ZFNet | None = None) -> tupl
             f"{path} is not a course_utils ZFNet checkpoint (expected format 'course_utils.zfnet/1'). "
             "Torchvision models load through course_utils.models.alexnet/vgg16 instead."
         )
-    config = ZFNetConfig.from_dict(payload["config"])
+    missing = [key for key in ("config", "state_dict") if not isinstance(payload.get(key), dict)]
+    if missing:
+        raise CheckpointError(f"{path} is malformed: it has no {' or '.join(missing)}; retrain it")
+    recorded = payload.get("sha256")
+    if recorded is not None and recorded != tensors_sha256(payload["state_dict"]):
+        raise CheckpointError(
+            f"{path} is corrupt: its weights do not match their recorded SHA-256 (a changed or damaged file); "
+            "retrain it or restore a good copy"
+        )
+    known = {field.name for field in dataclasses.fields(ZFNetConfig)}
+    unknown = sorted(set(payload["config"]) - known)
+    if unknown:
+        raise CheckpointError(
+            f"{path} has config keys this version does not know: {unknown}; it was written by another "
+            "version of course_utils. Retrain it with this one."
+        )
+    try:
+        config = ZFNetConfig.from_dict(payload["config"])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path} has an invalid config ({error}); retrain it") from error
     if model is None:
         model = ZFNet(config)
     elif getattr(model, "config", None) != config:
@@ -348,7 +395,13 @@ def load_checkpoint(path: str | os.PathLike, model: ZFNet | None = None) -> tupl
     state = {
         name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in payload["state_dict"].items()
     }
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:  # missing or unexpected keys, shapes that disagree with the config
+        reason = " ".join(str(error).split())
+        raise CheckpointError(
+            f"{path}: the weights do not fit the recorded architecture ({reason}); retrain it"
+        ) from error
     model.eval()
     return model, payload.get("metadata", {})
 

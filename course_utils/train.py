@@ -20,6 +20,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,13 +32,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import ImageTensorDataset, load_dataset
-from .data.core import atomic_write
+from .checks import check_positive_int
+from .data import ImageTensorDataset, load_dataset, load_image_folder
+from .data.core import atomic_write, hold_out
 from .models import ZFNet, ZFNetConfig, save_checkpoint
 from .progress import progress_bar
 
 __all__ = [
     "TrainConfig",
+    "TrainingDiverged",
     "train",
     "evaluate",
     "predict",
@@ -46,6 +49,10 @@ __all__ = [
     "augment_batch",
     "main",
 ]
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite; nothing of the run was saved after it."""
 
 
 @dataclass
@@ -87,8 +94,27 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.augment not in ("none", "flip", "crop_flip"):
             raise ValueError(f"augment must be 'none', 'flip' or 'crop_flip', got {self.augment!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+        self.epochs = check_positive_int(self.epochs, "epochs", "passes over the training set")
+        self.batch_size = check_positive_int(self.batch_size, "batch_size", "images per step")
+        for name in ("lr", "momentum", "weight_decay", "warmup_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.momentum < 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
+            raise ValueError("momentum, weight_decay and warmup_epochs must be >= 0")
+        if self.max_filter_rms is not None and not (math.isfinite(self.max_filter_rms) and self.max_filter_rms > 0):
+            raise ValueError(f"max_filter_rms must be > 0 or None, got {self.max_filter_rms!r}")
+        bad = [
+            epoch
+            for epoch in self.snapshot_epochs
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or not 1 <= epoch <= self.epochs
+        ]
+        if bad:
+            raise ValueError(f"snapshot epochs {bad} are not epochs of this run (1..{self.epochs})")
+        if self.out_dir is not None and Path(self.out_dir).exists() and not Path(self.out_dir).is_dir():
+            raise ValueError(f"out_dir {self.out_dir} is a file, not a folder; pass a folder for the checkpoints")
 
 
 def renormalize_filters(model: nn.Module, max_rms: float = 0.1) -> int:
@@ -185,6 +211,11 @@ def train(
     Under ``torchrun`` every process trains on its share of each batch (DDP, gloo); only
     rank 0 writes checkpoints and shows progress.
     """
+    if train_set.class_names != val_set.class_names:
+        raise ValueError(
+            f"the training and validation sets have different classes: train {list(train_set.class_names)}, "
+            f"val {list(val_set.class_names)}; give both splits the same class folders"
+        )
     rank, world = _distributed()
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the {world} processes")
@@ -236,6 +267,12 @@ def train(
                 group["lr"] = _learning_rate(config, step, steps_per_epoch)
             logits = net(images)
             loss = F.cross_entropy(logits, labels)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"the training loss became {loss.item()} at epoch {epoch}, step {batch_index + 1}: the run "
+                    f"diverged, and no checkpoint of it is written. Lower the learning rate (lr={config.lr}), "
+                    "or check the images for NaN values."
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -284,7 +321,7 @@ def train(
     return model, history
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m course_utils.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -310,36 +347,41 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--lcn", action="store_true", help="add local contrast normalization after pool1/pool2")
     parser.add_argument("--dropout", type=float, default=ZFNetConfig.dropout, help="dropout after fc6/fc7")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
-    return parser.parse_args(argv)
+    return parser
 
 
-def _ints(text: str | None) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(",") if part.strip()) if text else ()
+def _ints(text: str | None, option: str, count: int | None = None) -> tuple[int, ...]:
+    """Comma-separated integers of a command-line option (``count`` of them when given)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()] if text else []
+    if not all(part.lstrip("-").isdigit() for part in parts):
+        raise ValueError(f"{option} must be comma-separated integers, got {text!r}")
+    values = tuple(int(part) for part in parts)
+    if count is not None and len(values) != count:
+        raise ValueError(f"{option} needs {count} integers, got {len(values)} ({text!r})")
+    return values
 
 
-def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Entry point of ``python -m course_utils.train``; returns the history."""
-    args = _parse_args(argv)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))
+def _configs(args: argparse.Namespace) -> tuple[ZFNetConfig, TrainConfig]:
+    """The model and training configs of the command line, every argument checked (``ValueError``)."""
+    if args.max_train is not None and args.max_train < 1:
+        raise ValueError(f"--max-train must be a positive number of images, got {args.max_train}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    if not (math.isfinite(args.dropout) and 0 <= args.dropout < 1):
+        raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
     overrides: dict[str, Any] = {
         "lcn": args.lcn,
         "dropout": args.dropout,
         "remove": tuple(r for r in args.remove.split(",") if r),
     }
     if args.conv_widths:
-        overrides["conv_widths"] = _ints(args.conv_widths)
+        overrides["conv_widths"] = _ints(args.conv_widths, "--conv-widths", 5)
     if args.fc_widths:
-        overrides["fc_widths"] = _ints(args.fc_widths)
+        overrides["fc_widths"] = _ints(args.fc_widths, "--fc-widths", 2)
     if args.conv1:
-        kernel, stride = _ints(args.conv1.replace("/", ","))
+        kernel, stride = _ints(args.conv1.replace("/", ","), "--conv1 (kernel/stride)", 2)
         overrides.update(conv1_kernel=kernel, conv1_stride=stride)
     model_config = ZFNetConfig(**overrides)
-    progress = int(os.environ.get("RANK", "0")) == 0
-    train_set = load_dataset(args.dataset, args.train_split, progress=progress)
-    if args.max_train:
-        train_set = train_set.subset(range(min(args.max_train, len(train_set))))
-    val_set = load_dataset(args.dataset, args.val_split, progress=progress)
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -347,16 +389,67 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         weight_decay=args.weight_decay,
         augment=args.augment,
         seed=args.seed,
-        snapshot_epochs=_ints(args.snapshots),
+        snapshot_epochs=_ints(args.snapshots, "--snapshots"),
         out_dir=args.out,
     )
+    return model_config, config
+
+
+def _datasets(args: argparse.Namespace, progress: bool) -> tuple[ImageTensorDataset, ImageTensorDataset]:
+    """The training and validation sets; a photo folder without split folders gets a seeded
+    10% hold-out per class for validation (said on stdout), never its own training images."""
+    folder = Path(args.dataset).expanduser()
+    if folder.is_dir() and not any((folder / split).is_dir() for split in ("train", "val", "test")):
+        dataset = load_image_folder(folder, progress=progress)
+        train_set, val_set = hold_out(dataset, 0.1, args.seed)
+        if progress:
+            print(
+                f"{folder} has no train/ and val/ folders: holding out {len(val_set)} of its {len(dataset)} images "
+                f"(10% per class, seed {args.seed}) for validation"
+            )
+    else:
+        train_set = load_dataset(args.dataset, args.train_split, progress=progress)
+        val_set = load_dataset(args.dataset, args.val_split, progress=progress)
+    if args.max_train:
+        train_set = train_set.subset(range(min(args.max_train, len(train_set))))
+    return train_set, val_set
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Entry point of ``python -m course_utils.train``; returns the history.
+
+    Every argument is checked before any data loads (a bad one exits with status 2 and says
+    why); a diverging run stops with status 1 and writes no checkpoint of its NaN weights.
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        model_config, config = _configs(args)
+    except (ValueError, TypeError) as error:
+        parser.error(str(error))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))
+    progress = int(os.environ.get("RANK", "0")) == 0
+    try:
+        train_set, val_set = _datasets(args, progress)
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
     start = time.perf_counter()
-    _, history = train(config, train_set, val_set, model_config, progress=progress)
+    try:
+        _, history = train(config, train_set, val_set, model_config, progress=progress)
+    except (TrainingDiverged, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
     if progress:
         print(
             f"trained {args.epochs} epochs in {time.perf_counter() - start:.1f}s on {world} process(es); "
             f"final val accuracy {history[-1]['val_acc']:.4f}"
         )
+        if args.out:
+            saved = ["final.pt", *(f"epoch_{epoch:02d}.pt" for epoch in config.snapshot_epochs), "history.json"]
+            print(f"saved to {Path(args.out).resolve()}: {', '.join(saved)}")
+        else:
+            print("no --out given: nothing was saved (pass --out FOLDER to keep the model and its history)")
     if world > 1:
         import torch.distributed as dist
 

@@ -504,3 +504,262 @@ def test_student_code_runs_in_a_temporary_folder(tmp_path):
     grade("hw4_receptive_field", submission, verbose=False)
     assert not (tmp_path / "written-by-the-submission.txt").exists()
     assert not (Path.cwd() / "written-by-the-submission.txt").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Training that cannot silently fail
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--max-train", "0"], "--max-train must be a positive number of images, got 0"),
+        (["--epochs", "3", "--snapshots", "1,5"], r"snapshot epochs \[5\] are not epochs of this run \(1..3\)"),
+        (["--lr", "nan"], "lr must be a finite number, got nan"),
+        (["--lr", "0"], "lr must be > 0, got 0.0"),
+        (["--lr", "-0.1"], "lr must be > 0"),
+        (["--epochs", "0"], "epochs must be a positive integer"),
+        (["--batch-size", "0"], "batch_size must be a positive integer"),
+        (["--dropout", "1.5"], r"--dropout must be in \[0, 1\)"),
+        (["--conv1", "7x2"], "--conv1 .* must be comma-separated integers"),
+        (["--fc-widths", "8"], "--fc-widths needs 2 integers, got 1"),
+        (["--threads", "0"], "--threads must be at least 1"),
+    ],
+)
+def test_training_arguments_are_checked_before_any_data_loads(monkeypatch, capsys, arguments, message):
+    from course_utils import train as train_module
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("data loaded before the arguments were checked")
+
+    monkeypatch.setattr(train_module, "load_dataset", no_data)
+    with pytest.raises(SystemExit) as exited:
+        train_module.main(arguments)
+    assert exited.value.code == 2
+    assert __import__("re").search(message, capsys.readouterr().err)
+
+
+def test_training_out_that_is_a_file_is_refused(tmp_path, capsys):
+    from course_utils import train as train_module
+
+    not_a_folder = tmp_path / "model.pt"
+    not_a_folder.write_text("x")
+    with pytest.raises(SystemExit) as exited:
+        train_module.main(["--out", str(not_a_folder)])
+    assert exited.value.code == 2 and "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_writes_no_checkpoint(tmp_path, colour_data):
+    from course_utils.train import TrainConfig, TrainingDiverged, train
+
+    train_set, val_set = colour_data
+    config = TrainConfig(
+        epochs=2, batch_size=16, lr=1e8, max_filter_rms=None, out_dir=str(tmp_path / "run"), snapshot_epochs=(1,)
+    )
+    with pytest.raises(
+        TrainingDiverged, match=r"the training loss became (nan|inf) at epoch 1, step \d+.*Lower the learning rate"
+    ):
+        train(config, train_set, val_set, progress=False)
+    assert not list((tmp_path / "run").glob("*.pt")) if (tmp_path / "run").exists() else True
+
+
+def test_the_training_command_exits_1_when_the_run_diverges(tmp_path, capsys, monkeypatch):
+    from course_utils import train as train_module
+
+    data = colour_dataset(64, size=32)
+    monkeypatch.setattr(train_module, "load_dataset", lambda *args, **kwargs: data)
+    with pytest.raises(SystemExit) as exited:
+        train_module.main(["--epochs", "1", "--batch-size", "16", "--lr", "1e8", "--out", str(tmp_path / "run")])
+    assert exited.value.code == 1
+    assert "error: the training loss became" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "final.pt").exists()
+
+
+def test_train_and_val_with_different_classes_name_both_lists(colour_data):
+    from course_utils.train import TrainConfig, train
+
+    train_set, val_set = colour_data
+    other = colour_dataset(32, size=32, classes=2)
+    with pytest.raises(
+        ValueError, match=r"different classes: train \['class0', 'class1', 'class2'\], val \['class0', 'class1'\]"
+    ):
+        train(TrainConfig(epochs=1, batch_size=16), train_set, other, progress=False)
+
+
+def write_photo_folder(root: Path, classes=("cat", "dog"), per_class: int = 10) -> None:
+    from PIL import Image
+
+    for number, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for index in range(per_class):
+            Image.new("RGB", (20, 20), (40 * number + index, 80, 120)).save(root / name / f"{index}.png")
+
+
+def test_a_photo_folder_without_validation_split_is_held_out_not_validated_on_its_training_images(
+    tmp_path, monkeypatch, capsys
+):
+    from course_utils import train as train_module
+
+    write_photo_folder(tmp_path / "photos")
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
+    seen = {}
+
+    def fake_train(config, train_set, val_set, model_config=None, progress=True):
+        seen.update(
+            train=len(train_set),
+            val=len(val_set),
+            overlap=bool(
+                set(train_set.images.flatten(1).sum(1).tolist()) & set(val_set.images.flatten(1).sum(1).tolist())
+            ),
+        )
+        return None, [{"val_acc": 0.5}]
+
+    monkeypatch.setattr(train_module, "train", fake_train)
+    train_module.main(["--dataset", str(tmp_path / "photos"), "--epochs", "1"])
+    assert (seen["train"], seen["val"]) == (18, 2) and not seen["overlap"]
+    out = capsys.readouterr().out
+    assert "has no train/ and val/ folders: holding out 2 of its 20 images" in out
+    assert "no --out given: nothing was saved" in out
+    assert list((tmp_path / "cache").glob("image-folder-*.npz"))  # COURSE_CACHE_DIR is honoured
+
+
+def test_a_truncated_image_names_the_file(tmp_path):
+    from course_utils.data import load_image_folder
+
+    write_photo_folder(tmp_path / "photos", per_class=2)
+    broken = tmp_path / "photos" / "dog" / "1.png"
+    broken.write_bytes(broken.read_bytes()[:40])
+    with pytest.raises(ValueError, match=rf"cannot read the image {broken}"):
+        load_image_folder(tmp_path / "photos", image_size=16, progress=False, cache_dir=tmp_path / "cache")
+
+
+# --------------------------------------------------------------------------------------------
+# Files you can trust: checkpoints and caches
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def checkpoint(tmp_path) -> Path:
+    from course_utils.models import ZFNetConfig, save_checkpoint
+
+    torch.manual_seed(0)
+    model = ZFNet(ZFNetConfig(num_classes=3, image_size=32, conv_widths=(4, 4, 4, 4, 4), fc_widths=(8, 8)))
+    return save_checkpoint(tmp_path / "model.pt", model, epoch=1, class_names=["a", "b", "c"])
+
+
+def rewrite_checkpoint(path: Path, change) -> None:
+    payload = torch.load(path, weights_only=True)
+    change(payload)
+    torch.save(payload, path)
+
+
+def test_a_flipped_bit_in_a_checkpoints_weights_is_an_error(checkpoint):
+    from course_utils.models import CheckpointError, load_checkpoint
+
+    load_checkpoint(checkpoint)
+    rewrite_checkpoint(checkpoint, lambda p: p["state_dict"]["conv1.weight"].view(-1).view(torch.int32).__ixor__(1))
+    with pytest.raises(CheckpointError, match="do not match their recorded SHA-256"):
+        load_checkpoint(checkpoint)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda p: p.pop("state_dict"), "is malformed: it has no state_dict"),
+        (lambda p: p.pop("config"), "is malformed: it has no config"),
+        (
+            lambda p: p["config"].update(colour_jitter=True),
+            r"config keys this version does not know: \['colour_jitter'\]",
+        ),
+        (
+            lambda p: (p["config"].update(fc_widths=[16, 8]), p.pop("sha256")),
+            "the weights do not fit the recorded architecture",
+        ),
+        (
+            lambda p: (p["state_dict"].pop("fc8.bias"), p.pop("sha256")),
+            "the weights do not fit the recorded architecture.*fc8.bias",
+        ),
+    ],
+    ids=["no weights", "no config", "unknown config key", "config and weights disagree", "missing weight"],
+)
+def test_malformed_checkpoints_raise_checkpoint_error_with_the_reason(checkpoint, change, message):
+    from course_utils.models import CheckpointError, load_checkpoint
+
+    rewrite_checkpoint(checkpoint, change)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(checkpoint)
+
+
+def test_metadata_that_cannot_be_loaded_back_is_refused_at_save_time(tmp_path):
+    from course_utils.models import CheckpointError, ZFNetConfig, save_checkpoint
+
+    model = ZFNet(ZFNetConfig(num_classes=3, image_size=32, conv_widths=(4, 4, 4, 4, 4), fc_widths=(8, 8)))
+    with pytest.raises(CheckpointError, match="could not be loaded back safely"):
+        save_checkpoint(tmp_path / "model.pt", model, callback=lambda: None)
+    assert not (tmp_path / "model.pt").exists()
+
+
+@pytest.mark.parametrize("sidecar", [b"[1, 2, 3]", b'"text"', b"42", b"\xff\xfe\x00garbage", b"{not json"])
+def test_a_malformed_cache_sidecar_triggers_a_rebuild(tmp_path, sidecar):
+    from course_utils.data import load_embedded
+
+    first = load_embedded("val", root=tmp_path, num_images=8, progress=False)
+    (json_file,) = tmp_path.glob("*.json")
+    json_file.write_bytes(sidecar)
+    with pytest.warns(RuntimeWarning, match="corrupt.*regenerating it"):
+        again = load_embedded("val", root=tmp_path, num_images=8, progress=False)
+    assert torch.equal(first.images, again.images)
+
+
+def test_course_cache_dir_is_honoured_and_a_read_only_cache_serves_from_memory(tmp_path, monkeypatch):
+    import os
+
+    from course_utils.data import load_embedded
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(cache))
+    load_embedded("val", num_images=8, progress=False)
+    assert len(list(cache.glob("embedded-*.npz"))) == 1
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(locked))
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as root: a read-only folder is still writable")
+        with pytest.warns(RuntimeWarning, match="cannot write the cache .* served from memory"):
+            data = load_embedded("val", num_images=8, progress=False)
+        assert len(data) == 8 and not list(locked.iterdir())
+    finally:
+        locked.chmod(0o755)
+
+
+def test_a_read_only_cache_folder_serves_from_memory_even_as_root(tmp_path, monkeypatch):
+    from course_utils.data import core, load_embedded
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(core.tempfile, "mkstemp", refuse)
+    with pytest.warns(RuntimeWarning, match="cannot write the cache .* served from memory"):
+        data = load_embedded("val", root=tmp_path, num_images=8, progress=False)
+    assert len(data) == 8 and not list(tmp_path.glob("*.npz"))
+
+
+def test_orphaned_temporary_files_of_a_killed_writer_are_removed_on_the_next_write(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from course_utils.data.core import atomic_write
+
+    target = tmp_path / "cache.npz"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f".cache.npz.{int(dead.stdout)}.abc123.tmp"
+    orphan.write_bytes(b"half written")
+    live = tmp_path / f".cache.npz.{os.getpid()}.live.tmp"  # a writer that is still running
+    live.write_bytes(b"in progress")
+    with atomic_write(target) as stream:
+        stream.write(b"data")
+    assert target.read_bytes() == b"data" and not orphan.exists() and live.exists()

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +22,8 @@ import torch
 from torch.utils.data import Dataset
 
 __all__ = [
+    "hold_out",
+    "cache_dir",
     "ImageTensorDataset",
     "atomic_write",
     "CacheError",
@@ -118,6 +121,52 @@ class ImageTensorDataset(Dataset):
             yield self.normalize(self.images[start:stop]), self.labels[start:stop]
 
 
+def _remove_orphans(path: Path) -> None:
+    """Delete temporary files of earlier writes to ``path`` whose writer process is gone (a
+    killed writer leaves one behind); those of live writers are left alone."""
+    for orphan in path.parent.glob(f".{path.name}.*.tmp"):
+        pid_text = orphan.name[len(path.name) + 2 :].split(".", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        try:
+            os.kill(int(pid_text), 0)  # signal 0: does the process exist?
+        except ProcessLookupError:
+            orphan.unlink(missing_ok=True)
+        except PermissionError:
+            continue  # it exists, as another user
+
+
+def cache_dir(root: str | os.PathLike | None = None) -> Path:
+    """The folder for decoded and generated data: ``root``, else ``$COURSE_CACHE_DIR``, else
+    ``DATA_DIR / "cache"`` (every loader and the training command line use this)."""
+    if root is not None:
+        return Path(root).expanduser()
+    return Path(os.environ.get("COURSE_CACHE_DIR") or DATA_DIR / "cache").expanduser()
+
+
+def hold_out(
+    dataset: ImageTensorDataset, fraction: float = 0.1, seed: int = 0
+) -> tuple[ImageTensorDataset, ImageTensorDataset]:
+    """``(rest, held out)``: a seeded ``fraction`` of each class's images (at least one) set apart
+    for validation, so that a folder without a validation split is never validated on its
+    training images. Rows keep their order within each part."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
+    generator = torch.Generator().manual_seed(seed)
+    held = []
+    for label in range(dataset.num_classes):
+        members = (dataset.labels == label).nonzero().flatten()
+        if len(members) < 2:
+            raise ValueError(
+                f"class {dataset.class_names[label]!r} has {len(members)} image(s); a hold-out needs at least 2 per class"
+            )
+        count = max(1, round(fraction * len(members)))
+        held.append(members[torch.randperm(len(members), generator=generator)[:count]])
+    mask = torch.zeros(len(dataset), dtype=torch.bool)
+    mask[torch.cat(held)] = True
+    return dataset.subset(torch.nonzero(~mask).flatten()), dataset.subset(torch.nonzero(mask).flatten())
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path`` for writing (``mode`` "wb" or "w"); when the block
@@ -128,7 +177,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_orphans(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(handle, mode) as stream:
             yield stream
@@ -155,17 +205,28 @@ def file_hash(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     return digest.hexdigest()
 
 
-def save_array_cache(path: str | os.PathLike, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> Path:
+def save_array_cache(path: str | os.PathLike, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> Path | None:
     """Write ``arrays`` to ``path`` (.npz) atomically, with a ``.json`` sidecar holding its sha256.
 
     The sidecar is written last, so a crash leaves either no cache or one whose hash check
-    fails; :func:`load_array_cache` then reports it and the caller rebuilds.
+    fails; :func:`load_array_cache` then reports it and the caller rebuilds. A folder that
+    cannot be written (read-only) gives a warning and ``None``: the caller serves the data from
+    memory.
     """
     path = Path(path)
-    with atomic_write(path) as stream:
-        np.savez(stream, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as allow_pickle
-    with atomic_write(path.with_suffix(".json"), "w") as stream:
-        stream.write(json.dumps({"sha256": file_hash(path), **info}, indent=2, sort_keys=True))
+    try:
+        with atomic_write(path) as stream:
+            np.savez(stream, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as allow_pickle
+        with atomic_write(path.with_suffix(".json"), "w") as stream:
+            stream.write(json.dumps({"sha256": file_hash(path), **info}, indent=2, sort_keys=True))
+    except OSError as error:  # PermissionError, read-only file system, full disk
+        warnings.warn(
+            f"cannot write the cache {path} ({error}); the data is served from memory and built again next "
+            "time. Set COURSE_CACHE_DIR to a writable folder to keep it.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
     return path
 
 
@@ -180,9 +241,11 @@ def load_array_cache(path: str | os.PathLike, info: dict[str, Any]) -> dict[str,
     if not path.exists() or not sidecar.exists():
         raise CacheError(f"no complete cache at {path}")
     try:
-        recorded = json.loads(sidecar.read_text())
-    except json.JSONDecodeError as error:
+        recorded = json.loads(sidecar.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CacheError(f"cache sidecar {sidecar} is corrupt: {error}") from error
+    if not isinstance(recorded, dict):
+        raise CacheError(f"cache sidecar {sidecar} is corrupt: it holds a {type(recorded).__name__}, not a mapping")
     expected_info = json.loads(json.dumps(info, sort_keys=True))
     if {k: v for k, v in recorded.items() if k != "sha256"} != expected_info:
         raise CacheError(f"cache {path} was made with other settings")

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from ..progress import progress_bar
-from .core import DATA_DIR, CacheError, ImageTensorDataset, load_array_cache, save_array_cache
+from .core import CacheError, ImageTensorDataset, cache_dir, load_array_cache, save_array_cache
 
 __all__ = [
     "EMBEDDED_CLASSES",
@@ -846,7 +846,8 @@ def load_embedded(
 
     Args:
         split: "train", "val" or "test"; each has its own seed derived from ``seed``.
-        root: cache folder (default ``DATA_DIR / "cache"``).
+        root: cache folder (default :func:`~course_utils.data.core.cache_dir`: ``$COURSE_CACHE_DIR``
+            or ``data/cache``).
         classes: "main" (:data:`EMBEDDED_CLASSES`) or "heldout" (:data:`HELDOUT_CLASSES`).
         num_images: images in the split (default :data:`DEFAULT_NUM_IMAGES`).
 
@@ -862,9 +863,7 @@ def load_embedded(
         num_images = DEFAULT_NUM_IMAGES[classes][split]
     if not isinstance(num_images, (int, np.integer)) or num_images < 1:
         raise ValueError(f"num_images must be a positive integer or None for the default, got {num_images!r}")
-    path = Path(root if root is not None else DATA_DIR / "cache") / (
-        f"embedded-{classes}-{split}-seed{seed}-n{num_images}-v{GENERATOR_VERSION}.npz"
-    )
+    path = cache_dir(root) / (f"embedded-{classes}-{split}-seed{seed}-n{num_images}-v{GENERATOR_VERSION}.npz")
     info = {
         "dataset": "embedded",
         "classes": classes,

@@ -31,6 +31,7 @@ from torchvision.datasets import CIFAR10, ImageFolder
 
 from ..progress import progress_bar
 from .core import DATA_DIR, CacheError, ImageTensorDataset, atomic_write, file_hash, load_array_cache, save_array_cache
+from .core import cache_dir as default_cache_dir
 
 __all__ = [
     "RegistryEntry",
@@ -319,7 +320,13 @@ def _decode_images(folder: ImageFolder, image_size: int, progress: bool, descrip
     """Decode every image of ``folder`` into one ``(N, 3, image_size, image_size)`` uint8 tensor."""
     images = torch.empty((len(folder), 3, image_size, image_size), dtype=torch.uint8)
     for index in progress_bar(range(len(folder)), desc=description, unit="img", progress=progress):
-        images[index] = folder[index][0]
+        try:
+            images[index] = folder[index][0]
+        except (OSError, ValueError, SyntaxError) as error:  # PIL: truncated, unreadable or not an image
+            raise ValueError(
+                f"cannot read the image {folder.samples[index][0]} ({type(error).__name__}: {error}); "
+                "delete or replace that file"
+            ) from error
     return images
 
 
@@ -433,13 +440,11 @@ def load_image_folder(
         raise ValueError(f"{root} has the split folders {', '.join(splits)}; pass split= one of them, got {split!r}")
     else:
         image_root = root
-    if cache_dir is None:
-        cache_dir = os.environ.get("COURSE_CACHE_DIR") or DATA_DIR / "cache"
-    cache_dir = Path(cache_dir)
-    arrays = _decoded_folder(image_root, image_size, cache_dir, progress)
+    cache_folder = default_cache_dir(cache_dir)
+    arrays = _decoded_folder(image_root, image_size, cache_folder, progress)
     if mean is None:
         uses_train_stats = image_root != root and split != "train" and "train" in splits
-        stats = _decoded_folder(root / "train", image_size, cache_dir, progress) if uses_train_stats else arrays
+        stats = _decoded_folder(root / "train", image_size, cache_folder, progress) if uses_train_stats else arrays
         mean, std = stats["mean"].tolist(), stats["std"].tolist()
     assert mean is not None and std is not None
     readable = _read_class_names([image_root, root])

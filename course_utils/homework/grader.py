@@ -303,7 +303,10 @@ def write_references(references: References, path: str | Path) -> Path:
         "hidden_points_left_out": references.hidden_points_left_out,
     }
     arrays[_METADATA_KEY] = np.array(json.dumps(metadata, sort_keys=True))
-    return save_array_cache(path, arrays, _info(references.assignment))
+    written = save_array_cache(path, arrays, _info(references.assignment))
+    if written is None:
+        raise OSError(f"could not write the reference data {path}; see the warning above")
+    return written
 
 
 def load_references(assignment: str, path: str | Path) -> References:
