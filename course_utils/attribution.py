@@ -42,9 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checks import check_eval_mode, check_images, check_selections, check_units
-from .deconvnet import UnitValue, check_reversible
-from .layers import check_standard_layers, layer_path, record_forward, unit_values
+from .checks import check_eval_mode, check_units
+from .deconvnet import UnitValue, check_reversible, check_selection_call
+from .layers import layer_path, record_forward, unit_values
 from .progress import progress_bar
 
 __all__ = ["RULES", "MaximizedActivation", "attribute", "maximize_activation", "mean_unpool", "project_mean_unpooling"]
@@ -102,13 +102,7 @@ def attribute(
     """
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}; use one of {', '.join(RULES)}")
-    if unit_value not in ("activation", "one"):
-        raise ValueError(f"unit_value must be 'activation' or 'one', got {unit_value!r}")
-    check_eval_mode(model)
-    check_images(model, images)
-    path = layer_path(model, layer)
-    check_standard_layers(path)
-    selections = check_selections(selections, images.shape[0])
+    path, selections = check_selection_call(model, images, layer, selections, unit_value)
     attributions = images.new_zeros(len(selections), *images.shape[1:])
 
     def rule_relu(x: Tensor) -> Tensor:

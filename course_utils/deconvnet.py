@@ -48,7 +48,16 @@ from torch import Tensor, nn
 from .activations import TopK
 from .checks import check_eval_mode, check_images, check_index, check_positive_int, check_selections, check_units
 from .data.core import ImageTensorDataset
-from .layers import Recording, check_standard_layers, layer_outputs, layer_path, pair, record_forward, unit_values
+from .layers import (
+    STANDARD_LAYERS,
+    Recording,
+    check_standard_layers,
+    layer_outputs,
+    layer_path,
+    pair,
+    record_forward,
+    unit_values,
+)
 from .progress import progress_bar
 
 __all__ = [
@@ -59,23 +68,14 @@ __all__ = [
     "project_top_activations",
     "unpool",
     "filter_transposed",
+    "check_reversible",
+    "check_selection_call",
 ]
 
 UnitValue = Literal["activation", "one"]
 
 #: Layer types the deconvnet can walk back through.
-REVERSIBLE_LAYERS: tuple[type[nn.Module], ...] = (
-    nn.Conv2d,
-    nn.ReLU,
-    nn.MaxPool2d,
-    nn.Linear,
-    nn.Flatten,
-    nn.Dropout,
-    nn.Identity,
-    nn.LocalResponseNorm,
-    nn.AdaptiveAvgPool2d,
-    nn.BatchNorm2d,
-)
+REVERSIBLE_LAYERS: tuple[type[nn.Module], ...] = (*STANDARD_LAYERS, nn.Identity)
 
 
 #: Memory the reverse pass may give one intermediate map of a chunk of selections (bytes).
@@ -163,6 +163,21 @@ def _check_conv_reversible(name: str, conv: nn.Conv2d) -> None:
 # --------------------------------------------------------------------------------------------
 # The reverse pass
 # --------------------------------------------------------------------------------------------
+
+
+def check_selection_call(
+    model: nn.Module, images: Tensor, layer: str, selections: Tensor, unit_value: str
+) -> tuple[list[tuple[str, nn.Module]], Tensor]:
+    """The checks every projection of selected units starts with (:func:`project`,
+    :func:`course_utils.attribution.attribute`): ``unit_value``, eval mode, the images, the
+    layer; returns ``(path to layer, selections as (S, 4) int64)``."""
+    if unit_value not in ("activation", "one"):
+        raise ValueError(f"unit_value must be 'activation' or 'one', got {unit_value!r}")
+    check_eval_mode(model)
+    check_images(model, images)
+    path = layer_path(model, layer)
+    check_standard_layers(path)
+    return path, check_selections(selections, images.shape[0])
 
 
 def check_reversible(path: list[tuple[str, nn.Module]]) -> None:
@@ -266,14 +281,9 @@ def project(
     Returns:
         ``(S, 3, H, W)``: projection ``s`` is the image-space reconstruction of selection ``s``.
     """
-    if unit_value not in ("activation", "one"):
-        raise ValueError(f"unit_value must be 'activation' or 'one', got {unit_value!r}")
     batch_size = check_positive_int(batch_size, "batch_size", "images per forward pass")
-    check_eval_mode(model)
-    check_images(model, images)
-    path = layer_path(model, layer)
+    path, selections = check_selection_call(model, images, layer, selections, unit_value)
     check_reversible(path)
-    selections = check_selections(selections, images.shape[0])
     projections = images.new_zeros(len(selections), *images.shape[1:])
     chunks = list(_chunks_by_image(selections, batch_size))
     with torch.no_grad():

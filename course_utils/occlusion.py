@@ -30,6 +30,7 @@ by the stride) that is ``f(image) - occlusion_to_pixels(map)`` for the map of ``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -350,15 +351,24 @@ def _gather(
     return values.permute(0, 3, 1, 2)
 
 
-def _plan(
-    children: list[nn.Module],
-    image: torch.Tensor,
-    outputs: list[torch.Tensor],
-    rows: torch.Tensor,
-    cols: torch.Tensor,
-    window: int,
-) -> tuple[list[_Step], int]:
+@dataclass
+class _Clean:
+    """One occlusion job: the unoccluded pass (the layers in order, the image ``(1, 3, H, W)``,
+    every layer's output) and the occluder (side ``window``, value ``fill`` ``(3,)``), with the
+    feature map to sum (``channel`` of the layer at ``layer_index``, or none)."""
+
+    children: list[nn.Module]
+    image: torch.Tensor
+    outputs: list[torch.Tensor]
+    window: int = 1
+    fill: torch.Tensor | None = None
+    layer_index: int | None = None
+    channel: int | None = None
+
+
+def _plan(clean: _Clean, rows: torch.Tensor, cols: torch.Tensor) -> tuple[list[_Step], int]:
     """Incremental steps for occluders at ``rows`` x ``cols``, and the first child run in full."""
+    children, image, outputs, window = clean.children, clean.image, clean.outputs, clean.window
     changed_rows = _Region(rows, rows + window - 1, rows, window)
     changed_cols = _Region(cols, cols + window - 1, cols, window)
     steps: list[_Step] = []
@@ -411,19 +421,13 @@ def _run_direct(module: nn.Module, crop: torch.Tensor) -> torch.Tensor:
 
 
 def _occluded_forward(
-    children: list[nn.Module],
-    image: torch.Tensor,
-    outputs: list[torch.Tensor],
+    clean: _Clean,
     steps: list[_Step],
     full_from: int,
     row_index: torch.Tensor,
     col_index: torch.Tensor,
     rows: torch.Tensor,
     cols: torch.Tensor,
-    window: int,
-    fill: torch.Tensor,
-    layer_index: int | None,
-    channel: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Logits ``(B, K)`` and the summed ``channel`` of layer ``layer_index`` ``(B,)`` for a batch.
 
@@ -431,6 +435,10 @@ def _occluded_forward(
     and ``cols``. The state is a slab ``(B, C, h, w)`` at ``(top[b], left[b])``: the layer's
     output in that box for each occluder (outside it, the output equals the cached one).
     """
+    children, image, outputs = clean.children, clean.image, clean.outputs
+    window, layer_index, channel = clean.window, clean.layer_index, clean.channel
+    assert clean.fill is not None
+    fill = clean.fill
     batch = row_index.shape[0]
     device = rows.device
     slab = fill.view(1, 3, 1, 1).expand(batch, 3, window, window)
@@ -456,27 +464,15 @@ def _occluded_forward(
             slab = module(slab.clone() if getattr(module, "inplace", False) else slab)
         elif step.kind == "direct":
             out_top, out_left = step.rows.top[row_index], step.cols.top[col_index]
-            crop = _gather(
-                cached_output(step.index - 1),
-                slab,
-                top,
-                left,
-                box(out_top * step.stride[0] - step.padding[0], step.crop_size[0]),
-                box(out_left * step.stride[1] - step.padding[1], step.crop_size[1]),
-                step.pad_value,
-            )
+            row_box = box(out_top * step.stride[0] - step.padding[0], step.crop_size[0])
+            col_box = box(out_left * step.stride[1] - step.padding[1], step.crop_size[1])
+            crop = _gather(cached_output(step.index - 1), slab, top, left, row_box, col_box, step.pad_value)
             slab, top, left = _run_direct(module, crop), out_top, out_left
         else:
             in_top, in_left = step.input_rows.top[row_index], step.input_cols.top[col_index]
+            row_box, col_box = box(in_top, step.input_rows.size), box(in_left, step.input_cols.size)
             change = _gather(
-                cached_output(step.index - 1),
-                slab,
-                top,
-                left,
-                box(in_top, step.input_rows.size),
-                box(in_left, step.input_cols.size),
-                float("nan"),
-                change_only=True,
+                cached_output(step.index - 1), slab, top, left, row_box, col_box, math.nan, change_only=True
             )
             assert isinstance(module, nn.Conv2d) and step.transposed_weight is not None
             output_change = F.conv_transpose2d(change, step.transposed_weight, dilation=module.dilation)
@@ -521,35 +517,19 @@ def _tiles(num_rows: int, num_cols: int, batch_size: int) -> list[tuple[slice, s
     ]
 
 
-def _occlude_tile(
-    children: list[nn.Module],
-    image: torch.Tensor,
-    outputs: list[torch.Tensor],
-    rows: torch.Tensor,
-    cols: torch.Tensor,
-    window: int,
-    fill: torch.Tensor,
-    layer_index: int | None,
-    channel: int | None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _occlude_tile(clean: _Clean, rows: torch.Tensor, cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Softmax ``(r, c, K)`` and summed ``channel`` of layer ``layer_index`` ``(r, c)`` for every
     occluder with top-left corner in ``rows`` x ``cols``."""
-    steps, full_from = _plan(children, image, outputs, rows, cols, window)
+    steps, full_from = _plan(clean, rows, cols)
     position = torch.arange(rows.numel() * cols.numel(), device=rows.device)
     logits, layer_sum = _occluded_forward(
-        children,
-        image,
-        outputs,
+        clean,
         steps,
         full_from,
         position // cols.numel(),
         position % cols.numel(),
         rows,
         cols,
-        window,
-        fill,
-        layer_index,
-        channel,
     )
     grid = (rows.numel(), cols.numel())
     probabilities = logits.softmax(dim=1).float().view(*grid, -1)
@@ -611,6 +591,7 @@ def occlusion_map(
         image = image.detach()[None]
         recording = record_forward(model, image, path, keep=names)
         outputs = [recording.outputs[name] for name in names]
+        clean = _Clean(children, image, outputs)
         logits = outputs[-1]
         if logits.ndim != 2:
             raise ValueError(f"model must return (N, num_classes) logits, got shape {tuple(logits.shape)}")
@@ -633,19 +614,12 @@ def occlusion_map(
         num_rows, num_cols = rows.numel(), cols.numel()
         probabilities = torch.empty(num_rows, num_cols, num_classes)
         activation = torch.empty(num_rows, num_cols) if layer_index is not None else None
+        clean.window, clean.fill, clean.layer_index, clean.channel = window, occluder, layer_index, channel
         for tile_rows, tile_cols in progress_bar(
             _tiles(num_rows, num_cols, batch_size), desc="occlusion", progress=progress
         ):
             tile_probabilities, tile_activation = _occlude_tile(
-                children,
-                image,
-                outputs,
-                rows[tile_rows].to(image.device),
-                cols[tile_cols].to(image.device),
-                window,
-                occluder,
-                layer_index,
-                channel,
+                clean, rows[tile_rows].to(image.device), cols[tile_cols].to(image.device)
             )
             probabilities[tile_rows, tile_cols] = tile_probabilities.cpu()
             if activation is not None and tile_activation is not None:

@@ -384,6 +384,15 @@ class OcclusionExplorer(Explorer):
     Views: ``image_view`` (the occluded image the model sees, occluder outlined),
     ``probability_label`` (P(true class), occluded and clean) and ``top_classes_view`` (bars).
 
+    Args:
+        model: a classifier in eval mode returning ``(N, num_classes)`` logits.
+        dataset: the images to choose from; their labels are the true classes.
+        image: the initial image index.
+        window: occluder side in pixels (default: a quarter of the image side); the occluder
+            starts in the middle of the image.
+        fill: occluder value in normalized units (0 = the dataset mean, the paper's grey
+            square), a float or 3 per-channel values.
+
     Attributes:
         probabilities: ``(num_classes,)`` softmax of the occluded image.
         clean_probabilities: ``(num_classes,)`` softmax of the image without occluder.
@@ -399,6 +408,7 @@ class OcclusionExplorer(Explorer):
         window: int | None = None,
         fill: float | Sequence[float] = 0.0,
     ) -> None:
+        _check_model_and_data(model, dataset)
         super().__init__()
         self.model, self.dataset = model, dataset
         height, width = dataset.images.shape[-2:]
@@ -477,26 +487,9 @@ class OcclusionExplorer(Explorer):
         self.top_classes_view.value = "<table>" + "".join(rows) + "</table>"
 
 
-def occlusion_explorer(
-    model: nn.Module,
-    dataset: ImageTensorDataset,
-    image: int = 0,
-    window: int | None = None,
-    fill: float | Sequence[float] = 0.0,
-) -> OcclusionExplorer:
-    """Explore occlusion sensitivity (Fig. 7) one occluder position at a time.
-
-    Args:
-        model: a classifier in eval mode returning ``(N, num_classes)`` logits.
-        dataset: the images to choose from; their labels are the true classes.
-        image: the initial image index.
-        window: occluder side in pixels (default: a quarter of the image side); the occluder
-            starts in the middle of the image.
-        fill: occluder value in normalized units (0 = the dataset mean, the paper's grey
-            square), a float or 3 per-channel values.
-    """
-    _check_model_and_data(model, dataset)
-    return OcclusionExplorer(model, dataset, image=image, window=window, fill=fill)
+#: Explore occlusion sensitivity (Fig. 7) one occluder position at a time (the class itself:
+#: ``occlusion_explorer(model, dataset, image=0, window=None, fill=0.0)``).
+occlusion_explorer = OcclusionExplorer
 
 
 # --------------------------------------------------------------------------------------------

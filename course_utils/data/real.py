@@ -13,6 +13,7 @@ modification time of every image, and the image size, so a second load skips dec
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tarfile
@@ -77,22 +78,12 @@ class RegistryEntry:
             )
 
 
-#: Every archive the course downloads, by name (hashes as in torchvision's CIFAR10 and Imagenette).
+#: Every archive the course downloads, by name, from ``registry.json`` beside this module (one
+#: table of URL, file name, hash, description and folder; hashes as in torchvision's CIFAR10
+#: and fast.ai's Imagenette).
 REGISTRY: dict[str, RegistryEntry] = {
-    "cifar10": RegistryEntry(
-        url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-        filename="cifar-10-python.tar.gz",
-        hash="md5:c58f30108f718f92721af3b95e74349a",
-        description="CIFAR-10, 60,000 32x32 colour images in 10 classes, python pickle batches (163 MB)",
-        folder="cifar-10-batches-py",
-    ),
-    "imagenette": RegistryEntry(
-        url="https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz",
-        filename="imagenette2-160.tgz",
-        hash="md5:e793b78cc4c9e9a4ccc0c1155377a412",
-        description="Imagenette 160px, 13,394 ImageNet photos of 10 easy classes, train/val JPEG folders (94 MB)",
-        folder="imagenette2-160",
-    ),
+    name: RegistryEntry(**fields)
+    for name, fields in json.loads((Path(__file__).with_name("registry.json")).read_text()).items()
 }
 
 #: Per-channel statistics of the 50,000 CIFAR-10 training images, in [0, 1] units.
