@@ -30,9 +30,10 @@ lint: setup
 course: setup
 	$(BIN)/python -m course_utils.build --out $(BUILD)/course
 
-## The whole test suite, notebooks included (this is what CI runs).
+## The whole test suite, notebooks included (this is what CI runs). Tests never download:
+## pretrained weights come from the torch cache or a test's own temporary one.
 test: setup
-	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider
+	COURSE_OFFLINE=1 $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider
 
 ## Quick loop while developing: unit tests only, no slow ones, no notebooks.
 test-fast: setup

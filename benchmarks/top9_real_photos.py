@@ -4,7 +4,7 @@
     python benchmarks/top9_real_photos.py --checkpoint /tmp/tiny_run/final.pt
     python benchmarks/top9_real_photos.py path/to/folder --checkpoint model.pt --channels 6
 
-The folder (default ``../shared/data/tiny-imagenet-10`` beside the repository) is an ImageFolder
+The folder (default: the photo folder chosen with ``COURSE_PHOTOS``) is an ImageFolder
 with a ``val`` split (or class folders directly); the checkpoint is a course ZFNet trained on it
 (default ``build/real_photos/final.pt``, where ``benchmarks/train_real_photos.py`` writes it; or
 ``python -m course_utils.train --dataset <folder> --out ...``). The script mines the top-9
@@ -31,11 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from course_utils.activations import mine_top_activations, select_feature_maps  # noqa: E402
-from course_utils.data import load_dataset  # noqa: E402
+from course_utils.data import load_dataset, photo_folder  # noqa: E402
 from course_utils.figures import top9_figure  # noqa: E402
 from course_utils.models import CheckpointError, load_checkpoint  # noqa: E402
 
-DEFAULT_FOLDER = REPO.parent / "shared" / "data" / "tiny-imagenet-10"
 DEFAULT_OUT = REPO / "build" / "real_photos"
 DEFAULT_CHECKPOINT = DEFAULT_OUT / "final.pt"
 LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
@@ -47,8 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "folder",
         nargs="?",
         type=Path,
-        default=DEFAULT_FOLDER,
-        help=f"ImageFolder with a val split (default: {DEFAULT_FOLDER})",
+        default=None,
+        help="ImageFolder with a val split (default: $COURSE_PHOTOS)",
     )
     parser.add_argument(
         "--checkpoint",
@@ -64,6 +63,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        args.folder = photo_folder(args.folder, required=True)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if not args.folder.is_dir():
         print(
             f"no image folder at {args.folder}: pass the path of an ImageFolder "

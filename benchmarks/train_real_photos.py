@@ -1,9 +1,10 @@
 """Train the course's ZFNet on real photos (an ImageFolder) with the same recipe and code.
 
-Default folder: ../shared/data/tiny-imagenet-10 beside the repository (10 classes, 5,000
-training / 500 validation photos of 64x64). Target: at least 55% validation accuracy within 20
-minutes on 2 CPU cores. The checkpoint goes to build/real_photos/ (git-ignored; never commit
-weights trained on that data).
+The folder: ``--folder``, else the photo folder chosen with ``COURSE_PHOTOS`` (an ImageFolder
+with train/ and val/ splits; CI points it at a 10-class Tiny ImageNet slice of 5,000 training /
+500 validation photos of 64x64). Target: at least 55% validation accuracy within 20 minutes on
+2 CPU cores. The checkpoint goes to build/real_photos/ (git-ignored; never commit weights
+trained on data that is not yours to share).
 
     python benchmarks/train_real_photos.py [--folder PATH] [--epochs 30] [--target 0.55]
 
@@ -24,16 +25,17 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_FOLDER = REPO.parent / "shared" / "data" / "tiny-imagenet-10"
 
 
 def main(argv: list[str] | None = None) -> int:
     from course_utils.architecture import first_layer_report
-    from course_utils.data import load_image_folder
+    from course_utils.data import load_image_folder, photo_folder
     from course_utils.train import TrainConfig, train
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--folder", type=Path, default=DEFAULT_FOLDER)
+    parser.add_argument(
+        "--folder", type=Path, default=None, help="the ImageFolder to train on (default: $COURSE_PHOTOS)"
+    )
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.01)
@@ -42,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-aliased", type=float, default=0.30, help="largest conv1 aliased energy fraction")
     parser.add_argument("--out", type=Path, default=REPO / "build" / "real_photos")
     args = parser.parse_args(argv)
+    try:
+        args.folder = photo_folder(args.folder, required=True)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if not (args.folder / "train").is_dir():
         print(f"no ImageFolder with a train/ split at {args.folder}; pass --folder", file=sys.stderr)
         return 2

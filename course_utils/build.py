@@ -113,6 +113,12 @@ COURSE_MAP: dict[str, CourseEntry] = {
         "frozen features with a new softmax on held-out classes (new combinations of the families' "
         "parts) vs training from scratch, with few examples per class, and linear probes of every layer",
     ),
+    "09_real_photos": CourseEntry(
+        "Figs. 2, 5 and 7 on real photos",
+        "torchvision's ImageNet AlexNet (downloaded on first use) on the sample photos that ship "
+        "with the course: occluding the cat's face, rotating the coffee cup, the deconvnet beside "
+        "guided backprop; top-9 projections on your own photo folder (COURSE_PHOTOS)",
+    ),
     "explore": CourseEntry(
         "Figs. 2, 5 and 7, interactive",
         "explorers: pick a layer, channel and image for top-9 projections; move an occluder; "

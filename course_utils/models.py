@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import io
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,10 +29,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data.core import DATA_DIR, atomic_write
+from .data.core import DATA_DIR, atomic_write, file_hash
 from .layers import get_layer
 
 __all__ = [
+    "OFFLINE_VARIABLE",
+    "PretrainedWeightsError",
+    "genuine_weights",
+    "weights_file",
     "tensors_sha256",
     "NamedSequential",
     "ZFNetConfig",
@@ -57,7 +62,11 @@ class NamedSequential(nn.Sequential):
     """``nn.Sequential`` whose children carry the paper's layer names.
 
     Input ``(N, 3, H, W)`` float images (normalized), output ``(N, num_classes)`` logits.
+    ``class_names``: the names of the outputs when known (ImageNet's for :func:`alexnet` and
+    :func:`vgg16`), else ``None``.
     """
+
+    class_names: list[str] | None = None
 
     def layer_names(self) -> list[str]:
         """Names of the children in forward order."""
@@ -202,34 +211,62 @@ def _rename(modules: Iterable[nn.Module], names: Iterable[str]) -> list[tuple[st
     return list(zip(names, modules))
 
 
-def _load_imagenet_weights(model: nn.Module, weights: Any) -> None:
-    """Load torchvision ImageNet weights from the torch cache, downloading when online.
+class PretrainedWeightsError(RuntimeError):
+    """Pretrained weights are not in the torch cache and cannot be downloaded; the message names
+    the file, its URL and the folder to put it in."""
 
-    Offline with nothing cached, raise a ``RuntimeError`` that names the file to fetch and
-    the folder to put it in.
-    """
-    url = weights.url
-    cache_dir = Path(torch.hub.get_dir()) / "checkpoints"
-    target = cache_dir / os.path.basename(url)
+
+#: Set to 1 to never download (weights must already be in the torch cache).
+OFFLINE_VARIABLE = "COURSE_OFFLINE"
+
+
+def weights_file(weights: Any) -> Path:
+    """Where torch keeps a torchvision weights file: ``$TORCH_HOME/hub/checkpoints/<file name>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+
+
+def genuine_weights(weights: Any) -> bool:
+    """Whether the cached file of ``weights`` is torchvision's own: its SHA-256 starts with the
+    hash in the file name (``alexnet-owt-7be5be79.pth``), as torchvision checks on download. A
+    file put there by hand (a test's random weights) is not, and findings about ImageNet
+    features should not be asserted on it."""
+    path = weights_file(weights)
+    match = re.search(r"-([a-f0-9]+)\.", path.name)
+    return path.is_file() and match is not None and file_hash(path).startswith(match.group(1))
+
+
+def _load_imagenet_weights(model: nn.Module, weights: Any, progress: bool = True) -> None:
+    """Load torchvision ImageNet weights from the torch cache, downloading them on first use
+    (with a progress bar; torchvision checks the hash). Offline, or with ``COURSE_OFFLINE=1``,
+    and nothing cached: :class:`PretrainedWeightsError` naming the file, its URL and the folder."""
+    target = weights_file(weights)
+    how = (
+        f"Download {weights.url} on a machine with internet access and copy it to {target.parent}/ "
+        f"(as {target.name}), then call again."
+    )
+    if not target.is_file() and os.environ.get(OFFLINE_VARIABLE, "") not in ("", "0"):
+        raise PretrainedWeightsError(f"{OFFLINE_VARIABLE} is set and {target.name} is not in the torch cache. {how}")
     try:
-        state = torch.hub.load_state_dict_from_url(url, progress=True, check_hash=True)
-    except (OSError, RuntimeError) as error:  # URLError is an OSError
-        raise RuntimeError(
-            f"could not load pretrained weights ({error}). Download {url} on a machine with "
-            f"internet access and copy it to {target}, then call again."
-        ) from error
+        state = torch.hub.load_state_dict_from_url(weights.url, progress=progress, check_hash=True)
+    except (OSError, RuntimeError) as error:  # URLError is an OSError; a bad hash a RuntimeError
+        raise PretrainedWeightsError(f"could not load the pretrained weights {target.name} ({error}). {how}") from error
     model.load_state_dict(state)
 
 
-def _flat(net: nn.Module, feature_names: list[str], classifier_names: list[str]) -> NamedSequential:
-    """A torchvision ``features / avgpool / classifier`` network as one flat, named sequence."""
+def _flat(
+    net: nn.Module, feature_names: list[str], classifier_names: list[str], class_names: list[str] | None
+) -> NamedSequential:
+    """A torchvision ``features / avgpool / classifier`` network as one flat, named sequence,
+    with ``class_names`` (ImageNet's, from torchvision's weights metadata) as an attribute."""
     features, avgpool, classifier = (get_layer(net, name) for name in ("features", "avgpool", "classifier"))
     layers = (
         _rename(features.children(), feature_names)
         + [("avgpool", avgpool), ("flatten", nn.Flatten())]
         + _rename(classifier.children(), classifier_names)
     )
-    return NamedSequential(OrderedDict(layers))
+    flat = NamedSequential(OrderedDict(layers))
+    flat.class_names = list(class_names) if class_names is not None else None
+    return flat
 
 
 def alexnet(pretrained: bool = False, num_classes: int = 1000) -> NamedSequential:
@@ -237,7 +274,9 @@ def alexnet(pretrained: bool = False, num_classes: int = 1000) -> NamedSequentia
 
     Names: conv1, relu1, pool1, conv2, relu2, pool2, conv3, relu3, conv4, relu4, conv5,
     relu5, pool5, avgpool, flatten, drop6, fc6, relu6, drop7, fc7, relu7, fc8. The modules
-    are torchvision's own (in-place ReLUs included).
+    are torchvision's own (in-place ReLUs included). ``pretrained=True`` loads torchvision's
+    ImageNet weights, downloading them into the torch cache on first use (see
+    :class:`PretrainedWeightsError` offline); ``class_names`` are ImageNet's ("tabby", ...).
     """
     from torchvision.models import AlexNet_Weights
     from torchvision.models import alexnet as tv_alexnet
@@ -245,6 +284,7 @@ def alexnet(pretrained: bool = False, num_classes: int = 1000) -> NamedSequentia
     net = tv_alexnet(weights=None, num_classes=num_classes)
     if pretrained:
         _load_imagenet_weights(net, AlexNet_Weights.IMAGENET1K_V1)
+    categories = AlexNet_Weights.IMAGENET1K_V1.meta["categories"]
     feature_names = [
         "conv1",
         "relu1",
@@ -261,7 +301,7 @@ def alexnet(pretrained: bool = False, num_classes: int = 1000) -> NamedSequentia
         "pool5",
     ]
     classifier_names = ["drop6", "fc6", "relu6", "drop7", "fc7", "relu7", "fc8"]
-    return _flat(net, feature_names, classifier_names)
+    return _flat(net, feature_names, classifier_names, categories if num_classes == 1000 else None)
 
 
 def vgg16(pretrained: bool = False, num_classes: int = 1000) -> NamedSequential:
@@ -269,7 +309,7 @@ def vgg16(pretrained: bool = False, num_classes: int = 1000) -> NamedSequential:
 
     Convolutions are ``conv{block}_{index}`` (conv1_1 ... conv5_3) with ``relu{block}_{index}``
     after each, ``pool1`` ... ``pool5`` closing the blocks, then avgpool, flatten, fc6, relu6,
-    drop6, fc7, relu7, drop7, fc8.
+    drop6, fc7, relu7, drop7, fc8. ``pretrained`` and ``class_names`` as for :func:`alexnet`.
     """
     from torchvision.models import VGG16_Weights
     from torchvision.models import vgg16 as tv_vgg16
@@ -277,13 +317,14 @@ def vgg16(pretrained: bool = False, num_classes: int = 1000) -> NamedSequential:
     net = tv_vgg16(weights=None, num_classes=num_classes)
     if pretrained:
         _load_imagenet_weights(net, VGG16_Weights.IMAGENET1K_V1)
+    categories = VGG16_Weights.IMAGENET1K_V1.meta["categories"]
     feature_names = []
     for block, convs in enumerate((2, 2, 3, 3, 3), start=1):
         for index in range(1, convs + 1):
             feature_names += [f"conv{block}_{index}", f"relu{block}_{index}"]
         feature_names.append(f"pool{block}")
     classifier_names = ["fc6", "relu6", "drop6", "fc7", "relu7", "drop7", "fc8"]
-    return _flat(net, feature_names, classifier_names)
+    return _flat(net, feature_names, classifier_names, categories if num_classes == 1000 else None)
 
 
 class CheckpointError(RuntimeError):

@@ -338,7 +338,7 @@ def deconvnet_explorer(
     model: nn.Module,
     dataset: ImageTensorDataset,
     layers: Sequence[str] | None = None,
-    k: int = 9,
+    k: int | None = None,
     channel: int = 0,
     image: int = 0,
     progress: bool = True,
@@ -349,7 +349,8 @@ def deconvnet_explorer(
         model: a flat named model in eval mode (e.g. a trained :class:`~course_utils.models.ZFNet`).
         dataset: the images mined over and shown (e.g. ``load_dataset("embedded", "val")``).
         layers: layers with a spatial receptive field; default: every ``nn.Conv2d`` (conv1..conv5).
-        k: activations per feature map (9 in the paper).
+        k: activations per feature map (default 9, as in the paper, or every image of a
+            smaller dataset such as the 7 sample photos).
         channel, image: the initial feature map and image index.
         progress: show a progress bar while mining.
 
@@ -363,6 +364,7 @@ def deconvnet_explorer(
         raise ValueError("give at least one layer, e.g. layers=['conv1', 'conv5']")
     for layer in layers:
         receptive_field(model, layer)  # raises for unknown layers and layers without a spatial field
+    k = min(9, len(dataset)) if k is None else k
     tops = mine_top_activations(model, dataset, layers, k=k, progress=progress)
     return DeconvnetExplorer(model, dataset, tops, channel=channel, image=image)
 

@@ -10,10 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils.data import ImageTensorDataset
+from course_utils.data import ImageTensorDataset, photo_folder
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_IMAGENET = REPO.parent / "shared" / "data" / "tiny-imagenet-10"
 
 
 def colour_dataset(n: int, size: int = 32, classes: int = 3, seed: int = 0) -> ImageTensorDataset:
@@ -34,11 +33,13 @@ def colour_data() -> tuple[ImageTensorDataset, ImageTensorDataset]:
 
 
 @pytest.fixture
-def tiny_imagenet() -> Path:
-    """Path of ../shared/data/tiny-imagenet-10; skips the test when it is absent."""
-    if not TINY_IMAGENET.is_dir():
-        pytest.skip(f"real-photo slice not found at {TINY_IMAGENET}")
-    return TINY_IMAGENET
+def photos() -> Path:
+    """The user's photo folder (an ImageFolder chosen with COURSE_PHOTOS); skips the test when
+    none is chosen (CI sets it to a real-photo slice beside the repository)."""
+    folder = photo_folder()
+    if folder is None:
+        pytest.skip("no photo folder: set COURSE_PHOTOS=/path/to/ImageFolder to run the real-photo tests")
+    return folder
 
 
 # Tests work on tiny tensors, where a second thread only adds synchronization (5-10x slower when

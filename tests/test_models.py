@@ -114,7 +114,7 @@ def test_pretrained_weights_offline_error_names_url_and_folder(monkeypatch, tmp_
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    with pytest.raises(RuntimeError, match=r"alexnet-owt-.*\.pth.*checkpoints"):
+    with pytest.raises(models.PretrainedWeightsError, match=r"alexnet-owt-.*\.pth.*checkpoints"):
         models.alexnet(pretrained=True)
 
 

@@ -443,22 +443,28 @@ def test_load_imagenette_through_registry(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- the real-photo slice
 
 
-def test_tiny_imagenet_val_loads_as_pil_decodes_it(tiny_imagenet, tmp_path):
-    val = load_image_folder(
-        tiny_imagenet,
-        "val",
+def test_the_photo_folder_loads_as_pil_decodes_it(photos, tmp_path):
+    """The user's photo folder (COURSE_PHOTOS) through load_image_folder: every image, its class
+    folder as label, readable names from classes.tsv when there is one, pixels as PIL decodes them."""
+    split = "val" if (photos / "val").is_dir() else None
+    root = photos / split if split else photos
+    loaded = load_image_folder(
+        photos,
+        split,
         image_size=64,
         mean=real.IMAGENET_MEAN,
         std=real.IMAGENET_STD,
         progress=False,
         cache_dir=tmp_path / "cache",
     )
-    assert val.images.shape == (500, 3, 64, 64)
-    assert val.num_classes == 10 and torch.bincount(val.labels).tolist() == [50] * 10
-    names = dict(line.split("\t") for line in (tiny_imagenet / "classes.tsv").read_text().splitlines())
-    wnids = sorted(p.name for p in (tiny_imagenet / "val").iterdir() if p.is_dir())
-    assert val.class_names == [names[wnid] for wnid in wnids]
-    first_file = sorted((tiny_imagenet / "val" / wnids[0]).iterdir())[0]
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    counts = [sum(1 for f in (root / name).iterdir() if f.is_file()) for name in folders]
+    assert loaded.images.shape == (sum(counts), 3, 64, 64)
+    assert torch.bincount(loaded.labels, minlength=len(folders)).tolist() == counts
+    if (photos / "classes.tsv").is_file():
+        names = dict(line.split("\t") for line in (photos / "classes.tsv").read_text().splitlines())
+        assert loaded.class_names == [names.get(name, name) for name in folders]
+    first_file = sorted((root / folders[0]).iterdir())[0]
     with Image.open(first_file) as image:
-        expected = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
-    assert torch.equal(val.images[0], expected)
+        expected = real._to_square_tensor(image.convert("RGB"), 64)
+    assert torch.equal(loaded.images[0], expected)

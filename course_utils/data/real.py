@@ -47,6 +47,10 @@ __all__ = [
     "load_cifar10",
     "load_image_folder",
     "load_imagenette",
+    "load_samples",
+    "photo_folder",
+    "PHOTOS_VARIABLE",
+    "SAMPLES",
 ]
 
 _HASH_LENGTHS = {"md5": 32, "sha256": 64}
@@ -471,3 +475,77 @@ def load_imagenette(
     dataset = load_image_folder(folder, split, image_size, IMAGENET_MEAN, IMAGENET_STD, progress, cache_dir)
     dataset.class_names = [IMAGENETTE_CLASSES.get(name, name) for name in dataset.class_names]
     return dataset
+
+
+# --------------------------------------------------------------------------------------------
+# The user's photo folder, and the sample photos every user has
+# --------------------------------------------------------------------------------------------
+
+#: The environment variable that chooses the photo folder (an ImageFolder) for notebooks,
+#: benchmarks and tests.
+PHOTOS_VARIABLE = "COURSE_PHOTOS"
+
+
+def photo_folder(folder: str | os.PathLike | None = None, required: bool = False) -> Path | None:
+    """The photo folder to use: ``folder``, else ``$COURSE_PHOTOS``, else ``None`` (or, with
+    ``required``, a ``FileNotFoundError`` saying how to choose one). A folder that is named but
+    does not exist is an error either way."""
+    chosen = folder if folder is not None else os.environ.get(PHOTOS_VARIABLE) or None
+    if chosen is None:
+        if required:
+            raise FileNotFoundError(
+                f"no photo folder chosen: pass one, or set {PHOTOS_VARIABLE}=/path/to/ImageFolder "
+                "(root/<class>/*.jpg or root/train|val/<class>/*.jpg); without photos of your own, "
+                "load_dataset('imagenette', download=True) fetches ImageNet photos"
+            )
+        return None
+    path = Path(chosen).expanduser()
+    if not path.is_dir():
+        origin = "" if folder is not None else f" (from {PHOTOS_VARIABLE})"
+        raise FileNotFoundError(f"the photo folder {path}{origin} does not exist")
+    return path
+
+
+#: The sample photos of :func:`load_samples`: scikit-image's ``skimage.data`` name, a readable
+#: name, and the ImageNet class (index, torchvision's name) the photo shows, or ``None``.
+SAMPLES: tuple[tuple[str, str, tuple[int, str] | None], ...] = (
+    ("chelsea", "Chelsea the cat", (281, "tabby")),
+    ("coffee", "a cup of coffee", (967, "espresso")),
+    ("rocket", "a rocket on its launch pad", (812, "space shuttle")),
+    ("astronaut", "an astronaut", None),
+    ("brick", "brick wall (texture)", None),
+    ("grass", "grass (texture)", None),
+    ("gravel", "gravel (texture)", None),
+)
+
+
+def load_samples(image_size: int = 224) -> ImageTensorDataset:
+    """Real photos every user has, offline: scikit-image's bundled, license-clean sample photos
+    and textures (:data:`SAMPLES`), shorter side resized to ``image_size`` and centre-cropped,
+    grayscale textures as RGB, normalized with the ImageNet statistics.
+
+    Each photo is its own class (``class_names`` are the readable names); ``extras["imagenet_class"]``
+    ``(N,)`` holds the ImageNet class each shows (-1 for none), for pretrained ImageNet models.
+    """
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
+        raise ValueError(f"image_size must be an integer of at least 8 pixels, got {image_size!r}")
+    try:
+        import skimage.data
+    except ImportError as error:
+        raise ImportError(
+            "the sample photos come with scikit-image: pip install scikit-image (make setup installs it)"
+        ) from error
+    pictures = []
+    for name, _, _ in SAMPLES:
+        array = getattr(skimage.data, name)()
+        image = Image.fromarray(array).convert("RGB")
+        pictures.append(_to_square_tensor(image, image_size))
+    imagenet = torch.tensor([-1 if found is None else found[0] for _, _, found in SAMPLES])
+    return ImageTensorDataset(
+        torch.stack(pictures),
+        torch.arange(len(SAMPLES)),
+        [readable for _, readable, _ in SAMPLES],
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        {"imagenet_class": imagenet},
+    )
