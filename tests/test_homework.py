@@ -44,6 +44,7 @@ from course_utils.homework.generate import (
     write_student_versions,
 )
 from course_utils.homework.handout import make_handout, write_solution_references
+from course_utils.homework.mistakes import MISTAKES
 from course_utils.models import ZFNet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -256,9 +257,15 @@ def submission_with(assignment: str, function: str, wrong, folder: Path) -> Path
 def test_wrong_solutions_lose_marks(tmp_path, assignment, function, wrong, failing):
     report = grade(assignment, submission_with(assignment, function, wrong, tmp_path), verbose=False)
     assert {result.check.id for result in report.results if not result.passed} == failing
-    assert all(
-        result.status == "fail" and "relative error" in result.message for result in report.results if not result.passed
-    )
+    title = {
+        "mean_unpool": "mean unpooling",
+        "overwriting_unpool": "overwriting at shared switches",
+        "logits_map": "logits instead of probabilities",
+        "binary_sign_disagreement": "zero treated as a sign",
+        "receptive_field_without_padding": "padding ignored",
+    }[wrong.__name__]
+    failed = [result for result in report.results if not result.passed]
+    assert all(r.status == "fail" and r.message.startswith(f"{title}: ") for r in failed), [r.message for r in failed]
     assert report.earned < report.possible
 
 
@@ -305,14 +312,18 @@ def test_run_check_reports_errors_shapes_types_and_dtypes(tmp_path):
     expected = np.arange(3.0) / 3 + 1e-4
     result = run_check(one_check(expected), module)
     assert result.status == "fail"
-    assert "(your result is float32, the reference float64: keep the inputs' dtype)" in result.message
+    assert result.message == "returned float32, the reference is float64: keep the inputs' dtype"
     result = run_check(one_check(expected, "g"), module)
     assert (result.status, result.message) == ("error", "ValueError: bad (student.py, line 6)")
     assert run_check(one_check(expected, "h"), module).message == "returned shape (2,), expected (3,)"
     assert run_check(one_check(expected, "k"), module).message.startswith("returned str, which is not a tensor")
     assert run_check(one_check(expected, "ragged"), module).message.startswith("returned list, which is not")
     assert run_check(one_check(expected, "missing"), module).message == "student.py has no function 'missing'"
-    assert run_check(one_check(np.arange(3.0) / 3), module).passed  # float32 rounding is within 1e-6
+    float32 = run_check(one_check(np.arange(3.0) / 3), module)  # right values, but not the inputs' dtype
+    assert (float32.status, float32.message) == (
+        "fail",
+        "returned float32, the reference is float64: keep the inputs' dtype",
+    )
 
 
 def test_a_module_that_does_not_import_scores_zero(tmp_path):
@@ -685,3 +696,25 @@ def test_generated_notebook_runs_with_a_complete_answer(tmp_path):
     ).execute()
     last = "".join(output.get("text", "") for output in notebook.cells[-1].outputs)
     assert last.splitlines()[-1] == "hw4_receptive_field: receptive_field 4/4, unit_box 4/4 -> 8/8"
+
+
+@pytest.mark.parametrize(
+    "assignment, mistake",
+    [(assignment, mistake) for assignment, mistakes in MISTAKES.items() for mistake in mistakes],
+    ids=lambda value: value if isinstance(value, str) else value.title.replace(" ", "_"),
+)
+def test_every_common_mistake_is_named_with_its_advice(assignment, mistake, monkeypatch):
+    """At least one of the assignment's checks recognises the mistake and says what to change."""
+    module = solution_module(assignment)
+    monkeypatch.setattr(module, mistake.function, mistake.make(module))
+    results = [
+        run_check(check, module) for check in load_references(assignment, REFERENCE_DIR / f"{assignment}.npz").checks
+    ]
+    named = [r for r in results if r.message == f"{mistake.title}: {mistake.advice}"]
+    assert named, [r.message for r in results if not r.passed]
+    assert all(not r.passed for r in named)
+
+
+def test_every_assignment_has_at_least_three_common_mistakes():
+    assert set(MISTAKES) == set(ASSIGNMENTS)
+    assert all(len(mistakes) >= 3 for mistakes in MISTAKES.values())

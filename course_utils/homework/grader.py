@@ -43,6 +43,7 @@ from torch import nn
 
 from ..data.core import DATA_DIR, CacheError, load_array_cache, save_array_cache
 from ..models import ZFNet, ZFNetConfig
+from .mistakes import MISTAKES
 
 __all__ = [
     "TOLERANCE",
@@ -221,6 +222,8 @@ class StoredCheck:
     arguments: dict[str, dict[str, Any]]
     expected: np.ndarray
     arrays: dict[str, np.ndarray] = field(repr=False)
+    #: ``(title, advice, output)`` of each common mistake whose output differs from ``expected``.
+    mistakes: list[tuple[str, str, np.ndarray]] = field(default_factory=list, repr=False)
 
     @property
     def id(self) -> str:
@@ -274,7 +277,26 @@ def build_references(assignment: str, module: ModuleType) -> References:
         # the solution sees the stored copies, exactly what a student's function will see
         expected = as_array(getattr(module, check.function)(**decode_arguments(arguments, arrays)))
         stored.append(StoredCheck(check.function, check.name, check.points, check.hidden, arguments, expected, arrays))
+    _record_mistakes(assignment, module, stored)
     return References(assignment, stored)
+
+
+def _record_mistakes(assignment: str, module: ModuleType, stored: list[StoredCheck]) -> None:
+    """Run every check with each of the assignment's common mistakes in place of its function
+    (:data:`course_utils.homework.mistakes.MISTAKES`) and keep the outputs that fail the check."""
+    for mistake in MISTAKES.get(assignment, ()):
+        solution = getattr(module, mistake.function)
+        setattr(module, mistake.function, mistake.make(module))
+        try:
+            for check in stored:
+                try:
+                    output = as_array(getattr(module, check.function)(**check.inputs()))
+                except Exception:  # a mistake that crashes on these inputs is not recognisable
+                    continue
+                if output.shape != check.expected.shape or not rel_error(output, check.expected) <= TOLERANCE:
+                    check.mistakes.append((mistake.title, mistake.advice, output))
+        finally:
+            setattr(module, mistake.function, solution)
 
 
 def _info(assignment: str) -> dict[str, Any]:
@@ -288,6 +310,8 @@ def write_references(references: References, path: str | Path) -> Path:
     for check in references.checks:
         arrays.update(check.arrays)
         arrays[f"{check.id}/expected"] = check.expected
+        for number, (_, _, output) in enumerate(check.mistakes):
+            arrays[f"{check.id}/mistake/{number}"] = output
         entries.append(
             {
                 "function": check.function,
@@ -295,6 +319,7 @@ def write_references(references: References, path: str | Path) -> Path:
                 "points": check.points,
                 "hidden": check.hidden,
                 "arguments": check.arguments,
+                "mistakes": [[title, advice] for title, advice, _ in check.mistakes],
             }
         )
     metadata = {
@@ -326,9 +351,20 @@ def load_references(assignment: str, path: str | Path) -> References:
         check_id = f"{entry['function']}/{entry['name']}"
         own = {name: array for name, array in arrays.items() if name.startswith(check_id + "/")}
         expected = own.pop(f"{check_id}/expected")
+        mistakes = [
+            (title, advice, own.pop(f"{check_id}/mistake/{number}"))
+            for number, (title, advice) in enumerate(entry.get("mistakes", []))
+        ]
         checks.append(
             StoredCheck(
-                entry["function"], entry["name"], entry["points"], entry["hidden"], entry["arguments"], expected, own
+                entry["function"],
+                entry["name"],
+                entry["points"],
+                entry["hidden"],
+                entry["arguments"],
+                expected,
+                own,
+                mistakes,
             )
         )
     return References(assignment, checks, metadata["hidden_left_out"], metadata["hidden_points_left_out"])
@@ -401,20 +437,28 @@ def _where(error: BaseException, module: ModuleType) -> str:
 
 
 def judge(check: StoredCheck, result: np.ndarray, mutated: str | None = None) -> CheckResult:
-    """Compare a function's output (as an array) with the check's reference: shape, inputs left
-    unchanged (``mutated`` names an input the function changed in place), relative error."""
-    if result.shape != check.expected.shape:
+    """Compare a function's output (as an array) with the check's reference: a known common
+    mistake is named (with what to change), then shape, dtype (float results keep the reference's
+    precision, as the assignments ask), inputs left unchanged (``mutated`` names an input changed
+    in place) and relative error."""
+    same_shape = result.shape == check.expected.shape
+    if not (same_shape and rel_error(result, check.expected) <= TOLERANCE):
+        for title, advice, output in check.mistakes:
+            if output.shape == result.shape and rel_error(result, output) <= TOLERANCE:
+                return CheckResult(check, "fail", f"{title}: {advice}")
+    if not same_shape:
         return CheckResult(check, "fail", f"returned shape {result.shape}, expected {check.expected.shape}")
+    if check.expected.dtype.kind == "f" and result.dtype.kind == "f" and result.dtype != check.expected.dtype:
+        return CheckResult(
+            check, "fail", f"returned {result.dtype}, the reference is {check.expected.dtype}: keep the inputs' dtype"
+        )
     if mutated is not None:
         return CheckResult(
             check, "fail", f"changed its input {mutated!r} in place; work on a copy (e.g. {mutated}.clone())"
         )
     relative = rel_error(result, check.expected)
     if not relative <= TOLERANCE:
-        message = f"relative error {relative:.1e} > {TOLERANCE:.0e}"
-        if result.dtype != check.expected.dtype and result.dtype.kind == check.expected.dtype.kind:
-            message += f" (your result is {result.dtype}, the reference {check.expected.dtype}: keep the inputs' dtype)"
-        return CheckResult(check, "fail", message)
+        return CheckResult(check, "fail", f"relative error {relative:.1e} > {TOLERANCE:.0e}")
     return CheckResult(check, "pass", f"relative error {relative:.1e}")
 
 
