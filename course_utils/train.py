@@ -321,32 +321,70 @@ def train(
     return model, history
 
 
+#: Where the command line saves a run when no ``--out`` is given.
+DEFAULT_OUT = "build/train"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m course_utils.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m course_utils.train",
+        description=__doc__,
+        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, max_help_position=32),
     )
     defaults = TrainConfig()
-    parser.add_argument(
-        "--dataset", default="embedded", help="'embedded', 'cifar10', 'imagenette' or the path of an ImageFolder"
+    add = parser.add_argument
+    add(
+        "--dataset",
+        default="embedded",
+        help="'embedded', 'samples', 'cifar10', 'imagenette' or the path of an "
+        "ImageFolder, e.g. $COURSE_PHOTOS (default: embedded)",
     )
-    parser.add_argument("--train-split", default="train")
-    parser.add_argument("--val-split", default="val")
-    parser.add_argument("--max-train", type=int, default=None, help="use only the first N training images")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    parser.add_argument("--augment", default=defaults.augment, choices=("none", "flip", "crop_flip"))
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--snapshots", default="", help="comma-separated epochs to checkpoint, e.g. 1,2,5")
-    parser.add_argument("--out", default=None, help="folder for checkpoints (final.pt, epoch_XX.pt, history.json)")
-    parser.add_argument("--conv-widths", default=None, help="five comma-separated widths for conv1..conv5")
-    parser.add_argument("--fc-widths", default=None, help="two comma-separated widths for fc6, fc7")
-    parser.add_argument("--remove", default="", help="comma-separated layers to leave out, e.g. conv3,conv4")
-    parser.add_argument("--conv1", default=None, help="first layer kernel/stride, e.g. 7/2 (ZF) or 11/4 (AlexNet)")
-    parser.add_argument("--lcn", action="store_true", help="add local contrast normalization after pool1/pool2")
-    parser.add_argument("--dropout", type=float, default=ZFNetConfig.dropout, help="dropout after fc6/fc7")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    add("--train-split", default="train", help="split to train on (default: train)")
+    add(
+        "--val-split",
+        default="val",
+        help="split to validate on (default: val); a folder without splits gets a 10%% hold-out",
+    )
+    add("--max-train", type=int, default=None, help="use only the first N training images (default: all)")
+    add(
+        "--epochs", type=int, default=defaults.epochs, help=f"passes over the training set (default: {defaults.epochs})"
+    )
+    add("--batch-size", type=int, default=defaults.batch_size, help=f"images per step (default: {defaults.batch_size})")
+    add("--lr", type=float, default=defaults.lr, help=f"peak learning rate (default: {defaults.lr})")
+    add(
+        "--weight-decay",
+        type=float,
+        default=defaults.weight_decay,
+        help=f"L2 weight decay (default: {defaults.weight_decay})",
+    )
+    add(
+        "--augment",
+        default=defaults.augment,
+        choices=("none", "flip", "crop_flip"),
+        help=f"data augmentation (default: {defaults.augment})",
+    )
+    add(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        help=f"seeds initialization, order and augmentation (default: {defaults.seed})",
+    )
+    add("--snapshots", default="", help="comma-separated epochs to checkpoint as well, e.g. 1,2,5 (default: none)")
+    add(
+        "--out", default=DEFAULT_OUT, help=f"folder for final.pt, epoch_XX.pt and history.json (default: {DEFAULT_OUT})"
+    )
+    add("--conv-widths", default=None, help="five comma-separated widths for conv1..conv5 (default: the ZFNet's)")
+    add("--fc-widths", default=None, help="two comma-separated widths for fc6, fc7 (default: the ZFNet's)")
+    add("--remove", default="", help="comma-separated layers to leave out, e.g. conv3,conv4 (default: none)")
+    add("--conv1", default=None, help="first layer kernel/stride, e.g. 7/2 (ZF, the default) or 11/4 (AlexNet)")
+    add("--lcn", action="store_true", help="add local contrast normalization after pool1/pool2 (default: off)")
+    add(
+        "--dropout",
+        type=float,
+        default=ZFNetConfig.dropout,
+        help=f"dropout after fc6/fc7 (default: {ZFNetConfig.dropout})",
+    )
+    add("--threads", type=int, default=None, help="torch CPU threads per process (default: all cores)")
     return parser
 
 
@@ -445,11 +483,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             f"trained {args.epochs} epochs in {time.perf_counter() - start:.1f}s on {world} process(es); "
             f"final val accuracy {history[-1]['val_acc']:.4f}"
         )
-        if args.out:
-            saved = ["final.pt", *(f"epoch_{epoch:02d}.pt" for epoch in config.snapshot_epochs), "history.json"]
-            print(f"saved to {Path(args.out).resolve()}: {', '.join(saved)}")
-        else:
-            print("no --out given: nothing was saved (pass --out FOLDER to keep the model and its history)")
+        saved = ["final.pt", *(f"epoch_{epoch:02d}.pt" for epoch in config.snapshot_epochs), "history.json"]
+        print(f"saved to {Path(args.out).resolve()}: {', '.join(saved)}")
     if world > 1:
         import torch.distributed as dist
 

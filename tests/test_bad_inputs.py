@@ -616,11 +616,11 @@ def test_a_photo_folder_without_validation_split_is_held_out_not_validated_on_it
         return None, [{"val_acc": 0.5}]
 
     monkeypatch.setattr(train_module, "train", fake_train)
-    train_module.main(["--dataset", str(tmp_path / "photos"), "--epochs", "1"])
+    train_module.main(["--dataset", str(tmp_path / "photos"), "--epochs", "1", "--out", str(tmp_path / "run")])
     assert (seen["train"], seen["val"]) == (18, 2) and not seen["overlap"]
     out = capsys.readouterr().out
     assert "has no train/ and val/ folders: holding out 2 of its 20 images" in out
-    assert "no --out given: nothing was saved" in out
+    assert f"saved to {tmp_path / 'run'}: final.pt, history.json" in out
     assert list((tmp_path / "cache").glob("image-folder-*.npz"))  # COURSE_CACHE_DIR is honoured
 
 

@@ -52,3 +52,21 @@ def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text()
     assert "make test" in readme and "make test" in ci
     assert "make lint" in readme and ci.index("make lint") < ci.index("make test")
+
+
+def test_make_lab_serves_the_repository_root_as_root_or_user():
+    """`make lab`'s own command (as `make -n` prints it), started headless for a few seconds:
+    it runs as root too (no 'Running as root is not recommended' exit) and serves the repository
+    root, where notebooks/ and homework/ both are."""
+    import subprocess
+
+    printed = subprocess.run(["make", "-n", "lab"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    command = printed.strip().splitlines()[-1]
+    assert "--ServerApp.root_dir=" in command and "--allow-root" in command
+    run = subprocess.run(
+        ["bash", "-c", f"timeout 20 {command} --no-browser --ServerApp.port=0 --ServerApp.token=test"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert f"Serving notebooks from local directory: {REPO}" in run.stderr, run.stderr[-2000:]
