@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -718,3 +719,53 @@ def test_every_common_mistake_is_named_with_its_advice(assignment, mistake, monk
 def test_every_assignment_has_at_least_three_common_mistakes():
     assert set(MISTAKES) == set(ASSIGNMENTS)
     assert all(len(mistakes) >= 3 for mistakes in MISTAKES.values())
+
+
+@pytest.mark.slow
+def test_the_gradescope_autograder_zip_grades_a_correct_and_a_wrong_submission(tmp_path):
+    """The zip's own run_autograder, in a Gradescope-like folder (AUTOGRADER_ROOT), writes
+    results.json: full marks for the solution, the named mistake and 0 for a wrong answer, and a
+    message for a missing file."""
+    import os
+    import stat
+
+    from course_utils.homework.gradescope import make_gradescope_zip
+
+    archive = make_gradescope_zip("hw4_receptive_field", tmp_path / "out")
+    with zipfile.ZipFile(archive) as bundle:
+        names = bundle.namelist()
+        assert {"setup.sh", "run_autograder", "hw4_receptive_field.npz", "course_utils/homework/grader.py"} <= set(
+            names
+        )
+        assert "course_utils/homework/solutions/hw4_receptive_field.py" in names  # the package, as installed
+        bundle.extractall(tmp_path / "root" / "source")
+    root = tmp_path / "root"
+    script = root / "source" / "run_autograder"
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    # python3 on the PATH is the one with the package installed, as setup.sh leaves Gradescope's image
+    environment = dict(
+        os.environ, AUTOGRADER_ROOT=str(root), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    )
+
+    def run(source: str | None) -> dict:
+        submission = root / "submission"
+        shutil.rmtree(submission, ignore_errors=True)
+        submission.mkdir()
+        if source is not None:
+            (submission / "hw4_receptive_field.py").write_text(source)
+        subprocess.run([str(script)], env=environment, check=True, capture_output=True, timeout=300)
+        return json.loads((root / "results" / "results.json").read_text())
+
+    correct = run(solution_path("hw4_receptive_field").read_text())
+    assert all(test["score"] == test["max_score"] for test in correct["tests"]) and len(correct["tests"]) == 7
+    assert {test["visibility"] for test in correct["tests"]} == {"visible", "after_published"}
+    wrong = run(
+        solution_path("hw4_receptive_field").read_text()
+        + textwrap.dedent(inspect.getsource(receptive_field_without_padding)).replace(
+            "def receptive_field_without_padding(", "def receptive_field("
+        )
+    )
+    failed = [test for test in wrong["tests"] if test["score"] == 0]
+    assert failed and all(test["output"].startswith("padding ignored: ") for test in failed)
+    missing = run(None)
+    assert missing["score"] == 0 and "upload the file hw4_receptive_field.py" in missing["output"]

@@ -4,6 +4,7 @@
     python -m course_utils.homework references [--out data/homework] [ASSIGNMENT ...]
     python -m course_utils.homework grade ASSIGNMENT [--module FILE | --solution] [--references NPZ]
     python -m course_utils.homework handout ASSIGNMENT [ASSIGNMENT ...] --out build/handouts/
+    python -m course_utils.homework gradescope ASSIGNMENT [ASSIGNMENT ...] --out build/gradescope/
 
 ``grade`` exits with 0 only when every check ran and passed, 1 otherwise; every command exits
 with 2 and a message when it cannot run (no module, missing or corrupt reference data, unknown
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 
 from .generate import ASSIGNMENTS, solution_path, write_student_versions
 from .grader import CHECK_SECONDS, REFERENCE_DIR, TOTAL_SECONDS, grade
+from .gradescope import make_gradescope_zip
 from .handout import make_handout, write_solution_references
 
 __all__ = ["main"]
@@ -73,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     handout = commands.add_parser("handout", help="zip the student version and the public reference data")
     handout.add_argument("assignments", nargs="+", metavar="ASSIGNMENT")
     handout.add_argument("--out", default="build/handouts", help="output folder (default: build/handouts)")
+    gradescope = commands.add_parser("gradescope", help="zip a Gradescope autograder (writes results.json)")
+    gradescope.add_argument("assignments", nargs="+", metavar="ASSIGNMENT")
+    gradescope.add_argument("--out", default="build/gradescope", help="output folder (default: build/gradescope)")
     return parser
 
 
@@ -107,6 +112,9 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "references":
         for path in write_solution_references(args.out, args.assignments or ASSIGNMENTS):
             print(f"wrote {path} (+ {path.with_suffix('.json').name})")
+    elif args.command == "gradescope":
+        for assignment in args.assignments:
+            print(f"wrote {make_gradescope_zip(assignment, args.out)} (upload it as the autograder)")
     else:
         for assignment in args.assignments:
             print(f"wrote {make_handout(assignment, args.out)}")
