@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 BUILD  := build
 
-.PHONY: setup lint course test test-fast lab checkpoints ablation findings homework handouts slides clean
+.PHONY: setup lint course test test-fast lab explore checkpoints ablation findings homework handouts slides clean
 
 setup: $(VENV)/.installed
 
@@ -42,6 +42,11 @@ test-fast: setup
 ## Open JupyterLab at the repository root (notebooks/ and homework/ both reachable); as root too.
 lab: setup
 	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+
+## The explorers as a standalone app for lectures: Voila serves notebooks/explore.ipynb without its
+## code cells at http://localhost:8866 (the shipped model, the embedded validation images).
+explore: setup
+	$(BIN)/voila notebooks/explore.ipynb --strip_sources=True
 
 ## Retrain the shipped checkpoints in data/checkpoints/ (about 8 + 4 minutes on 2 cores):
 ## the course's model with its epoch snapshots, then notebook 07's AlexNet-like first layer.

@@ -232,3 +232,73 @@ def test_moving_the_occluder_slider_in_jupyterlab_redraws_the_explorer(tmp_path)
                 browser.close()
     finally:
         stop(server)
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(600)
+def test_the_voila_app_serves_the_explorers_with_the_shipped_model(tmp_path):
+    """`make explore`'s app: Voila serves notebooks/explore.ipynb (the shipped model, no code
+    cells); in headless Chromium the occluder's "left (x)" slider moves and the probability
+    readout changes. A screenshot goes to build/browser/voila.png."""
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("Chromium not found; install it with `apt-get install -y chromium`")
+    from playwright.sync_api import expect, sync_playwright
+
+    port = free_port()
+    log_path = tmp_path / "voila.log"
+    log = open(log_path, "w")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "voila",
+            str(REPO / "notebooks" / "explore.ipynb"),
+            "--no-browser",
+            f"--port={port}",
+            "--Voila.ip=127.0.0.1",
+            "--strip_sources=True",
+        ],
+        cwd=REPO / "notebooks",
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"Voila exited with code {server.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"Voila did not listen within 90 s:\n{log_path.read_text()[-3000:]}")
+                time.sleep(0.5)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.set_default_timeout(60_000)
+                page.goto(f"http://127.0.0.1:{port}/", timeout=300_000)  # Voila runs the notebook first
+                slider = page.locator(".widget-slider", has=page.locator("label", has_text="left (x)"))
+                label = page.locator(".widget-html", has_text="with the occluder at")
+                expect(slider).to_be_visible(timeout=300_000)
+                expect(label).to_contain_text("with the occluder at (y=20, x=24)", timeout=60_000)
+                assert "load_shipped_model" not in page.content()  # the code cells are not shown
+                before = label.inner_text()
+                slider.locator(".noUi-handle").focus()
+                for _ in range(STEPS):
+                    page.keyboard.press("ArrowRight")
+                expect(label).to_contain_text(f"(y=20, x={24 + STEPS})", timeout=60_000)
+                assert label.inner_text() != before
+                shot = SCREENSHOT.parent / "voila.png"
+                shot.parent.mkdir(parents=True, exist_ok=True)
+                slider.scroll_into_view_if_needed()
+                page.screenshot(path=str(shot))
+            finally:
+                browser.close()
+    finally:
+        stop(server)
+        log.close()
