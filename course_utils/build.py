@@ -50,6 +50,7 @@ __all__ = [
     "course_notebooks",
     "run_notebook",
     "execute_notebook",
+    "slowest_cell",
     "build_course",
     "assign_slide_types",
     "build_slides",
@@ -147,13 +148,33 @@ def run_notebook(path: Path, timeout: int = 600) -> tuple[Any, float]:
     return notebook, time.perf_counter() - start
 
 
+def slowest_cell(notebook: Any) -> tuple[int, float]:
+    """``(cell index, seconds)`` of the slowest code cell of an executed notebook (from the
+    timing nbclient records in each cell's metadata); ``(-1, 0.0)`` without timings."""
+    from datetime import datetime
+
+    slowest = (-1, 0.0)
+    for index, cell in enumerate(notebook.cells):
+        timing = cell.get("metadata", {}).get("execution", {})
+        started, finished = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+        if cell.cell_type == "code" and started and finished:
+            seconds = (
+                datetime.fromisoformat(finished.rstrip("Z")) - datetime.fromisoformat(started.rstrip("Z"))
+            ).total_seconds()
+            slowest = max(slowest, (index, seconds), key=lambda pair: pair[1])
+    return slowest
+
+
 def execute_notebook(path: Path, out_dir: Path, timeout: int = 600) -> tuple[Path, float]:
     """Execute ``path`` and write the executed ``.ipynb`` and ``.html`` to ``out_dir``.
-    Returns the HTML path and the seconds it took."""
+    Returns the HTML path and the seconds it took; prints the slowest cell."""
     import nbformat
     from nbconvert import HTMLExporter
 
     notebook, seconds = run_notebook(path, timeout)
+    cell, cell_seconds = slowest_cell(notebook)
+    if cell >= 0:
+        print(f"{path.name}: slowest cell {cell} took {cell_seconds:.1f} s")
     out_dir.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, out_dir / path.name)
     body, _ = HTMLExporter().from_notebook_node(notebook)

@@ -163,3 +163,27 @@ def test_map_command_prints_every_entry(capsys, tmp_path):
 def test_every_course_notebook_is_in_the_course_map():
     missing = [path.name for path in course_notebooks(NOTEBOOK_DIR) if path.stem not in COURSE_MAP]
     assert not missing, f"add these notebooks to course_utils.build.COURSE_MAP: {missing}"
+
+
+def test_slowest_cell_reads_nbclient_timings():
+    import nbformat
+
+    from course_utils.build import slowest_cell
+
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# title"),
+            nbformat.v4.new_code_cell("a = 1"),
+            nbformat.v4.new_code_cell("b = 2"),
+        ]
+    )
+    notebook.cells[1].metadata["execution"] = {
+        "iopub.execute_input": "2026-12-02T10:00:00.000000Z",
+        "shell.execute_reply": "2026-12-02T10:00:02.500000Z",
+    }
+    notebook.cells[2].metadata["execution"] = {
+        "iopub.execute_input": "2026-12-02T10:00:03.000000Z",
+        "shell.execute_reply": "2026-12-02T10:00:13.250000Z",
+    }
+    assert slowest_cell(notebook) == (2, 10.25)
+    assert slowest_cell(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x")])) == (-1, 0.0)
