@@ -23,9 +23,10 @@ interleaved rounds after a warm-up (``time.perf_counter``). The numbers must agr
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -72,7 +73,7 @@ def load_images(count: int, size: int) -> tuple[torch.Tensor, torch.Tensor, str]
         return images, labels, f"random images (embedded data unavailable: {error})"
 
 
-def best_of(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+def best_of(functions: Mapping[str, Callable[[], object]], repeats: int) -> dict[str, float]:
     """Best wall time of each function over ``repeats`` interleaved rounds, after a warm-up."""
     for function in functions.values():
         function()
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with torch.no_grad():
         tuning = {
-            f"{kind} ppe={per_eval}": (lambda f=forward, p=per_eval: captum_run(f, p, count=1))
+            f"{kind} ppe={per_eval}": functools.partial(captum_run, forward, per_eval, count=1)
             for kind, forward in (("captum", softmax_forward), ("captum channels-last", channels_last_forward))
             for per_eval in CAPTUM_PERTURBATIONS
         }
@@ -149,14 +150,14 @@ def main(argv: list[str] | None = None) -> int:
         for name, seconds in tuned.items():
             print(f"  {name:32s} {seconds:7.3f} s")
         fastest = {
-            kind: min(CAPTUM_PERTURBATIONS, key=lambda p, k=kind: tuned[f"{k} ppe={p}"])
+            kind: min(CAPTUM_PERTURBATIONS, key=functools.partial(lambda k, p: tuned[f"{k} ppe={p}"], kind))
             for kind in ("captum", "captum channels-last")
         }
         forwards = {"captum": softmax_forward, "captum channels-last": channels_last_forward}
-        contenders = {"ours": ours}
+        contenders: dict[str, Callable[[], object]] = {"ours": ours}
         contenders.update(
             {
-                f"{kind} ppe={per_eval}": (lambda f=forwards[kind], p=per_eval: captum_run(f, p))
+                f"{kind} ppe={per_eval}": functools.partial(captum_run, forwards[kind], per_eval)
                 for kind, per_eval in fastest.items()
             }
         )

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     model, history = train(config, train_set, val_set)
     minutes = (time.perf_counter() - start) / 60
     accuracy = history[-1]["val_acc"]
-    aliased = first_layer_report(model)["aliased_energy"]
+    aliased = first_layer_report(model).aliased_energy
     print(f"checkpoint: {args.out / 'final.pt'}")
     print(f"conv1 aliased energy: {aliased:.1%} of the filters' spectral energy above the stride's Nyquist frequency")
     ok = accuracy >= args.target and minutes <= args.minutes and aliased <= args.max_aliased
