@@ -60,8 +60,10 @@ def test_make_lab_serves_the_repository_root_as_root_or_user():
     root, where notebooks/ and homework/ both are."""
     import subprocess
 
-    printed = subprocess.run(["make", "-n", "lab"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    command = printed.strip().splitlines()[-1]
+    printed = subprocess.run(
+        ["make", "--no-print-directory", "-n", "lab"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    command = next(line for line in printed.splitlines() if "jupyter lab" in line)
     assert "--ServerApp.root_dir=" in command and "--allow-root" in command
     run = subprocess.run(
         ["bash", "-c", f"timeout 20 {command} --no-browser --ServerApp.port=0 --ServerApp.token=test"],
