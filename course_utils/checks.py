@@ -123,13 +123,14 @@ def check_positive_int(value: object, name: str, meaning: str = "") -> int:
     return number
 
 
-def check_index(value: object, name: str, size: int, what: str) -> int:
+def check_index(value: object, name: str, size: int | None, what: str) -> int:
     """``value`` as an ``int`` in ``0 .. size - 1`` (an integer, never truncated); otherwise a
-    ``ValueError`` naming ``name`` and the valid range of ``what`` (e.g. ``"the model's classes"``)."""
+    ``ValueError`` naming ``name`` and the valid range of ``what`` (e.g. ``"the model's classes"``).
+    ``size=None`` checks only that it is an integer (when the range is known later)."""
     number = _integer(value)
     if number is None:
         raise ValueError(f"{name} must be an integer index into {what}, got {value!r}")
-    if not 0 <= number < size:
+    if size is not None and not 0 <= number < size:
         raise ValueError(f"{name} {number} is out of range: {what} are 0..{size - 1}")
     return number
 

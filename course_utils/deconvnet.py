@@ -325,13 +325,13 @@ def project_activation(
     images = image[None] if isinstance(image, Tensor) and image.ndim == 3 else image
     if isinstance(images, Tensor) and images.ndim == 4 and images.shape[0] != 1:
         raise ValueError(f"project_activation takes one image, got a batch of {images.shape[0]}; use project()")
-    channel = check_index(channel, "channel", 2**62, "a layer's channels")  # an integer; range below
+    channel = check_index(channel, "channel", None, "a layer's channels")  # the range: check_units below
     if location is not None:
         if len(location) != 2:
             raise ValueError(f"location must be (y, x), got {location!r}")
         location = (
-            check_index(location[0], "location y", 2**62, "rows"),
-            check_index(location[1], "location x", 2**62, "columns"),
+            check_index(location[0], "location y", None, "rows"),
+            check_index(location[1], "location x", None, "columns"),
         )
     if location is None:
         output = layer_outputs(model, images, [layer])[layer]

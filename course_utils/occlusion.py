@@ -360,8 +360,8 @@ class _Clean:
     children: list[nn.Module]
     image: torch.Tensor
     outputs: list[torch.Tensor]
-    window: int = 1
-    fill: torch.Tensor | None = None
+    window: int
+    fill: torch.Tensor
     layer_index: int | None = None
     channel: int | None = None
 
@@ -436,9 +436,7 @@ def _occluded_forward(
     output in that box for each occluder (outside it, the output equals the cached one).
     """
     children, image, outputs = clean.children, clean.image, clean.outputs
-    window, layer_index, channel = clean.window, clean.layer_index, clean.channel
-    assert clean.fill is not None
-    fill = clean.fill
+    window, fill, layer_index, channel = clean.window, clean.fill, clean.layer_index, clean.channel
     batch = row_index.shape[0]
     device = rows.device
     slab = fill.view(1, 3, 1, 1).expand(batch, 3, window, window)
@@ -591,7 +589,6 @@ def occlusion_map(
         image = image.detach()[None]
         recording = record_forward(model, image, path, keep=names)
         outputs = [recording.outputs[name] for name in names]
-        clean = _Clean(children, image, outputs)
         logits = outputs[-1]
         if logits.ndim != 2:
             raise ValueError(f"model must return (N, num_classes) logits, got shape {tuple(logits.shape)}")
@@ -614,7 +611,7 @@ def occlusion_map(
         num_rows, num_cols = rows.numel(), cols.numel()
         probabilities = torch.empty(num_rows, num_cols, num_classes)
         activation = torch.empty(num_rows, num_cols) if layer_index is not None else None
-        clean.window, clean.fill, clean.layer_index, clean.channel = window, occluder, layer_index, channel
+        clean = _Clean(children, image, outputs, window, occluder, layer_index, channel)
         for tile_rows, tile_cols in progress_bar(
             _tiles(num_rows, num_cols, batch_size), desc="occlusion", progress=progress
         ):

@@ -13,6 +13,7 @@ when no Chromium is found.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -25,7 +26,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,6 +70,22 @@ def find_chromium() -> str | None:
         if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     return None
+
+
+@contextlib.contextmanager
+def chromium_page(chromium: str, width: int, height: int) -> Iterator[Any]:
+    """A page of headless Chromium (``width`` x ``height``, 60 s default timeout); the browser
+    is closed on exit."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(60_000)
+            yield page
+        finally:
+            browser.close()
 
 
 def free_port() -> int:
@@ -184,7 +203,7 @@ def test_moving_the_occluder_slider_in_jupyterlab_redraws_the_explorer(tmp_path)
             "Chromium not found (looked at $CHROMIUM, /usr/bin/chromium, chromium, chromium-browser on PATH); "
             "install it with `apt-get install -y chromium`"
         )
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     notebook = write_notebook(tmp_path)
     port, token = free_port(), secrets.token_hex(16)
@@ -193,43 +212,37 @@ def test_moving_the_occluder_slider_in_jupyterlab_redraws_the_explorer(tmp_path)
         base_url = f"http://127.0.0.1:{port}"
         wait_until_serving(server, f"{base_url}/api/status?token={token}", tmp_path / "jupyterlab.log", 90)
         start_kernel_session(base_url, token, notebook.name)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 900})
-                page.set_default_timeout(60_000)
-                page.goto(f"{base_url}/lab/tree/{notebook.name}?token={token}", timeout=120_000)
-                cell = page.locator(".jp-Notebook .jp-Cell").first
-                expect(cell).to_be_visible(timeout=120_000)
-                expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(
-                    1, timeout=120_000
-                )  # the kernel is connected
-                cell.locator(".jp-InputPrompt").click()
-                page.keyboard.press("Shift+Enter")  # run the (only) cell
+        with chromium_page(chromium, 1280, 900) as page:
+            page.goto(f"{base_url}/lab/tree/{notebook.name}?token={token}", timeout=120_000)
+            cell = page.locator(".jp-Notebook .jp-Cell").first
+            expect(cell).to_be_visible(timeout=120_000)
+            expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(
+                1, timeout=120_000
+            )  # the kernel is connected
+            cell.locator(".jp-InputPrompt").click()
+            page.keyboard.press("Shift+Enter")  # run the (only) cell
 
-                slider = page.locator(".widget-slider", has=page.locator("label", has_text="left (x)"))
-                picture = page.locator(".jp-OutputArea .widget-image")
-                label = page.locator(".jp-OutputArea .widget-html", has_text="P(")
-                expect(slider).to_be_visible(timeout=180_000)
-                expect(picture).to_have_count(1)
-                expect(picture).to_have_attribute("src", re.compile("."))
-                expect(label).to_contain_text("with the occluder at (y=12, x=12)", timeout=60_000)
-                before_src, before_label = picture.get_attribute("src"), label.inner_text()
+            slider = page.locator(".widget-slider", has=page.locator("label", has_text="left (x)"))
+            picture = page.locator(".jp-OutputArea .widget-image")
+            label = page.locator(".jp-OutputArea .widget-html", has_text="P(")
+            expect(slider).to_be_visible(timeout=180_000)
+            expect(picture).to_have_count(1)
+            expect(picture).to_have_attribute("src", re.compile("."))
+            expect(label).to_contain_text("with the occluder at (y=12, x=12)", timeout=60_000)
+            before_src, before_label = picture.get_attribute("src"), label.inner_text()
 
-                slider.locator(".noUi-handle").focus()
-                for _ in range(STEPS):
-                    page.keyboard.press("ArrowRight")
+            slider.locator(".noUi-handle").focus()
+            for _ in range(STEPS):
+                page.keyboard.press("ArrowRight")
 
-                expect(slider.locator(".widget-readout")).to_have_text(str(12 + STEPS), timeout=30_000)
-                expect(label).to_contain_text(f"(y=12, x={12 + STEPS})", timeout=60_000)
-                expect(picture).not_to_have_attribute("src", before_src, timeout=30_000)
-                assert label.inner_text() != before_label
+            expect(slider.locator(".widget-readout")).to_have_text(str(12 + STEPS), timeout=30_000)
+            expect(label).to_contain_text(f"(y=12, x={12 + STEPS})", timeout=60_000)
+            expect(picture).not_to_have_attribute("src", before_src, timeout=30_000)
+            assert label.inner_text() != before_label
 
-                SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-                picture.scroll_into_view_if_needed()
-                page.screenshot(path=str(SCREENSHOT))
-            finally:
-                browser.close()
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            picture.scroll_into_view_if_needed()
+            page.screenshot(path=str(SCREENSHOT))
     finally:
         stop(server)
 
@@ -243,7 +256,7 @@ def test_the_voila_app_serves_the_explorers_with_the_shipped_model(tmp_path):
     chromium = find_chromium()
     if chromium is None:
         pytest.skip("Chromium not found; install it with `apt-get install -y chromium`")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     port = free_port()
     log_path = tmp_path / "voila.log"
@@ -276,29 +289,23 @@ def test_the_voila_app_serves_the_explorers_with_the_shipped_model(tmp_path):
                 if time.monotonic() > deadline:
                     pytest.fail(f"Voila did not listen within 90 s:\n{log_path.read_text()[-3000:]}")
                 time.sleep(0.5)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.set_default_timeout(60_000)
-                page.goto(f"http://127.0.0.1:{port}/", timeout=300_000)  # Voila runs the notebook first
-                slider = page.locator(".widget-slider", has=page.locator("label", has_text="left (x)"))
-                label = page.locator(".widget-html", has_text="with the occluder at")
-                expect(slider).to_be_visible(timeout=300_000)
-                expect(label).to_contain_text("with the occluder at (y=20, x=24)", timeout=60_000)
-                assert "load_shipped_model" not in page.content()  # the code cells are not shown
-                before = label.inner_text()
-                slider.locator(".noUi-handle").focus()
-                for _ in range(STEPS):
-                    page.keyboard.press("ArrowRight")
-                expect(label).to_contain_text(f"(y=20, x={24 + STEPS})", timeout=60_000)
-                assert label.inner_text() != before
-                shot = SCREENSHOT.parent / "voila.png"
-                shot.parent.mkdir(parents=True, exist_ok=True)
-                slider.scroll_into_view_if_needed()
-                page.screenshot(path=str(shot))
-            finally:
-                browser.close()
+        with chromium_page(chromium, 1400, 1000) as page:
+            page.goto(f"http://127.0.0.1:{port}/", timeout=300_000)  # Voila runs the notebook first
+            slider = page.locator(".widget-slider", has=page.locator("label", has_text="left (x)"))
+            label = page.locator(".widget-html", has_text="with the occluder at")
+            expect(slider).to_be_visible(timeout=300_000)
+            expect(label).to_contain_text("with the occluder at (y=20, x=24)", timeout=60_000)
+            assert "load_shipped_model" not in page.content()  # the code cells are not shown
+            before = label.inner_text()
+            slider.locator(".noUi-handle").focus()
+            for _ in range(STEPS):
+                page.keyboard.press("ArrowRight")
+            expect(label).to_contain_text(f"(y=20, x={24 + STEPS})", timeout=60_000)
+            assert label.inner_text() != before
+            shot = SCREENSHOT.parent / "voila.png"
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            slider.scroll_into_view_if_needed()
+            page.screenshot(path=str(shot))
     finally:
         stop(server)
         log.close()

@@ -152,7 +152,9 @@ def test_the_brute_force_cases_exercise_every_route():
         kinds = {
             (type(step.module).__name__, step.kind)
             for band in (rows[:8], rows[-8:])
-            for step in occlusion._plan(occlusion._Clean(children, image, outputs, window=6), band, rows)[0]
+            for step in occlusion._plan(
+                occlusion._Clean(children, image, outputs, window=6, fill=torch.zeros(3)), band, rows
+            )[0]
         }
         assert {("Conv2d", "direct"), ("Conv2d", "delta"), ("MaxPool2d", "direct")} <= kinds, kinds
 
