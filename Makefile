@@ -5,9 +5,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 BUILD  := build
 
-.PHONY: setup lint course test test-fast lab explore checkpoints ablation findings homework handouts slides clean
+.PHONY: setup lint course site slides test test-fast lab explore checkpoints ablation findings homework handouts clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,15 +20,32 @@ $(VENV)/.installed: pyproject.toml
 		echo "note: Chromium not installed (run 'sudo apt-get install chromium'); the browser test will skip"
 	touch $@
 
+# The scripts the offline slides and the site serve locally (reveal.js, require.js, jQuery, MathJax),
+# pinned in package.json / package-lock.json and installed from the npm registry.
+node_modules/.installed: package.json package-lock.json
+	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "note: npm not found (install Node.js); make slides and make site need the scripts it installs"; fi
+
 ## Lint, format check and type check of the package, tests and benchmarks (CI runs it first).
 lint: setup
 	$(BIN)/ruff check course_utils tests benchmarks
 	$(BIN)/ruff format --check course_utils tests benchmarks
 	$(BIN)/mypy
 
-## The course's main job: execute every notebook headless, write HTML under build/course/.
+## The course's main job: execute every notebook headless into build/course/ (with timings.json),
+## then build the course site -> build/site/_build/html/index.html.
 course: setup
-	$(BIN)/python -m course_utils.build --out $(BUILD)/course
+	$(BIN)/python -m course_utils.build course --executed $(BUILD)/course --site $(BUILD)/site
+
+## The course site only (Jupyter Book), reusing build/course's executed notebooks that are newer
+## than their sources (stale ones execute first).
+site: setup
+	$(BIN)/python -m course_utils.build site --executed $(BUILD)/course --site $(BUILD)/site
+
+## One offline reveal.js deck per notebook -> build/slides/ (scripts in build/slides/_vendor/),
+## reusing build/course's executed notebooks like `make site`.
+slides: setup
+	$(BIN)/python -m course_utils.build slides --executed $(BUILD)/course --out $(BUILD)/slides
 
 ## The whole test suite, notebooks included (this is what CI runs). Tests never download:
 ## pretrained weights come from the torch cache or a test's own temporary one.
@@ -76,9 +93,5 @@ homework: setup
 handouts: setup
 	$(BIN)/python -m course_utils.homework handout hw1_deconv hw2_occlusion hw3_correspondence hw4_receptive_field --out $(BUILD)/handouts
 
-## reveal.js slides from the executed notebooks of `make course` -> build/slides/
-slides: course
-	$(BIN)/python -m course_utils.build slides --executed $(BUILD)/course --out $(BUILD)/slides
-
 clean:
-	rm -rf $(BUILD) data/cache
+	rm -rf $(BUILD) data/cache node_modules

@@ -1,57 +1,69 @@
-"""Readable versions of the course: a static site for self-study, reveal.js slides for lectures.from .progress import progress_bar
+"""The course's builds: executed notebooks, the course site, offline slides, the course map.
 
+    python -m course_utils.build course   # run every notebook into build/course, then the site
+    python -m course_utils.build site     # the site (build/site) from build/course's executed copies
+    python -m course_utils.build slides   # one offline reveal.js deck per notebook (build/slides)
+    python -m course_utils.build map      # the course map as a Markdown table (the README's)
 
-    python -m course_utils.build --out build/course          # the site (the course's main job)
-    python -m course_utils.build slides --out build/slides   # one reveal.js deck per notebook
-    python -m course_utils.build map                          # the course map as a Markdown table
+**Executed notebooks.** ``course`` runs every ``notebooks/NN_*.ipynb`` in order in a fresh
+kernel (working directory: ``notebooks/``) and writes the executed copies and ``timings.json``
+(seconds per notebook) to ``build/course``. The committed notebooks are not touched. ``site``
+and ``slides`` reuse an executed copy when it is newer than its notebook and execute only the
+stale ones.
 
-**Site.** Every ``notebooks/NN_*.ipynb`` runs in order in a fresh kernel (working directory:
-``notebooks/``); ``--out`` receives the executed notebook and an HTML page of each,
-``timings.json`` (seconds per notebook) and ``index.html``: per notebook its paper figure or
-table and what the learner will see (from :data:`COURSE_MAP`, the course map's one home) and
-its run time. The committed notebooks are not touched.
+**Site.** A Jupyter Book (Sphinx, ``sphinx-book-theme``): the course map as its front page, one
+chapter per notebook with its figures, a page with a picture of each explorer and the command
+that runs it live, the homework assignments; navigation and full-text search work offline
+(``build/site/_build/html/index.html``).
 
-**Slides.** Each notebook becomes ``<name>.slides.html`` with nbconvert's SlidesExporter.
-Cells without a ``slideshow`` slide type get one on the fly (:func:`assign_slide_types`): a
-markdown cell starting with a ``#`` or ``##`` heading opens a slide, a deeper heading or a
-code cell that draws a figure a sub-slide (below, in reveal.js), another code cell a fragment
-(revealed on the next click); other markdown continues the slide. Slides scroll when content is
-taller than the screen. By default the notebooks run first (so figures are on the slides);
-``--executed build/course`` reuses the site's executed copies instead. The decks load
-reveal.js from a CDN (``--reveal-prefix``, default nbconvert's unpkg.com URL), so showing them
-needs a network; offline, unpack reveal.js 4.x beside the decks and pass
-``--reveal-prefix reveal.js``.
+**Slides.** Each numbered notebook becomes ``<name>.slides.html`` (nbconvert's reveal.js
+exporter). Every script the decks load (reveal.js, require.js, jQuery, MathJax) is copied from
+``node_modules/`` (npm packages pinned in ``package.json``; ``make setup`` installs them) into
+``_vendor/`` beside the decks, so the folder works offline and can be copied as a whole. Cells
+without a ``slideshow`` slide type get one on the fly (:func:`assign_slide_types`; the committed
+notebooks carry the same types, so RISE shows the same slides live): a markdown cell starting
+with a ``#`` or ``##`` heading opens a slide, a deeper heading or a code cell that draws a figure
+a sub-slide (below, in reveal.js), another code cell a fragment (revealed on the next click);
+other markdown continues the slide. Slides scroll when content is taller than the screen.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import html
 import json
+import shutil
+import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .progress import progress_bar
 
-NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-#: Where slides load reveal.js from (nbconvert's default CDN).
-REVEAL_CDN = "https://unpkg.com/reveal.js@4.0.2"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+HOMEWORK_DIR = REPO_ROOT / "homework"
+#: Where ``npm ci`` (``make setup``) puts the scripts of the slides and the site's MathJax.
+NODE_MODULES = REPO_ROOT / "node_modules"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+#: The notebook whose widgets the site shows as pictures (and the decks leave out).
+EXPLORE_NOTEBOOK = "explore"
 
 __all__ = [
     "COURSE_MAP",
     "CourseEntry",
     "NOTEBOOK_DIR",
-    "REVEAL_CDN",
     "course_notebooks",
     "run_notebook",
-    "execute_notebook",
     "slowest_cell",
-    "build_course",
+    "execute_course",
+    "executed_copies",
+    "vendor_scripts",
+    "build_site",
+    "explorer_pictures",
     "assign_slide_types",
     "build_slides",
     "course_map_markdown",
@@ -143,7 +155,12 @@ def run_notebook(path: Path, timeout: int = 600) -> tuple[Any, float]:
     notebook = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     NotebookClient(
-        notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        notebook,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        # the kernel's own log shows errors only (not its warning about TCP on loopback, once per notebook)
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
     ).execute()
     return notebook, time.perf_counter() - start
 
@@ -165,78 +182,305 @@ def slowest_cell(notebook: Any) -> tuple[int, float]:
     return slowest
 
 
-def execute_notebook(path: Path, out_dir: Path, timeout: int = 600) -> tuple[Path, float]:
-    """Execute ``path`` and write the executed ``.ipynb`` and ``.html`` to ``out_dir``.
-    Returns the HTML path and the seconds it took; prints the slowest cell."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    notebook, seconds = run_notebook(path, timeout)
-    cell, cell_seconds = slowest_cell(notebook)
-    if cell >= 0:
-        print(f"{path.name}: slowest cell {cell} took {cell_seconds:.1f} s")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    nbformat.write(notebook, out_dir / path.name)
-    body, _ = HTMLExporter().from_notebook_node(notebook)
-    html_path = out_dir / path.with_suffix(".html").name
-    html_path.write_text(body, encoding="utf-8")
-    return html_path, seconds
-
-
 def _format_seconds(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
-def _index_page(rows: Sequence[tuple[Path, Path, float]], course_map: Mapping[str, CourseEntry]) -> str:
-    """The site's ``index.html``: one table row per ``(notebook, html page, seconds)``."""
-    cells = []
-    for number, (notebook, page, seconds) in enumerate(rows, start=1):
-        entry = course_map.get(notebook.stem)
-        paper, sees = (entry.paper, entry.learner_sees) if entry else ("-", "(not in the course map yet)")
-        cells.append(
-            f'<tr><td>{number}</td><td><a href="{html.escape(page.name)}">{html.escape(notebook.name)}</a></td>'
-            f"<td>{html.escape(paper)}</td><td>{html.escape(sees)}</td>"
-            f'<td class="time">{_format_seconds(seconds)}</td></tr>'
-        )
-    total = sum(seconds for _, _, seconds in rows)
-    return (
-        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        "<title>Visualizing and Understanding Convolutional Networks: the course</title>\n"
-        "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto;line-height:1.4}"
-        "table{border-collapse:collapse}td,th{border-bottom:1px solid #ccc;padding:.4em .6em;"
-        "vertical-align:top;text-align:left}.time{white-space:nowrap;text-align:right}</style>"
-        "</head><body>\n"
-        "<h1>Visualizing and Understanding Convolutional Networks, hands-on</h1>\n"
-        "<p>Zeiler &amp; Fergus (ECCV 2014) reproduced in PyTorch. Each page is a notebook of the "
-        "course, executed on the embedded dataset; read them in order, or open the notebooks "
-        "themselves with <code>make lab</code> to run and change them. Homework assignments live in "
-        "<code>homework/</code>.</p>\n"
-        "<table><thead><tr><th>#</th><th>notebook</th><th>paper</th><th>what you will see</th>"
-        "<th>run time</th></tr></thead><tbody>\n" + "\n".join(cells) + "\n</tbody></table>\n"
-        f"<p>All {len(rows)} notebooks ran in {_format_seconds(total)}.</p>\n</body></html>\n"
-    )
+def _is_fresh(notebook: Path, executed_copy: Path) -> bool:
+    return executed_copy.exists() and executed_copy.stat().st_mtime >= notebook.stat().st_mtime
 
 
-def build_course(
-    out_dir: Path, notebooks: Sequence[Path] | None = None, course_map: Mapping[str, CourseEntry] = COURSE_MAP
-) -> Path:
-    """Execute ``notebooks`` (default: all of the course) into ``out_dir``; write
-    ``timings.json`` and ``index.html`` (see the module docstring). Returns the index."""
+def execute_course(
+    out_dir: Path, notebooks: Sequence[Path] | None = None, reuse: bool = False, timeout: int = 600
+) -> list[Path]:
+    """Execute ``notebooks`` (default: all of the course) into ``out_dir``; returns the executed copies.
+
+    Each executed ``.ipynb`` is written atomically, its seconds merged into ``timings.json`` and
+    its slowest cell printed. With ``reuse``, a copy newer than its notebook is kept as it is.
+    """
+    import nbformat
+
+    from .data.core import atomic_write
 
     out_dir = Path(out_dir)
-    rows = []
-    for path in progress_bar(list(notebooks or course_notebooks()), desc="executing notebooks"):
-        if path.stem not in course_map:
-            print(f"note: {path.name} has no entry in course_utils.build.COURSE_MAP", file=sys.stderr)
-        html_path, seconds = execute_notebook(path, out_dir)
-        rows.append((path, html_path, seconds))
-        print(f"{path.name}: {seconds:.1f} s -> {html_path}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    timings = {path.stem: round(seconds, 1) for path, _, seconds in rows}
-    (out_dir / "timings.json").write_text(json.dumps(timings, indent=2) + "\n", encoding="utf-8")
-    index = out_dir / "index.html"
-    index.write_text(_index_page(rows, course_map), encoding="utf-8")
-    return index
+    timings_path = out_dir / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    notebooks = list(notebooks or course_notebooks())
+    stale = [path for path in notebooks if not (reuse and _is_fresh(path, out_dir / path.name))]
+    if reuse and len(stale) < len(notebooks):
+        print(f"reusing {len(notebooks) - len(stale)} executed notebooks in {out_dir} (newer than their sources)")
+    for path in progress_bar(stale, desc="executing notebooks"):
+        notebook, seconds = run_notebook(path, timeout)
+        cell, cell_seconds = slowest_cell(notebook)
+        with atomic_write(out_dir / path.name, "w") as file:
+            nbformat.write(notebook, file)
+        timings[path.stem] = round(seconds, 1)
+        timings_path.write_text(json.dumps(timings, indent=2) + "\n", encoding="utf-8")
+        slowest = f" (slowest cell {cell}: {cell_seconds:.1f} s)" if cell >= 0 else ""
+        print(f"{path.name}: {seconds:.1f} s{slowest} -> {out_dir / path.name}")
+    return [out_dir / path.name for path in notebooks]
+
+
+def executed_copies(executed_dir: Path, notebooks: Sequence[Path] | None = None) -> list[Path]:
+    """The executed copies in ``executed_dir`` of ``notebooks``, executing the stale ones first."""
+    return execute_course(executed_dir, notebooks, reuse=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Scripts served locally
+# --------------------------------------------------------------------------------------------
+
+#: ``(package, path in it)`` of every script and style the decks and the site load, copied as is.
+_VENDOR_FILES = {
+    "reveal.js": ["dist", "plugin/notes"],
+    "requirejs": ["require.js"],
+    "jquery": ["dist/jquery.min.js"],
+    "mathjax": [
+        "MathJax.js",
+        "config/TeX-AMS_CHTML-full.js",
+        "config/TeX-AMS-MML_HTMLorMML.js",
+        "config/Safe.js",
+        "extensions",
+        "jax/input/TeX",
+        "jax/input/MathML",
+        "jax/output/CommonHTML",
+        "jax/output/PreviewHTML",
+        "jax/output/NativeMML",
+        "jax/output/HTML-CSS",
+        "jax/element",
+        "fonts/HTML-CSS/TeX/woff",
+        "localization/en",
+    ],
+    "mathjax3": [
+        "es5/tex-chtml.js",
+        "es5/output/chtml/fonts/woff-v2",
+        "es5/input/tex/extensions",
+        "es5/ui",
+        "es5/a11y",
+    ],
+}
+
+
+#: What the decks load (nbconvert's reveal template speaks MathJax 2; the Sphinx site uses MathJax 3).
+_DECK_PACKAGES = ("reveal.js", "requirejs", "jquery", "mathjax")
+
+
+def vendor_scripts(dest: Path, packages: Sequence[str] = _DECK_PACKAGES, node_modules: Path = NODE_MODULES) -> Path:
+    """Copy the files the decks and the site load from ``node_modules/<package>`` into
+    ``dest/<package>`` (skipped when already there); returns ``dest``."""
+    missing = [package for package in packages if not (node_modules / package / "package.json").exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{', '.join(missing)} not found in {node_modules}: the offline slides and site serve them locally. "
+            f"Run `make setup` (it runs `npm ci`; Node.js and npm come from your package manager) "
+            f"or `npm ci` in {node_modules.parent}"
+        )
+    for package in packages:
+        for relative in _VENDOR_FILES[package]:
+            source, target = node_modules / package / relative, Path(dest) / package / relative
+            if target.exists():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, target)
+            else:
+                shutil.copy2(source, target)
+    return Path(dest)
+
+
+# --------------------------------------------------------------------------------------------
+# The site
+# --------------------------------------------------------------------------------------------
+
+_SITE_TITLE = "Visualizing and Understanding Convolutional Networks, hands-on"
+
+_SITE_CONFIG = f"""\
+# Written by course_utils.build; the notebooks come executed (build/course), never run here.
+title: "{_SITE_TITLE}"
+author: the course's authors
+only_build_toc_files: true
+execute:
+  execute_notebooks: "off"
+html:
+  use_repository_button: false
+  use_issues_button: false
+  use_edit_page_button: false
+  use_download_button: false
+  home_page_in_navbar: true
+launch_buttons:
+  notebook_interface: jupyterlab
+  binderhub_url: ""
+  colab_url: ""
+  thebe: false
+sphinx:
+  config:
+    html_show_copyright: false
+    html_show_sphinx: false
+    # MathJax from the site's own folder (npm's mathjax package), never a CDN; outside _static,
+    # whose every .js file Jupyter Book would load on every page
+    html_extra_path: [_local_scripts]
+    mathjax_path: ../mathjax3/es5/tex-chtml.js
+"""
+
+_INTRO = """\
+# {title}
+
+Zeiler & Fergus (ECCV 2014) reproduced in PyTorch. Each chapter is a notebook of the course,
+executed on the embedded dataset with the shipped model; read them in order. To run and change
+them yourself, clone the course and open the Lab at the repository root with `make lab`
+(notebooks and homework are both there).
+
+## The chapters
+
+{course_map}
+## Beyond the chapters
+
+* [Explorers](explorers.md): pictures of the three interactive explorers and the command that
+  runs them live (`make explore`).
+* [Homework](homework/index.md): the assignments, how they are checked and how to submit.
+"""
+
+_EXPLORERS = """\
+# Explorers
+
+Three explorers let you choose the layer, feature map, image, occluder position or
+transformation yourself. They need a running Python kernel, so the site shows a picture of
+each; run them live with
+
+```bash
+make explore   # the explorers as an app (Voila) at http://localhost:8866, no code shown
+make lab       # or open notebooks/explore.ipynb in JupyterLab
+```
+
+{sections}
+"""
+
+_EXPLORER_TEXT = {
+    "deconvnet": (
+        "Deconvnet explorer (Fig. 2)",
+        "Pick a layer and a feature map: the top-9 projections from the validation set beside "
+        "their image patches, and the projection of any image you choose.",
+    ),
+    "occlusion": (
+        "Occlusion explorer (Fig. 7)",
+        "Move a grey square over the image: P(correct class) and the most probable classes follow it.",
+    ),
+    "invariance": (
+        "Invariance explorer (Fig. 5)",
+        "Translate, scale or rotate an image: the distance of the layer-1 and layer-7 features "
+        "from the original's and P(true class), along the whole range.",
+    ),
+}
+
+
+def explorer_pictures(out_dir: Path) -> dict[str, Path]:
+    """PNG pictures of the three explorers on the shipped model and the embedded validation
+    images (as ``notebooks/explore.ipynb`` opens them) -> ``{name: out_dir/explorer_<name>.png}``."""
+    import torch
+
+    from . import data, models
+    from .data.embedded import FACE_CLASSES
+    from .widgets import deconvnet_explorer, invariance_explorer, occlusion_explorer
+
+    model, _ = models.load_shipped_model("final")
+    val_set = data.load_dataset("embedded", "val")
+    is_face = torch.tensor([name in FACE_CLASSES for name in val_set.class_names])[val_set.labels]
+    explorers = {
+        "deconvnet": deconvnet_explorer(model, val_set, progress=False),
+        "occlusion": occlusion_explorer(model, val_set, image=int(torch.nonzero(is_face)[0]), window=16),
+        "invariance": invariance_explorer(model, val_set),
+    }
+    explorers["deconvnet"].layer.value = "conv3"  # a layer whose projections differ between images
+    explorers["deconvnet"].channel.value = 5
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pictures = {}
+    for name, explorer in explorers.items():
+        pictures[name] = out_dir / f"explorer_{name}.png"
+        pictures[name].write_bytes(explorer.picture())
+    return pictures
+
+
+def _homework_pages(source: Path, homework_dir: Path) -> list[str]:
+    """Copy each assignment's README to ``source/homework/<name>.md``; returns the toc entries."""
+    (source / "homework").mkdir(parents=True, exist_ok=True)
+    entries, rows = [], []
+    for readme in sorted(homework_dir.glob("*/README.md")):
+        name = readme.parent.name
+        text = readme.read_text(encoding="utf-8")
+        (source / "homework" / f"{name}.md").write_text(text, encoding="utf-8")
+        title = next((line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("# ")), name)
+        entries.append(f"homework/{name}")
+        rows.append(f"* [{title}]({name}.md): `homework/{name}/` in the repository")
+    (source / "homework" / "index.md").write_text(
+        "# Homework\n\nEach assignment is a folder of `homework/`: a module with the functions to "
+        "write, a notebook that walks through them with a check after each step, and the public "
+        "checks as pytest tests. Open them with `make lab`; `make handouts` zips them for students.\n\n"
+        + "\n".join(rows)
+        + "\n",
+        encoding="utf-8",
+    )
+    return entries
+
+
+def build_site(
+    out_dir: Path,
+    executed_dir: Path,
+    notebooks: Sequence[Path] | None = None,
+    homework_dir: Path = HOMEWORK_DIR,
+    course_map: Mapping[str, CourseEntry] | None = None,
+    pictures: bool = True,
+) -> Path:
+    """Build the course site (see the module docstring) into ``out_dir``; returns its index page.
+
+    Args:
+        executed_dir: the executed notebooks (``build/course``); stale or missing ones run first.
+        notebooks: the chapters (default: the numbered notebooks of the course).
+        pictures: draw the explorers' pictures (needs the shipped model); else the page has only text.
+    """
+    out_dir, course_map = Path(out_dir), COURSE_MAP if course_map is None else course_map
+    chapters = [path for path in (notebooks or course_notebooks()) if path.stem != EXPLORE_NOTEBOOK]
+    copies = executed_copies(executed_dir, chapters)
+    source = out_dir / "source"
+    if source.exists():
+        shutil.rmtree(source)
+    (source / "notebooks").mkdir(parents=True)
+    for copy_path in copies:
+        shutil.copy2(copy_path, source / "notebooks" / copy_path.name)
+    vendor_scripts(source / "_local_scripts", ["mathjax3"])
+    timings_path = Path(executed_dir) / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.exists() else None
+    chapter_map = {path.stem: course_map[path.stem] for path in chapters if path.stem in course_map}
+    table = course_map_markdown(timings, chapter_map, link=lambda name: f"notebooks/{name}.ipynb")
+    (source / "intro.md").write_text(_INTRO.format(title=_SITE_TITLE, course_map=table), encoding="utf-8")
+    sections = []
+    drawn = explorer_pictures(source / "explorers") if pictures else {}
+    for name, (heading, text) in _EXPLORER_TEXT.items():
+        picture = f"\n\n![the {name} explorer](explorers/{drawn[name].name})" if name in drawn else ""
+        sections.append(f"## {heading}\n\n{text}{picture}\n")
+    (source / "explorers.md").write_text(_EXPLORERS.format(sections="\n".join(sections)), encoding="utf-8")
+    homework = _homework_pages(source, homework_dir)
+    toc = ["format: jb-book", "root: intro", "parts:", "  - caption: The paper, notebook by notebook", "    chapters:"]
+    toc += [f"      - file: notebooks/{path.stem}" for path in chapters]
+    toc += [
+        "  - caption: Explore and practise",
+        "    chapters:",
+        "      - file: explorers",
+        "      - file: homework/index",
+    ]
+    toc += ["        sections:"] + [f"          - file: {entry}" for entry in homework]
+    (source / "_toc.yml").write_text("\n".join(toc) + "\n", encoding="utf-8")
+    (source / "_config.yml").write_text(_SITE_CONFIG, encoding="utf-8")
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    command = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book", "build", str(source)]
+    result = subprocess.run(
+        [*command, "--path-output", str(out_dir), "--warningiserror", "--quiet"], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"jupyter-book failed ({' '.join(command)}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+        )
+    return out_dir / "_build" / "html" / "index.html"
 
 
 # --------------------------------------------------------------------------------------------
@@ -287,41 +531,39 @@ def assign_slide_types(notebook: Any) -> Any:
     return slides
 
 
-def build_slides(
-    out_dir: Path,
-    notebooks: Sequence[Path] | None = None,
-    executed: Path | None = None,
-    reveal_prefix: str = REVEAL_CDN,
-) -> list[Path]:
-    """Write ``out_dir/<name>.slides.html`` for each notebook (default: all of the course).
+def build_slides(out_dir: Path, executed_dir: Path, notebooks: Sequence[Path] | None = None) -> list[Path]:
+    """Write ``out_dir/<name>.slides.html`` for each numbered notebook (default: all of the
+    course) and the scripts they load into ``out_dir/_vendor``; returns the decks.
 
     Args:
-        executed: a folder holding executed copies (``build/course``); default: run each notebook.
-        reveal_prefix: URL or relative path of reveal.js 4.x (see the module docstring).
+        executed_dir: the executed notebooks (``build/course``); stale or missing ones run first.
     """
     import nbformat
     from nbconvert import SlidesExporter
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    exporter = SlidesExporter(reveal_url_prefix=reveal_prefix, reveal_scroll=True)
+    decks = [path for path in (notebooks or course_notebooks()) if path.stem != EXPLORE_NOTEBOOK]
+    copies = executed_copies(executed_dir, decks)
+    vendor_scripts(out_dir / "_vendor")
+    exporter = SlidesExporter(
+        template_name="course_reveal",
+        extra_template_basedirs=[str(TEMPLATE_DIR)],
+        reveal_url_prefix="_vendor/reveal.js",
+        reveal_scroll=True,
+        reveal_theme="white",  # its fonts ship with reveal.js (the default theme's come from Google Fonts)
+        require_js_url="_vendor/requirejs/require.js",
+        jquery_url="_vendor/jquery/dist/jquery.min.js",
+        mathjax_url="_vendor/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe",
+    )
     written = []
-    for path in progress_bar(list(notebooks or course_notebooks()), desc="building slides"):
-        if executed is None:
-            notebook, _ = run_notebook(path)
-        else:
-            copy_path = Path(executed) / path.name
-            if not copy_path.exists():
-                raise FileNotFoundError(
-                    f"no executed copy of {path.name} in {executed}; build the site first "
-                    f"(python -m course_utils.build --out {executed}) or leave out --executed"
-                )
-            notebook = nbformat.read(copy_path, as_version=4)
-        body, _ = exporter.from_notebook_node(assign_slide_types(notebook))
-        slides = out_dir / f"{path.stem}.slides.html"
-        slides.write_text(body, encoding="utf-8")
-        written.append(slides)
-        print(f"{path.name} -> {slides}")
+    for copy_path in progress_bar(copies, desc="building slides"):
+        body, _ = exporter.from_notebook_node(assign_slide_types(nbformat.read(copy_path, as_version=4)))
+        deck = out_dir / f"{copy_path.stem}.slides.html"
+        deck.write_text(body, encoding="utf-8")
+        written.append(deck)
+    print(
+        f"{len(written)} decks and the scripts they load (_vendor/) in {out_dir}; open {written[0]}" if written else ""
+    )
     return written
 
 
@@ -331,51 +573,65 @@ def build_slides(
 
 
 def course_map_markdown(
-    timings: Mapping[str, float] | None = None, course_map: Mapping[str, CourseEntry] = COURSE_MAP
+    timings: Mapping[str, float] | None = None,
+    course_map: Mapping[str, CourseEntry] = COURSE_MAP,
+    link: Callable[[str], str] | None = None,
 ) -> str:
-    """The course map as a Markdown table (for the README), with a run-time column when
-    ``timings`` (``{notebook: seconds}``, e.g. a site build's ``timings.json``) is given."""
+    """The course map as a Markdown table (for the README and the site's front page), with a
+    run-time column when ``timings`` (``{notebook: seconds}``, ``build/course/timings.json``) is
+    given; ``link(name)`` makes each notebook's name a link to that address."""
     header = "| notebook | paper | what you will see |" + (" run time |" if timings else "")
     rule = "|---|---|---|" + ("---|" if timings else "")
     lines = [header, rule]
     for name, entry in course_map.items():
-        row = f"| `{name}.ipynb` | {entry.paper} | {entry.learner_sees} |"
+        title = f"[`{name}.ipynb`]({link(name)})" if link else f"`{name}.ipynb`"
+        row = f"| {title} | {entry.paper} | {entry.learner_sees} |"
         if timings:
             row += f" {_format_seconds(timings[name])} |" if name in timings else " - |"
         lines.append(row)
     return "\n".join(lines) + "\n"
 
 
+_COMMANDS = ("course", "site", "slides", "map")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = argv.pop(0) if argv and argv[0] in ("slides", "map") else "site"
+    if not argv or argv[0] not in _COMMANDS:
+        argparse.ArgumentParser(prog="python -m course_utils.build", description=__doc__).error(
+            f"choose one of: {', '.join(_COMMANDS)} (e.g. python -m course_utils.build course)"
+        )
+    command = argv.pop(0)
     parser = argparse.ArgumentParser(
-        prog=f"python -m course_utils.build{'' if command == 'site' else ' ' + command}",
+        prog=f"python -m course_utils.build {command}",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     if command == "map":
-        parser.add_argument("--timings", help="timings.json of a site build, for the run-time column")
+        parser.add_argument("--timings", help="timings.json of `course`, for the run-time column")
         args = parser.parse_args(argv)
         timings = json.loads(Path(args.timings).read_text()) if args.timings else None
         print(course_map_markdown(timings), end="")
         return
-    parser.add_argument(
-        "--out", default="build/slides" if command == "slides" else "build/course", help="output folder (git-ignored)"
-    )
     parser.add_argument("notebooks", nargs="*", help="notebooks (default: all of notebooks/)")
+    parser.add_argument(
+        "--executed", default="build/course", help="executed notebooks and timings.json (default: build/course)"
+    )
+    if command in ("course", "site"):
+        parser.add_argument("--site", default="build/site", help="the site's folder (default: build/site)")
     if command == "slides":
-        parser.add_argument("--executed", help="folder of executed copies to reuse (e.g. build/course)")
-        parser.add_argument("--reveal-prefix", default=REVEAL_CDN, help=f"reveal.js location (default: {REVEAL_CDN})")
+        parser.add_argument("--out", default="build/slides", help="the decks' folder (default: build/slides)")
     args = parser.parse_args(argv)
     notebooks = [Path(p) for p in args.notebooks] or None
-    if command == "slides":
-        try:
-            build_slides(Path(args.out), notebooks, Path(args.executed) if args.executed else None, args.reveal_prefix)
-        except FileNotFoundError as error:
-            parser.error(str(error))
-        return
-    print(f"open {build_course(Path(args.out), notebooks)}")
+    try:
+        if command == "course":
+            execute_course(Path(args.executed), notebooks)
+        if command in ("course", "site"):
+            print(f"site written; open {build_site(Path(args.site), Path(args.executed), notebooks)}")
+        if command == "slides":
+            build_slides(Path(args.out), Path(args.executed), notebooks)
+    except FileNotFoundError as error:
+        parser.error(str(error))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from __future__ import annotations
 import html
 import io
 import math
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -42,7 +43,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor, nn
 
 from .activations import TopK, mine_top_activations, receptive_field, receptive_field_box
@@ -108,6 +109,34 @@ def _png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+_PICTURE_GAP = 8
+
+
+def _views(children: Sequence[widgets.Widget], caption: str = "") -> Iterator[tuple[str, widgets.Widget]]:
+    """``(caption, widget)`` for every Image and HTML widget under ``children`` in display order;
+    an HTML widget directly followed by an Image is that Image's caption."""
+    children = list(children)
+    for index, child in enumerate(children):
+        following = children[index + 1] if index + 1 < len(children) else None
+        if isinstance(child, widgets.HTML) and isinstance(following, widgets.Image):
+            continue
+        if isinstance(child, widgets.Image):
+            previous = children[index - 1] if index else None
+            yield (_html_lines(previous.value)[0] if isinstance(previous, widgets.HTML) else caption), child
+        elif isinstance(child, widgets.HTML):
+            yield caption, child
+        elif isinstance(child, widgets.Box):
+            yield from _views(child.children, caption)
+
+
+def _html_lines(markup: str) -> list[str]:
+    """The text of an HTML snippet, one line per ``<br>`` or table row, cells separated by spaces."""
+    markup = re.sub(r"<br\s*/?>|</tr>|</p>", "\n", markup)
+    text = html.unescape(re.sub(r"<[^>]+>", " ", markup))
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    return [line for line in lines if line] or [""]
+
+
 def _captioned(caption: str, view: widgets.Widget) -> widgets.VBox:
     return widgets.VBox([widgets.HTML(f"<b>{html.escape(caption)}</b>"), view])
 
@@ -164,6 +193,39 @@ class Explorer(widgets.VBox):
         start = time.perf_counter()
         self._draw(**values)
         self.last_update_seconds = time.perf_counter() - start
+
+    def picture(self) -> bytes:
+        """PNG bytes of the explorer as it is now, for pages where widgets cannot run (the course
+        site): a line of control values, the pictures side by side under their captions, and the
+        text readouts below them."""
+        pictures: list[tuple[str, Image.Image]] = []
+        readouts: list[str] = []
+        for caption, widget in _views(self.children[2:-1]):
+            if isinstance(widget, widgets.Image) and widget.value:
+                pictures.append((caption, Image.open(io.BytesIO(widget.value)).convert("RGB")))
+            elif isinstance(widget, widgets.HTML) and widget.value:
+                readouts.extend(_html_lines(widget.value))
+        font = ImageFont.load_default(size=14)
+        line = 20
+        header = "   ".join(f"{name}: {control.value}" for name, control in self.controls.items())
+        text_width = max(font.getlength(text) for text in [header, *readouts])
+        width = (
+            int(max(sum(image.width for _, image in pictures) + _PICTURE_GAP * len(pictures), text_width))
+            + 2 * _PICTURE_GAP
+        )
+        height = line * (2 + len(readouts)) + max((image.height for _, image in pictures), default=0) + 2 * _PICTURE_GAP
+        canvas = Image.new("RGB", (width, height), "white")
+        draw = ImageDraw.Draw(canvas)
+        draw.text((_PICTURE_GAP, 2), header, fill="black", font=font)
+        left = _PICTURE_GAP
+        for caption, image in pictures:
+            draw.text((left, line + 2), caption, fill="black", font=font)
+            canvas.paste(image, (left, 2 * line))
+            left += image.width + _PICTURE_GAP
+        top = 2 * line + max((image.height for _, image in pictures), default=0) + _PICTURE_GAP
+        for number, text in enumerate(readouts):
+            draw.text((_PICTURE_GAP, top + number * line), text, fill="black", font=font)
+        return _png_bytes(canvas)
 
     #: Each explorer draws its view from the current control values (keyword arguments).
     _draw: Callable[..., None]

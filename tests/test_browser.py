@@ -309,3 +309,98 @@ def test_the_voila_app_serves_the_explorers_with_the_shipped_model(tmp_path):
     finally:
         stop(server)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def built_site_and_decks(tmp_path_factory) -> tuple[Path, Path]:
+    """The site and the offline decks of two tiny notebooks (one with math), built the way
+    `make site` and `make slides` build the course's."""
+    import nbformat
+
+    from course_utils.build import CourseEntry, build_site, build_slides, course_notebooks, execute_course
+
+    folder = tmp_path_factory.mktemp("notebooks")
+    cells = [
+        nbformat.v4.new_markdown_cell("# Deck\n\nThe first slide: $\\Delta = \\|a - b\\|$."),
+        nbformat.v4.new_code_cell("print('first')"),
+        nbformat.v4.new_markdown_cell("## Second slide\n\nThe second one."),
+        nbformat.v4.new_code_cell("print('second')"),
+    ]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), folder / "01_deck.ipynb")
+    nbformat.write(
+        nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Other\n\nText.")]), folder / "02_other.ipynb"
+    )
+    out = tmp_path_factory.mktemp("built")
+    notebooks = course_notebooks(folder)
+    execute_course(out / "course", notebooks)
+    build_slides(out / "slides", out / "course", notebooks[:1])
+    course_map = {"01_deck": CourseEntry("Fig. 1", "a deck"), "02_other": CourseEntry("Fig. 2", "another page")}
+    index = build_site(out / "site", out / "course", notebooks, course_map=course_map, pictures=False)
+    return out / "slides" / "01_deck.slides.html", index.parent
+
+
+@contextlib.contextmanager
+def offline_page(chromium: str) -> Iterator[tuple[Any, list[str]]]:
+    """A Chromium page that may read local files only: every other request is aborted and listed."""
+    blocked: list[str] = []
+
+    def block(route: Any) -> None:
+        if route.request.url.startswith("file://"):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    with chromium_page(chromium, 1280, 800) as page:
+        page.route("**/*", block)
+        yield page, blocked
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(300)
+def test_an_offline_deck_turns_to_the_next_slide_and_renders_math(built_site_and_decks):
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("Chromium not found; install it with `apt-get install -y chromium`")
+    deck, _ = built_site_and_decks
+    with offline_page(chromium) as (page, blocked):
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(deck.as_uri())
+        page.wait_for_function("() => window.Reveal && Reveal.isReady && Reveal.isReady()")
+        page.wait_for_selector(".MathJax_CHTML, .mjx-chtml")  # MathJax, from _vendor/, typeset the formula
+        assert page.evaluate("Reveal.getIndices().h") == 0
+        for _ in range(2):  # the first press reveals the code cell (a fragment), the second turns the slide
+            page.keyboard.press("ArrowRight")
+        page.wait_for_function("() => Reveal.getIndices().h === 1")
+        assert "second slide" in page.locator("section.present").first.inner_text().lower()  # the theme capitalizes
+        page.wait_for_timeout(1000)  # the slide transition
+        shot = SCREENSHOT.parent / "slide.png"
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot))
+    assert not blocked, f"the deck asked the network for {blocked}"
+    assert not errors, f"script errors in the deck: {errors}"
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(300)
+def test_the_offline_site_follows_a_chapter_link_and_searches(built_site_and_decks):
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("Chromium not found; install it with `apt-get install -y chromium`")
+    _, html_dir = built_site_and_decks
+    with offline_page(chromium) as (page, blocked):
+        page.goto((html_dir / "index.html").as_uri())
+        page.wait_for_url("**/intro.html")
+        page.locator("main a.reference", has_text="01_deck.ipynb").first.click()  # the course map's link
+        page.wait_for_url("**/notebooks/01_deck.html")
+        assert "first" in page.locator("main").inner_text()  # the executed output
+        page.locator("nav a", has_text="Other").first.click()  # the chapter navigation
+        page.wait_for_url("**/notebooks/02_other.html")
+        page.go_back()
+        page.wait_for_selector(".MathJax_CHTML, .mjx-chtml, .MathJax")
+        page.goto((html_dir / "search.html").as_uri() + "?q=second")
+        page.locator("#search-results a", has_text="Deck").first.wait_for()
+        shot = SCREENSHOT.parent / "site.png"
+        page.screenshot(path=str(shot))
+    assert not blocked, f"the site asked the network for {blocked}"

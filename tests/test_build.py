@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import nbformat
@@ -12,14 +13,16 @@ import pytest
 from course_utils.build import (
     COURSE_MAP,
     NOTEBOOK_DIR,
-    REVEAL_CDN,
     CourseEntry,
     assign_slide_types,
-    build_course,
+    build_site,
     build_slides,
     course_map_markdown,
     course_notebooks,
+    execute_course,
+    executed_copies,
     main,
+    vendor_scripts,
 )
 
 TINY_MAP = {"01_alpha": CourseEntry("Fig. 99", "alpha things & more")}
@@ -78,65 +81,111 @@ def test_the_first_shown_cell_opens_a_slide():
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> tuple[Path, Path]:
-    """A folder of two tiny notebooks and the site built from it (two kernels run)."""
+def executed(tmp_path_factory) -> tuple[Path, Path]:
+    """A folder of two tiny notebooks and their executed copies (two kernels run)."""
     folder = tmp_path_factory.mktemp("notebooks")
     alpha = nbformat.v4.new_notebook(
         cells=[
-            nbformat.v4.new_markdown_cell("# Alpha\n\nA tiny notebook."),
+            nbformat.v4.new_markdown_cell("# Alpha\n\nA tiny notebook about $\\Delta$."),
             code_cell("print('hello', 6 * 7)"),
-            nbformat.v4.new_markdown_cell("## Second slide\n\nMore text."),
+            nbformat.v4.new_markdown_cell("## Second slide\n\nMore text about zeppelins."),
             code_cell("print('from', __import__('os').path.basename(__import__('os').getcwd()))"),
         ]
     )
-    extra = nbformat.v4.new_notebook(cells=[code_cell("x = 1")])
+    extra = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Extra"), code_cell("x = 1")])
     nbformat.write(alpha, folder / "01_alpha.ipynb")
-    nbformat.write(extra, folder / "extra.ipynb")
-    out = tmp_path_factory.mktemp("site")
-    build_course(out, course_notebooks(folder), course_map=TINY_MAP)
+    nbformat.write(extra, folder / "02_extra.ipynb")
+    out = tmp_path_factory.mktemp("course")
+    execute_course(out, course_notebooks(folder))
     return folder, out
 
 
-def test_site_index_lists_every_notebook_with_map_entry_and_run_time(site):
-    folder, out = site
-    index = (out / "index.html").read_text()
-    rows = re.findall(
-        r"<tr><td>(\d+)</td><td><a href=\"([^\"]+)\">([^<]+)</a></td><td>([^<]*)</td>"
-        r"<td>([^<]*)</td><td class=\"time\">(\d+ s)</td></tr>",
-        index,
-    )
-    assert [row[:5] for row in rows] == [
-        ("1", "01_alpha.html", "01_alpha.ipynb", "Fig. 99", "alpha things &amp; more"),
-        ("2", "extra.html", "extra.ipynb", "-", "(not in the course map yet)"),
-    ]
-    assert "All 2 notebooks ran in" in index
+def test_executed_copies_have_outputs_and_timings_and_the_sources_stay_clean(executed):
+    folder, out = executed
     timings = json.loads((out / "timings.json").read_text())
-    assert sorted(timings) == ["01_alpha", "extra"] and all(seconds > 0 for seconds in timings.values())
-    page = (out / "01_alpha.html").read_text()
-    assert "hello 42" in page  # executed, with its outputs
-    assert f"from {folder.name}" in page  # in the notebook's own folder
+    assert sorted(timings) == ["01_alpha", "02_extra"] and all(seconds > 0 for seconds in timings.values())
+    copy = nbformat.read(out / "01_alpha.ipynb", as_version=4)
+    assert copy.cells[1].outputs[0].text == "hello 42\n"  # executed, with its outputs
+    assert copy.cells[3].outputs[0].text == f"from {folder.name}\n"  # in the notebook's own folder
     assert nbformat.read(folder / "01_alpha.ipynb", as_version=4).cells[1].outputs == []  # source untouched
 
 
-def test_slides_from_the_executed_copies_have_reveal_sections(site, tmp_path):
-    folder, out = site
-    [slides] = build_slides(tmp_path, [folder / "01_alpha.ipynb"], executed=out)
-    assert slides == tmp_path / "01_alpha.slides.html"
-    deck = slides.read_text()
-    assert f"{REVEAL_CDN}/dist/reveal.js" in deck or f"{REVEAL_CDN}/js/reveal.js" in deck
-    assert deck.count("<section") >= 2  # two '#'/'##' headings, two slides
-    assert 'class="fragment"' in deck  # code cells are fragments
-    assert "hello 42" in deck
-    assert re.search(r"scroll\s*=\s*true|scroll:\s*true", deck, re.IGNORECASE)
+def test_executed_copies_are_reused_until_their_notebook_changes(executed, tmp_path, capsys):
+    folder, out = executed
+    notebooks = [tmp_path / path.name for path in course_notebooks(folder)]
+    for source, target in zip(course_notebooks(folder), notebooks):
+        target.write_bytes(source.read_bytes())
+        (tmp_path / "course").mkdir(exist_ok=True)
+    course = tmp_path / "course"
+    execute_course(course, notebooks)
+    stamps = {path.name: path.stat().st_mtime_ns for path in course.glob("*.ipynb")}
+    capsys.readouterr()
+    executed_copies(course, notebooks)
+    assert {path.name: path.stat().st_mtime_ns for path in course.glob("*.ipynb")} == stamps
+    assert "reusing 2 executed notebooks" in capsys.readouterr().out
+    time.sleep(0.01)
+    notebooks[1].touch()  # an edited notebook runs again, the other is reused
+    executed_copies(course, notebooks)
+    after = {path.name: path.stat().st_mtime_ns for path in course.glob("*.ipynb")}
+    assert after["01_alpha.ipynb"] == stamps["01_alpha.ipynb"] and after["02_extra.ipynb"] > stamps["02_extra.ipynb"]
+    assert "reusing 1 executed notebooks" in capsys.readouterr().out
 
 
-def test_slides_without_an_executed_copy_say_what_to_build(site, tmp_path, capsys):
-    folder, _ = site
+def script_sources(page: str) -> list[str]:
+    return re.findall(r"<script[^>]*\ssrc=\"([^\"]+)\"", page) + re.findall(r"<link[^>]*\shref=\"([^\"]+)\"", page)
+
+
+def test_the_site_is_a_jupyter_book_with_chapters_homework_search_and_local_scripts(executed, tmp_path):
+    folder, out = executed
+    homework = tmp_path / "homework"
+    (homework / "hw9_demo").mkdir(parents=True)
+    (homework / "hw9_demo" / "README.md").write_text("# Homework 9: demo\n\nWrite `f`.\n")
+    index = build_site(
+        tmp_path / "site", out, course_notebooks(folder), homework_dir=homework, course_map=TINY_MAP, pictures=False
+    )
+    assert index == tmp_path / "site" / "_build" / "html" / "index.html"
+    html_dir = index.parent
+    assert 'url=intro.html' in index.read_text()  # Jupyter Book's index forwards to the front page
+    front = (html_dir / "intro.html").read_text()
+    assert "Fig. 99" in front and "alpha things &amp; more" in front  # the course map
+    assert 'href="notebooks/01_alpha.html"' in front  # navigation to every chapter
+    assert 'href="notebooks/02_extra.html"' in front and 'href="homework/hw9_demo.html"' in front
+    chapter = (html_dir / "notebooks" / "01_alpha.html").read_text()
+    assert "hello 42" in chapter  # the executed outputs
+    assert "Homework 9: demo" in (html_dir / "homework" / "hw9_demo.html").read_text()
+    assert '"zeppelin"' in (html_dir / "searchindex.js").read_text()  # full-text search (stemmed), offline
+    for page in (front, chapter):
+        remote = [source for source in script_sources(page) if source.startswith(("http:", "https:", "//"))]
+        assert not remote, f"the site loads {remote} from the network"
+    assert '"../_static/../mathjax3/es5/tex-chtml.js' in chapter
+    assert (html_dir / "mathjax3" / "es5" / "tex-chtml.js").exists()
+
+
+def test_offline_slides_load_every_script_from_their_own_folder(executed, tmp_path):
+    folder, out = executed
+    [deck] = build_slides(tmp_path, out, [folder / "01_alpha.ipynb"])
+    assert deck == tmp_path / "01_alpha.slides.html"
+    page = deck.read_text()
+    sources = script_sources(page) + re.findall(r'"(_vendor/[^"]+\.js)"', page)
+    assert "_vendor/reveal.js/dist/reveal.js" in sources and "_vendor/requirejs/require.js" in sources
+    for source in sources:
+        assert not source.startswith(("http:", "https:", "//")), f"the deck loads {source} from the network"
+        assert (tmp_path / source.split("?")[0]).is_file(), f"{source} is not beside the deck"
+    assert "cdnjs" not in page and "unpkg" not in page
+    assert page.count("<section") >= 2  # two '#'/'##' headings, two slides
+    assert 'class="fragment"' in page  # code cells are fragments
+    assert "hello 42" in page
+
+
+def test_without_the_npm_packages_the_error_says_how_to_install_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"reveal\.js.*make setup.*npm ci"):
+        vendor_scripts(tmp_path / "out", ["reveal.js"], node_modules=tmp_path / "node_modules")
+
+
+def test_build_without_a_command_names_the_commands(capsys):
     with pytest.raises(SystemExit):
-        main(
-            ["slides", "--out", str(tmp_path), "--executed", str(tmp_path / "missing"), str(folder / "01_alpha.ipynb")]
-        )
-    assert "no executed copy of 01_alpha.ipynb" in capsys.readouterr().err
+        main(["--out", "x"])
+    assert "choose one of: course, site, slides, map" in capsys.readouterr().err
 
 
 def test_course_map_as_markdown_with_run_times():

@@ -11,6 +11,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CONDA_NAMES = {"torch": "pytorch"}  # pip name -> conda-forge name where they differ
+NOT_FROM_PIP = {"python", "pip", "nodejs"}  # conda brings Node.js too, for the npm packages of package.json
 
 
 def requirement_names(requirements: list[str]) -> set[str]:
@@ -30,7 +31,7 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject():
     conda = [entry for entry in environment["dependencies"] if isinstance(entry, str)]
     pip_section = next(entry["pip"] for entry in environment["dependencies"] if isinstance(entry, dict))
     assert "-e .[dev]" in pip_section
-    conda_names = requirement_names(conda) - {"python", "pip"}
+    conda_names = requirement_names(conda) - NOT_FROM_PIP
     assert conda_names == {CONDA_NAMES.get(name, name) for name in pip_names}
 
 
