@@ -404,3 +404,39 @@ def test_the_offline_site_follows_a_chapter_link_and_searches(built_site_and_dec
         shot = SCREENSHOT.parent / "site.png"
         page.screenshot(path=str(shot))
     assert not blocked, f"the site asked the network for {blocked}"
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(420)
+def test_rise_shows_a_notebook_as_live_slides_in_jupyterlab(tmp_path):
+    """`make lab`'s live slides: JupyterLab's RISE extension opens a notebook (with the slide types
+    the course's notebooks carry) as a reveal.js deck; the right arrow turns to the next slide."""
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("Chromium not found; install it with `apt-get install -y chromium`")
+    import nbformat
+
+    from course_utils.build import assign_slide_types
+
+    cells = [
+        nbformat.v4.new_markdown_cell("# Live deck\n\nThe first slide."),
+        nbformat.v4.new_markdown_cell("## Next slide\n\nThe second one."),
+    ]
+    notebook = assign_slide_types(nbformat.v4.new_notebook(cells=cells))
+    notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nbformat.write(notebook, tmp_path / "deck.ipynb")
+    port, token = free_port(), secrets.token_hex(16)
+    server = start_jupyterlab(tmp_path, port, token)
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        wait_until_serving(server, f"{base_url}/api/status?token={token}", tmp_path / "jupyterlab.log", 90)
+        with chromium_page(chromium, 1280, 800) as page:
+            page.goto(f"{base_url}/rise/deck.ipynb?token={token}", timeout=120_000)
+            page.locator(".reveal .slides section.present", has_text="Live deck").first.wait_for(timeout=180_000)
+            page.locator(".reveal").first.click()
+            page.keyboard.press("ArrowRight")
+            page.locator(".reveal .slides section.present", has_text="Next slide").first.wait_for(timeout=60_000)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(SCREENSHOT.parent / "rise.png"))
+    finally:
+        stop(server)
