@@ -4,6 +4,7 @@
     python -m course_utils.build site     # the site (build/site) from build/course's executed copies
     python -m course_utils.build slides   # one offline reveal.js deck per notebook (build/slides)
     python -m course_utils.build map      # the course map as a Markdown table (the README's)
+    python -m course_utils.build slide-types  # write slide types into new cells of the notebooks
 
 **Executed notebooks.** ``course`` runs every ``notebooks/NN_*.ipynb`` in order in a fresh
 kernel (working directory: ``notebooks/``) and writes the executed copies and ``timings.json``
@@ -66,6 +67,7 @@ __all__ = [
     "explorer_pictures",
     "assign_slide_types",
     "build_slides",
+    "write_slide_types",
     "course_map_markdown",
     "main",
 ]
@@ -161,6 +163,9 @@ def run_notebook(path: Path, timeout: int = 600) -> tuple[Any, float]:
         resources={"metadata": {"path": str(path.parent)}},
         # the kernel's own log shows errors only (not its warning about TCP on loopback, once per notebook)
         extra_arguments=["--IPKernelApp.log_level=ERROR"],
+        # no widget state: rendering it would load the widget manager from a CDN; static pages
+        # show the widgets' text instead (the explorers get pictures, see explorer_pictures)
+        store_widget_state=False,
     ).execute()
     return notebook, time.perf_counter() - start
 
@@ -531,6 +536,27 @@ def assign_slide_types(notebook: Any) -> Any:
     return slides
 
 
+def write_slide_types(executed_dir: Path, notebooks: Sequence[Path] | None = None) -> list[Path]:
+    """Give every cell of the committed ``notebooks`` (default: the numbered ones) that has no
+    slide type the one :func:`assign_slide_types` picks from its executed copy (figures are
+    only known after a run), so that RISE shows the same slides live; returns the notebooks changed."""
+    import nbformat
+
+    decks = [path for path in (notebooks or course_notebooks()) if path.stem != EXPLORE_NOTEBOOK]
+    changed = []
+    for path, copy_path in zip(decks, executed_copies(executed_dir, decks)):
+        source = nbformat.read(path, as_version=4)
+        typed = assign_slide_types(nbformat.read(copy_path, as_version=4))
+        missing = [i for i, cell in enumerate(source.cells) if "slide_type" not in cell.metadata.get("slideshow", {})]
+        for index in missing:
+            source.cells[index].metadata["slideshow"] = {"slide_type": typed.cells[index].metadata.slideshow.slide_type}
+        if missing:
+            nbformat.write(source, path)
+            changed.append(path)
+            print(f"{path.name}: slide types for {len(missing)} cells")
+    return changed
+
+
 def build_slides(out_dir: Path, executed_dir: Path, notebooks: Sequence[Path] | None = None) -> list[Path]:
     """Write ``out_dir/<name>.slides.html`` for each numbered notebook (default: all of the
     course) and the scripts they load into ``out_dir/_vendor``; returns the decks.
@@ -592,7 +618,7 @@ def course_map_markdown(
     return "\n".join(lines) + "\n"
 
 
-_COMMANDS = ("course", "site", "slides", "map")
+_COMMANDS = ("course", "site", "slides", "slide-types", "map")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -630,6 +656,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"site written; open {build_site(Path(args.site), Path(args.executed), notebooks)}")
         if command == "slides":
             build_slides(Path(args.out), Path(args.executed), notebooks)
+        if command == "slide-types":
+            write_slide_types(Path(args.executed), notebooks)
     except FileNotFoundError as error:
         parser.error(str(error))
 

@@ -323,6 +323,7 @@ def built_site_and_decks(tmp_path_factory) -> tuple[Path, Path]:
     cells = [
         nbformat.v4.new_markdown_cell("# Deck\n\nThe first slide: $\\Delta = \\|a - b\\|$."),
         nbformat.v4.new_code_cell("print('first')"),
+        nbformat.v4.new_code_cell("import ipywidgets\nipywidgets.IntSlider(3)"),  # widgets on a static page
         nbformat.v4.new_markdown_cell("## Second slide\n\nThe second one."),
         nbformat.v4.new_code_cell("print('second')"),
     ]
@@ -370,7 +371,7 @@ def test_an_offline_deck_turns_to_the_next_slide_and_renders_math(built_site_and
         page.wait_for_function("() => window.Reveal && Reveal.isReady && Reveal.isReady()")
         page.wait_for_selector(".MathJax_CHTML, .mjx-chtml")  # MathJax, from _vendor/, typeset the formula
         assert page.evaluate("Reveal.getIndices().h") == 0
-        for _ in range(2):  # the first press reveals the code cell (a fragment), the second turns the slide
+        for _ in range(3):  # the first presses reveal the code cells (fragments), the last turns the slide
             page.keyboard.press("ArrowRight")
         page.wait_for_function("() => Reveal.getIndices().h === 1")
         assert "second slide" in page.locator("section.present").first.inner_text().lower()  # the theme capitalizes

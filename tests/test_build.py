@@ -23,6 +23,7 @@ from course_utils.build import (
     executed_copies,
     main,
     vendor_scripts,
+    write_slide_types,
 )
 
 TINY_MAP = {"01_alpha": CourseEntry("Fig. 99", "alpha things & more")}
@@ -145,7 +146,7 @@ def test_the_site_is_a_jupyter_book_with_chapters_homework_search_and_local_scri
     )
     assert index == tmp_path / "site" / "_build" / "html" / "index.html"
     html_dir = index.parent
-    assert 'url=intro.html' in index.read_text()  # Jupyter Book's index forwards to the front page
+    assert "url=intro.html" in index.read_text()  # Jupyter Book's index forwards to the front page
     front = (html_dir / "intro.html").read_text()
     assert "Fig. 99" in front and "alpha things &amp; more" in front  # the course map
     assert 'href="notebooks/01_alpha.html"' in front  # navigation to every chapter
@@ -177,6 +178,21 @@ def test_offline_slides_load_every_script_from_their_own_folder(executed, tmp_pa
     assert "hello 42" in page
 
 
+def test_slide_types_are_written_into_the_committed_notebooks_from_their_executed_copies(executed, tmp_path):
+    folder, out = executed
+    notebook = tmp_path / "01_alpha.ipynb"
+    source = nbformat.read(folder / "01_alpha.ipynb", as_version=4)
+    source.cells[2].metadata["slideshow"] = {"slide_type": "notes"}  # the author's choice stays
+    nbformat.write(source, notebook)
+    course = tmp_path / "course"
+    course.mkdir()
+    (course / notebook.name).write_bytes((out / notebook.name).read_bytes())  # a fresh executed copy
+    assert write_slide_types(course, [notebook]) == [notebook]
+    types = [cell.metadata.slideshow.slide_type for cell in nbformat.read(notebook, as_version=4).cells]
+    assert types == ["slide", "fragment", "notes", "fragment"]
+    assert write_slide_types(course, [notebook]) == []  # nothing left to do
+
+
 def test_without_the_npm_packages_the_error_says_how_to_install_them(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"reveal\.js.*make setup.*npm ci"):
         vendor_scripts(tmp_path / "out", ["reveal.js"], node_modules=tmp_path / "node_modules")
@@ -185,7 +201,7 @@ def test_without_the_npm_packages_the_error_says_how_to_install_them(tmp_path):
 def test_build_without_a_command_names_the_commands(capsys):
     with pytest.raises(SystemExit):
         main(["--out", "x"])
-    assert "choose one of: course, site, slides, map" in capsys.readouterr().err
+    assert "choose one of: course, site, slides, slide-types, map" in capsys.readouterr().err
 
 
 def test_course_map_as_markdown_with_run_times():

@@ -48,6 +48,19 @@ def test_committed_notebooks_have_no_outputs():
         assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them before committing"
 
 
+def test_every_cell_of_the_numbered_notebooks_has_a_slide_type_for_rise():
+    """RISE presents a notebook by its cells' slide types; `python -m course_utils.build
+    slide-types` writes them for new cells (from the executed copies, so figures are known)."""
+    for path in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        untyped = [i for i, cell in enumerate(cells) if "slide_type" not in cell["metadata"].get("slideshow", {})]
+        assert not untyped, (
+            f"{path.name}: cells {untyped} have no slide type; run python -m course_utils.build slide-types"
+        )
+        shown = [cell["metadata"]["slideshow"]["slide_type"] for cell in cells]
+        assert next(kind for kind in shown if kind not in ("skip", "notes")) == "slide", path.name
+
+
 def test_ci_runs_the_readme_test_command():
     readme = (REPO / "README.md").read_text()
     ci = (REPO / ".ci" / "run").read_text()

@@ -397,6 +397,38 @@ def test_committed_student_versions_are_up_to_date(tmp_path):
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_hints_guide_without_naming_the_calls_of_the_solution(assignment):
+    """A hint says what to think about, not which functions to call: no hint names a function or
+    method that its solution block calls (builtins, the assignment's own functions and the
+    arguments it calls, like ``model``, aside)."""
+    import ast
+    import builtins
+
+    from course_utils.homework.generate import solution_path
+
+    source = solution_path(assignment).read_text()
+    tree = ast.parse(source)
+    own = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+    own |= {node.arg for node in ast.walk(tree) if isinstance(node, ast.arg)}  # e.g. model(batch)
+    blocks = re.findall(r"# BEGIN SOLUTION\n(.*?)# END SOLUTION", source, flags=re.DOTALL)
+    assert blocks
+    for block in blocks:
+        hint = " ".join(
+            line.strip()[len("# HINT:") :] for line in block.splitlines() if line.strip().startswith("# HINT:")
+        )
+        code = textwrap.dedent(
+            "\n".join(line for line in block.splitlines() if line.strip() and not line.strip().startswith("#"))
+        )
+        called = {
+            node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+            for node in ast.walk(ast.parse(code.replace("return ", "_ = ")))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name)
+        }
+        named = sorted(name for name in called - own - set(dir(builtins)) if re.search(rf"\b{re.escape(name)}\b", hint))
+        assert not named, f"{assignment}: the hint names what the solution calls ({named}): {hint}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_student_versions_hide_solutions_and_hidden_checks(assignment):
     student = (HOMEWORK_DIR / assignment / f"{assignment}.py").read_text()
     for marker in ("BEGIN SOLUTION", "END SOLUTION", "# HINT:", "hidden=True"):

@@ -52,9 +52,10 @@ def unpool(signal: Tensor, switches: Tensor, input_size: tuple[int, int]) -> Ten
         several windows share one switch, the sum of their values.
     """
     raise NotImplementedError(
-        "unpool: start from zeros of shape (N, C, H * W) (signal.new_zeros keeps the dtype) and "
-        "add each value at its switch with Tensor.scatter_add_ on the flattened planes (so shared "
-        "switches sum up); then reshape to (N, C, H, W)."
+        "unpool: Every value of `signal` has one destination: its switch, a flat index into an H x "
+        "W plane of the same image and channel. Where do two values go when two windows chose the "
+        "same input position, and which tensor operation accumulates instead of overwriting? Build "
+        "the result flat per plane, keep the input's dtype, and check the shape."
     )
 
 
@@ -84,10 +85,11 @@ def deconv_step(
         ``(N, C_in, H, W)``.
     """
     raise NotImplementedError(
-        "deconv_step: unpool to unpooled_size, apply torch.relu, then F.conv_transpose2d with the "
-        "same weight, stride and padding. A strided convolution maps several input sizes to the "
-        "same output size: pass output_padding = (wanted size) - (size you get without it), per "
-        "axis, where the size you get is (Hc - 1) * stride - 2 * padding + k."
+        "deconv_step: The three steps of the module docstring, in that order. The transposed "
+        "convolution is the adjoint of the forward one, so it takes the forward layer's weight, "
+        "stride and padding unchanged. With a stride, several input sizes give the same output "
+        "size: compute the size the transposed convolution produces by default, compare it with "
+        "the size you need, and tell it the difference."
     )
 
 

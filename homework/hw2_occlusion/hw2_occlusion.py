@@ -37,14 +37,18 @@ def occluder_positions(size: int, window: int, stride: int) -> Tensor:
         ``(n,)`` int64: ``0, stride, 2 * stride, ...``, every value at most ``size - window``.
     """
     raise NotImplementedError(
-        "occluder_positions: torch.arange with a stop just past size - window"
+        "occluder_positions: Which top-left corners keep the whole square inside the image? List "
+        "them from 0 in steps of stride; is size - window itself one of them?"
     )
 
 
 def occlude(image: Tensor, top: int, left: int, window: int, fill: float) -> Tensor:
     """A copy of ``image`` ``(3, H, W)`` with rows ``top .. top + window - 1`` and columns
     ``left .. left + window - 1`` set to ``fill`` in every channel. ``image`` is unchanged."""
-    raise NotImplementedError("occlude: clone the image, then assign fill to a slice of the copy")
+    raise NotImplementedError(
+        "occlude: The caller's image must stay as it was: work on a copy, then set the square's "
+        "rows and columns in every channel."
+    )
 
 
 def occlusion_map(model: nn.Module, image: Tensor, window: int, stride: int, target: int, fill: float = 0.0) -> Tensor:
@@ -63,9 +67,10 @@ def occlusion_map(model: nn.Module, image: Tensor, window: int, stride: int, tar
         and ``cols`` from :func:`occluder_positions` for the image's height and width.
     """
     raise NotImplementedError(
-        "occlusion_map: stack the occluded images of every (row, column) pair into one batch, run "
-        "the model once under torch.no_grad(), take softmax over the classes, keep column target "
-        "and reshape to (R, C), rows first."
+        "occlusion_map: One occluded image per (row, column) position; evaluating them as a batch "
+        "is much faster than one at a time, and no gradients are needed. The model returns logits: "
+        "what turns them into probabilities, and along which dimension? Keep the target class and "
+        "arrange the values with rows first."
     )
 
 

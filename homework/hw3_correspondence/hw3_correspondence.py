@@ -43,9 +43,10 @@ def mask_square(image: Tensor, centre: tuple[float, float], window: int, fill: f
     and columns likewise from ``x0``; the part outside the image is dropped. ``image`` is unchanged.
     """
     raise NotImplementedError(
-        "mask_square: compute y0 and x0 with math.floor, clone the image and assign fill to the "
-        "slice [:, y0:y0 + window, x0:x0 + window]; clamp a negative start to 0 first (a negative "
-        "slice start counts from the end)."
+        "mask_square: Turn the centre into the square's first row and column (the docstring says "
+        "how to round). Near the border part of the square falls outside the image: what does a "
+        "negative index do in a Python slice, and how do you keep only the part inside? Work on a "
+        "copy."
     )
 
 
@@ -53,15 +54,16 @@ def sign_disagreement(a: Tensor, b: Tensor) -> float:
     """Fraction of the positions ``d`` of two ``(D,)`` vectors where ``sign(a[d]) != sign(b[d])``,
     with ``sign`` in {-1, 0, +1}: the Hamming distance of the sign vectors divided by ``D``."""
     raise NotImplementedError(
-        "sign_disagreement: torch.sign, a comparison, then the mean of the result as floats"
+        "sign_disagreement: Compare the signs position by position and count the disagreements as "
+        "a fraction of D: the result is a float between 0 and 1."
     )
 
 
 def hamming_consistency(eps: Tensor) -> float:
     """Mean of :func:`sign_disagreement` over all pairs of rows ``i < j`` of ``eps`` ``(N, D)``."""
     raise NotImplementedError(
-        "hamming_consistency: loop over the pairs (itertools.combinations(range(N), 2)) and "
-        "average"
+        "hamming_consistency: Every unordered pair of different rows counts once; how many pairs "
+        "are there for N rows?"
     )
 
 
@@ -79,10 +81,12 @@ def correspondence_delta(
         fill: the value of the masked pixels.
     """
     raise NotImplementedError(
-        "correspondence_delta: mask every image (torch.stack), then get the features of the "
-        "originals and of the masked images in ONE batch, torch.cat([images, masked]), with "
-        "layer_outputs. In one forward pass, the features the mask does not reach cancel exactly "
-        "(eps = 0); two separate passes may differ in the last bit and give them random signs."
+        "correspondence_delta: Mask each image, take the features at `layer` (the module imports a "
+        "helper that returns them), form eps_i as the module docstring defines it and reuse your "
+        "functions above. Floating-point sums depend on the batch they are computed in: if the "
+        "features of an original and of its masked copy come from two separate forward passes, "
+        "positions the mask cannot reach may differ in the last bit and get random signs. How can "
+        "one pass give you both?"
     )
 
 

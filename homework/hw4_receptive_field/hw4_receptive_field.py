@@ -43,8 +43,9 @@ def receptive_field(layers: Sequence[tuple[int, int, int]]) -> tuple[int, int, i
         padding.
     """
     raise NotImplementedError(
-        "receptive_field: one loop over the layers that updates size and offset with the stride so "
-        "far, then multiplies the stride."
+        "receptive_field: Walk the layers from the input up, keeping three numbers: the size and "
+        "offset of one unit's window in pixels, and the stride of one step of the current layer "
+        "measured in pixels. How does each layer's kernel, stride and padding change them?"
     )
 
 
@@ -57,7 +58,8 @@ def unit_box(
     ``image_size`` is ``(H, W)``.
     """
     raise NotImplementedError(
-        "unit_box: use receptive_field, then clip with max(..., 0) and min(..., H or W)"
+        "unit_box: Map the unit to its window in pixels with the function above, then keep the "
+        "part that lies inside the image."
     )
 
 

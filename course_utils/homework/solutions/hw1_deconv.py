@@ -47,9 +47,10 @@ def unpool(signal: Tensor, switches: Tensor, input_size: tuple[int, int]) -> Ten
         several windows share one switch, the sum of their values.
     """
     # BEGIN SOLUTION
-    # HINT: start from zeros of shape (N, C, H * W) (signal.new_zeros keeps the dtype) and add
-    # HINT: each value at its switch with Tensor.scatter_add_ on the flattened planes (so shared
-    # HINT: switches sum up); then reshape to (N, C, H, W).
+    # HINT: Every value of `signal` has one destination: its switch, a flat index into an H x W
+    # HINT: plane of the same image and channel. Where do two values go when two windows chose the
+    # HINT: same input position, and which tensor operation accumulates instead of overwriting?
+    # HINT: Build the result flat per plane, keep the input's dtype, and check the shape.
     batch, channels = signal.shape[:2]
     height, width = input_size
     unpooled = signal.new_zeros(batch, channels, height * width)
@@ -84,10 +85,11 @@ def deconv_step(
         ``(N, C_in, H, W)``.
     """
     # BEGIN SOLUTION
-    # HINT: unpool to unpooled_size, apply torch.relu, then F.conv_transpose2d with the same
-    # HINT: weight, stride and padding. A strided convolution maps several input sizes to the
-    # HINT: same output size: pass output_padding = (wanted size) - (size you get without it),
-    # HINT: per axis, where the size you get is (Hc - 1) * stride - 2 * padding + k.
+    # HINT: The three steps of the module docstring, in that order. The transposed convolution is
+    # HINT: the adjoint of the forward one, so it takes the forward layer's weight, stride and
+    # HINT: padding unchanged. With a stride, several input sizes give the same output size:
+    # HINT: compute the size the transposed convolution produces by default, compare it with the
+    # HINT: size you need, and tell it the difference.
     rectified = torch.relu(unpool(signal, switches, unpooled_size))
     kernel = weight.shape[-2:]
     output_padding = tuple(

@@ -32,7 +32,8 @@ def occluder_positions(size: int, window: int, stride: int) -> Tensor:
         ``(n,)`` int64: ``0, stride, 2 * stride, ...``, every value at most ``size - window``.
     """
     # BEGIN SOLUTION
-    # HINT: torch.arange with a stop just past size - window
+    # HINT: Which top-left corners keep the whole square inside the image? List them from 0 in
+    # HINT: steps of stride; is size - window itself one of them?
     return torch.arange(0, size - window + 1, stride, dtype=torch.long)
     # END SOLUTION
 
@@ -41,7 +42,8 @@ def occlude(image: Tensor, top: int, left: int, window: int, fill: float) -> Ten
     """A copy of ``image`` ``(3, H, W)`` with rows ``top .. top + window - 1`` and columns
     ``left .. left + window - 1`` set to ``fill`` in every channel. ``image`` is unchanged."""
     # BEGIN SOLUTION
-    # HINT: clone the image, then assign fill to a slice of the copy
+    # HINT: The caller's image must stay as it was: work on a copy, then set the square's rows and
+    # HINT: columns in every channel.
     occluded = image.clone()
     occluded[:, top : top + window, left : left + window] = fill
     return occluded
@@ -64,9 +66,10 @@ def occlusion_map(model: nn.Module, image: Tensor, window: int, stride: int, tar
         and ``cols`` from :func:`occluder_positions` for the image's height and width.
     """
     # BEGIN SOLUTION
-    # HINT: stack the occluded images of every (row, column) pair into one batch, run the model
-    # HINT: once under torch.no_grad(), take softmax over the classes, keep column target
-    # HINT: and reshape to (R, C), rows first.
+    # HINT: One occluded image per (row, column) position; evaluating them as a batch is much
+    # HINT: faster than one at a time, and no gradients are needed. The model returns logits: what
+    # HINT: turns them into probabilities, and along which dimension? Keep the target class and
+    # HINT: arrange the values with rows first.
     rows = occluder_positions(image.shape[1], window, stride)
     cols = occluder_positions(image.shape[2], window, stride)
     batch = torch.stack([occlude(image, int(top), int(left), window, fill) for top in rows for left in cols])

@@ -38,9 +38,10 @@ def mask_square(image: Tensor, centre: tuple[float, float], window: int, fill: f
     and columns likewise from ``x0``; the part outside the image is dropped. ``image`` is unchanged.
     """
     # BEGIN SOLUTION
-    # HINT: compute y0 and x0 with math.floor, clone the image and assign fill to the slice
-    # HINT: [:, y0:y0 + window, x0:x0 + window]; clamp a negative start to 0 first (a negative slice
-    # HINT: start counts from the end).
+    # HINT: Turn the centre into the square's first row and column (the docstring says how to
+    # HINT: round). Near the border part of the square falls outside the image: what does a
+    # HINT: negative index do in a Python slice, and how do you keep only the part inside? Work on
+    # HINT: a copy.
     y, x = centre
     top = math.floor(y - (window - 1) / 2 + 0.5)
     left = math.floor(x - (window - 1) / 2 + 0.5)
@@ -54,7 +55,8 @@ def sign_disagreement(a: Tensor, b: Tensor) -> float:
     """Fraction of the positions ``d`` of two ``(D,)`` vectors where ``sign(a[d]) != sign(b[d])``,
     with ``sign`` in {-1, 0, +1}: the Hamming distance of the sign vectors divided by ``D``."""
     # BEGIN SOLUTION
-    # HINT: torch.sign, a comparison, then the mean of the result as floats
+    # HINT: Compare the signs position by position and count the disagreements as a fraction of D:
+    # HINT: the result is a float between 0 and 1.
     return (torch.sign(a) != torch.sign(b)).double().mean().item()
     # END SOLUTION
 
@@ -62,7 +64,8 @@ def sign_disagreement(a: Tensor, b: Tensor) -> float:
 def hamming_consistency(eps: Tensor) -> float:
     """Mean of :func:`sign_disagreement` over all pairs of rows ``i < j`` of ``eps`` ``(N, D)``."""
     # BEGIN SOLUTION
-    # HINT: loop over the pairs (itertools.combinations(range(N), 2)) and average
+    # HINT: Every unordered pair of different rows counts once; how many pairs are there for N
+    # HINT: rows?
     pairs = [(i, j) for i in range(len(eps)) for j in range(i + 1, len(eps))]
     return sum(sign_disagreement(eps[i], eps[j]) for i, j in pairs) / len(pairs)
     # END SOLUTION
@@ -82,10 +85,12 @@ def correspondence_delta(
         fill: the value of the masked pixels.
     """
     # BEGIN SOLUTION
-    # HINT: mask every image (torch.stack), then get the features of the originals and of the
-    # HINT: masked images in ONE batch, torch.cat([images, masked]), with layer_outputs. In one
-    # HINT: forward pass, the features the mask does not reach cancel exactly (eps = 0); two
-    # HINT: separate passes may differ in the last bit and give them random signs.
+    # HINT: Mask each image, take the features at `layer` (the module imports a helper that
+    # HINT: returns them), form eps_i as the module docstring defines it and reuse your functions
+    # HINT: above. Floating-point sums depend on the batch
+    # HINT: they are computed in: if the features of an original and of its masked copy come from
+    # HINT: two separate forward passes, positions the mask cannot reach may differ in the last bit
+    # HINT: and get random signs. How can one pass give you both?
     masked = torch.stack(
         [mask_square(image, tuple(centre.tolist()), window, fill) for image, centre in zip(images, centres)]
     )

@@ -38,8 +38,9 @@ def receptive_field(layers: Sequence[tuple[int, int, int]]) -> tuple[int, int, i
         padding.
     """
     # BEGIN SOLUTION
-    # HINT: one loop over the layers that updates size and offset with the stride so far,
-    # HINT: then multiplies the stride.
+    # HINT: Walk the layers from the input up, keeping three numbers: the size and offset of one
+    # HINT: unit's window in pixels, and the stride of one step of the current layer measured in
+    # HINT: pixels. How does each layer's kernel, stride and padding change them?
     size, stride, offset = 1, 1, 0
     for kernel, layer_stride, padding in layers:
         size += (kernel - 1) * stride
@@ -58,7 +59,8 @@ def unit_box(
     ``image_size`` is ``(H, W)``.
     """
     # BEGIN SOLUTION
-    # HINT: use receptive_field, then clip with max(..., 0) and min(..., H or W)
+    # HINT: Map the unit to its window in pixels with the function above, then keep the part that
+    # HINT: lies inside the image.
     size, stride, offset = receptive_field(layers)
     height, width = image_size
     top, left = y * stride + offset, x * stride + offset
