@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from .activations import TopK, mine_top_activations, receptive_field_box
 from .architecture import first_layer_report
 from .data import ImageTensorDataset
-from .deconvnet import project_top_activations
+from .deconvnet import project_activation, project_top_activations
 from .display import (
     filter_mosaic,
     image_table,
@@ -48,7 +48,7 @@ from .display import (
 )
 from .invariance import AMOUNT_LABELS, InvarianceCurves, transform_images
 from .layers import get_layer
-from .occlusion import OcclusionResult
+from .occlusion import OcclusionResult, occlusion_map
 from .progress import progress_bar
 from .stats import MeanStd, group_mean_std
 
@@ -63,6 +63,7 @@ __all__ = [
     "invariance_figure",
     "mean_std_lines",
     "occlusion_figure",
+    "occlusion_photo_figure",
     "tiny_grids_figure",
     "top9_figure",
     "training_curves",
@@ -656,6 +657,29 @@ def _class_colours(
         return {int(index): tuple(palette(int(index))) for index in classes_by_frequency}  # type: ignore[misc]
     palette = plt.get_cmap("tab20")
     return {int(index): tuple(palette(rank)) for rank, index in enumerate(classes_by_frequency[:19])}  # type: ignore[misc]
+
+
+def occlusion_photo_figure(
+    model: nn.Module,
+    photos: ImageTensorDataset,
+    index: int,
+    target: int,
+    class_names: Sequence[str],
+    *,
+    window: int,
+    stride: int,
+    layer: str = "conv5",
+) -> tuple[OcclusionResult, Figure]:
+    """Fig 7 for photo ``index`` of ``photos`` (pictures in the model's input size, normalized with
+    the model's statistics): the occlusion map for class ``target`` of the model's
+    ``class_names``, and the strongest map of ``layer`` projected to pixels at its strongest
+    unit. Returns the occlusion result and :func:`occlusion_figure`'s figure."""
+    image = photos.normalize(photos.images[index])
+    result = occlusion_map(model, image, window=window, stride=stride, target=target, layer=layer)
+    assert result.channel is not None  # occlusion_map reports the strongest map of the layer it was given
+    projection = project_activation(model, image, layer, result.channel)
+    shown = ImageTensorDataset(photos.images[[index]], torch.tensor([target]), class_names, photos.mean, photos.std)
+    return result, occlusion_figure(result, image, projection, shown)
 
 
 def occlusion_figure(

@@ -50,6 +50,8 @@ __all__ = [
     "CheckpointError",
     "CHECKPOINT_DIR",
     "load_shipped_model",
+    "PHOTO_MODEL_VARIABLE",
+    "photo_model_checkpoint",
 ]
 
 #: Where the shipped checkpoints live (``final.pt`` and the epoch snapshots ``epoch_XX.pt``).
@@ -445,6 +447,18 @@ def load_checkpoint(path: str | os.PathLike, model: ZFNet | None = None) -> tupl
         ) from error
     model.eval()
     return model, payload.get("metadata", {})
+
+
+#: The setting that names the course ZFNet trained on your photo folder (notebook 09).
+PHOTO_MODEL_VARIABLE = "COURSE_PHOTO_MODEL"
+
+
+def photo_model_checkpoint() -> Path:
+    """The checkpoint of the course's ZFNet trained on your photos: ``$COURSE_PHOTO_MODEL``, or
+    ``build/real_photos/final.pt`` of the repository (where ``python -m course_utils.train
+    --dataset $COURSE_PHOTOS --out build/real_photos`` puts it). It may not exist."""
+    setting = os.environ.get(PHOTO_MODEL_VARIABLE)
+    return Path(setting).expanduser() if setting else DATA_DIR.parent / "build" / "real_photos" / "final.pt"
 
 
 def load_shipped_model(name: str = "final") -> tuple[ZFNet, dict[str, Any]]:

@@ -32,12 +32,14 @@ def torch_cache(tmp_path, monkeypatch) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def cache_random_weights(torch_cache: Path) -> dict[str, torch.Tensor]:
-    """Random AlexNet weights saved where torchvision would keep its download, under its file name."""
+def cache_random_weights(torch_cache: Path, network: str = "alexnet") -> dict[str, torch.Tensor]:
+    """Random weights of torchvision's ``network`` (``"alexnet"``, ``"vgg16"``) saved where
+    torchvision would keep its ImageNet download, under its file name."""
     torch.manual_seed(0)
-    state = torchvision.models.alexnet(weights=None).state_dict()
+    state = getattr(torchvision.models, network)(weights=None).state_dict()
+    weights = {"alexnet": ALEXNET_WEIGHTS, "vgg16": torchvision.models.VGG16_Weights.IMAGENET1K_V1}[network]
     torch_cache.mkdir(parents=True, exist_ok=True)
-    torch.save(state, torch_cache / Path(ALEXNET_WEIGHTS.url).name)
+    torch.save(state, torch_cache / Path(weights.url).name)
     return state
 
 
@@ -159,6 +161,7 @@ def test_notebook_09_runs_on_cached_random_weights_and_a_photo_folder(torch_cach
     from PIL import Image
 
     cache_random_weights(torch_cache)
+    cache_random_weights(torch_cache, "vgg16")  # the VGG16 section runs when its file is cached
     photos = tmp_path / "photos"
     for number, name in enumerate(("red", "blue")):
         (photos / name).mkdir(parents=True)
@@ -167,6 +170,14 @@ def test_notebook_09_runs_on_cached_random_weights_and_a_photo_folder(torch_cach
                 photos / name / f"{index}.png"
             )
     monkeypatch.setenv("COURSE_PHOTOS", str(photos))
+    torch.manual_seed(0)  # the course ZFNet "trained on the photos": random weights, the photos' classes
+    own = models.ZFNet(
+        models.ZFNetConfig(num_classes=2, image_size=64, conv_widths=(8, 8, 8, 8, 8), fc_widths=(16, 16))
+    )
+    checkpoint = models.save_checkpoint(
+        tmp_path / "own.pt", own.eval(), class_names=["blue", "red"], mean=[0.5] * 3, std=[0.25] * 3
+    )
+    monkeypatch.setenv(models.PHOTO_MODEL_VARIABLE, str(checkpoint))
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv(models.OFFLINE_VARIABLE, "1")
     path = Path(__file__).resolve().parents[1] / "notebooks" / "09_real_photos.ipynb"
@@ -180,3 +191,10 @@ def test_notebook_09_runs_on_cached_random_weights_and_a_photo_folder(torch_cach
     assert "torchvision's ImageNet weights: no (the findings below are not asserted)" in text
     assert "Running on random weights" not in text  # the cached file was loaded
     assert "Skipped: no photo folder" not in text
+    assert "VGG16 on the cat:" in text and "VGG16 skipped" not in text
+    assert "Skipped: no checkpoint" not in text  # the course ZFNet's section ran
+    figures_09 = sum(
+        "image/png" in output.get("data", {}) for cell in notebook.cells for output in cell.get("outputs", [])
+    )
+    assert figures_09 >= 9  # samples, 2 occlusions, rotation, deconvnet, top-9; ZFNet: occlusion, top-9, filters
+    assert "P(tabby):" in text and text.count(" without the square, ") == 2  # the cat and the coffee
