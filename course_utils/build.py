@@ -31,7 +31,9 @@ other markdown continues the slide. Slides scroll when content is taller than th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import io
 import json
 import shutil
 import subprocess
@@ -391,13 +393,15 @@ def explorer_pictures(out_dir: Path) -> dict[str, Path]:
     model, _ = models.load_shipped_model("final")
     val_set = data.load_dataset("embedded", "val")
     is_face = torch.tensor([name in FACE_CLASSES for name in val_set.class_names])[val_set.labels]
-    explorers = {
-        "deconvnet": deconvnet_explorer(model, val_set, progress=False),
-        "occlusion": occlusion_explorer(model, val_set, image=int(torch.nonzero(is_face)[0]), window=16),
-        "invariance": invariance_explorer(model, val_set),
-    }
-    explorers["deconvnet"].layer.value = "conv3"  # a layer whose projections differ between images
-    explorers["deconvnet"].channel.value = 5
+    # Outside a kernel every redraw's clear_output prints a terminal escape; keep them off the build's output.
+    with contextlib.redirect_stdout(io.StringIO()):
+        explorers = {
+            "deconvnet": deconvnet_explorer(model, val_set, progress=False),
+            "occlusion": occlusion_explorer(model, val_set, image=int(torch.nonzero(is_face)[0]), window=16),
+            "invariance": invariance_explorer(model, val_set),
+        }
+        explorers["deconvnet"].layer.value = "conv3"  # a layer whose projections differ between images
+        explorers["deconvnet"].channel.value = 5
     out_dir.mkdir(parents=True, exist_ok=True)
     pictures = {}
     for name, explorer in explorers.items():

@@ -54,6 +54,7 @@ from .display import MOSAIC_GAP, display_scale, mosaic, normalize_projection, re
 from .invariance import AMOUNT_LABELS, TRANSFORMATIONS, InvarianceCurves, invariance_curves, transform_images
 from .layers import get_layer, layer_outputs
 from .occlusion import occlude
+from .progress import progress_bar
 
 __all__ = [
     "MOSAIC_CELL_PIXELS",
@@ -599,8 +600,8 @@ class InvarianceExplorer(Explorer):
 
     Attributes:
         images: ``(n, 3, H, W)`` the normalized images; ``image_indices`` their dataset indices.
-        curves: ``{kind: InvarianceCurves}`` over all ``n`` images, computed once per kind,
-            the first time the kind is chosen.
+        curves: ``{kind: InvarianceCurves}`` over all ``n`` images, every kind computed when
+            the explorer is built (so that no update has to compute them).
         transformed: ``(3, H, W)`` the normalized transformed image shown.
         marked: ``{layer: distance, ..., "probability": P(true class)}`` at the marked point.
     """
@@ -624,6 +625,8 @@ class InvarianceExplorer(Explorer):
         self._curves_pictures: dict[tuple[str, int], _CurvesPicture] = {}
         self.transformed = torch.empty(0)
         self.marked: dict[str, float] = {}
+        for kind in progress_bar(list(self.amounts), desc="invariance curves"):
+            self.curves_for(kind)
         first_kind = next(iter(self.amounts))
         self.image = widgets.Dropdown(
             options=[
@@ -647,7 +650,7 @@ class InvarianceExplorer(Explorer):
             "<b>Invariance explorer</b> (Fig. 5). Choose an image and a transformation, then slide its "
             "amount: left, the transformed image; right, how far the features of layer 1 and layer 7 "
             "move from those of the original image, and the probability of the true class (red dot: "
-            "the current amount). The curves are computed once per transformation.",
+            "the current amount).",
             {"image": self.image, "kind": self.kind, "amount": self.amount},
             [widgets.HBox([_captioned("transformed image", self.image_view), self.curves_view]), self.caption],
         )
@@ -665,7 +668,7 @@ class InvarianceExplorer(Explorer):
             self.amount.value = self._identity(change["new"])
 
     def curves_for(self, kind: str) -> InvarianceCurves:
-        """The curves of ``kind`` over all images (computed on first use, then cached)."""
+        """The curves of ``kind`` over all images (computed once, then cached)."""
         if kind not in self.curves:
             self.curves[kind] = invariance_curves(
                 self.model,

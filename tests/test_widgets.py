@@ -271,14 +271,14 @@ def test_invariance_marks_the_point_of_the_independently_computed_curves(invaria
     )
 
 
-def test_invariance_curves_are_computed_once_per_kind(invariance):
-    assert list(invariance.curves) == ["translate"]
-    invariance.kind.value = "rotate"
+def test_invariance_curves_of_every_kind_are_computed_once_when_the_explorer_is_built(invariance):
+    assert list(invariance.curves) == list(AMOUNTS)  # every kind, before any update
     rotate = invariance.curves["rotate"]
+    invariance.kind.value = "rotate"
     for amount in (45.0, 90.0, 0.0):
         invariance.amount.value = amount
     invariance.image.value = 2
-    assert invariance.curves["rotate"] is rotate and list(invariance.curves) == ["translate", "rotate"]
+    assert invariance.curves["rotate"] is rotate and list(invariance.curves) == list(AMOUNTS)
     assert rotate.probabilities.shape == (3, 3)
 
 
