@@ -322,3 +322,21 @@ def test_invariance_default_images_are_the_first_of_each_class(model, data):
     expected = [int(torch.nonzero(data.labels == label)[0]) for label in range(NUM_CLASSES)]
     assert explorer.image_indices == expected
     assert explorer.amount.value == 0.0
+
+
+def test_a_picture_of_an_explorer_shows_its_controls_views_and_readouts(deconvnet):
+    """The site's static picture: the views' own pixels side by side under their captions (the
+    first at the left margin, below the control line and the caption line), the control values
+    and the caption text drawn in (dark pixels on the text lines)."""
+    deconvnet.channel.value = 2
+    picture = decoded(deconvnet.picture())
+    views = [decoded(view.value) for view in (deconvnet.projection_view, deconvnet.patch_view)]
+    gap, line = widgets._PICTURE_GAP, 20
+    left = gap
+    for view in views:
+        height, width = view.shape[:2]
+        np.testing.assert_array_equal(picture[2 * line : 2 * line + height, left : left + width], view)
+        left += width + gap
+    assert picture.shape[1] >= left
+    assert (picture[:line] < 128).any() and (picture[-line:] < 128).any()  # control values, caption text
+    assert (picture[:, : gap - 1] == 255).all()  # a white margin left of everything
