@@ -11,9 +11,9 @@ setup: $(VENV)/.installed node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	@echo "installing PyTorch and the course's dependencies into $(VENV)/ (a few GB the first time; pip runs quietly)"
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	@echo "installing PyTorch and the course's dependencies into $(VENV)/ (a few GB the first time; pip shows errors only)"
+	$(BIN)/pip install --quiet --quiet --upgrade pip
+	$(BIN)/pip install --quiet --quiet -e ".[dev]"
 	$(BIN)/python -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
 	@# The browser test drives Debian's Chromium (never a browser download of Playwright's own).
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
