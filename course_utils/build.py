@@ -238,7 +238,9 @@ def executed_copies(executed_dir: Path, notebooks: Sequence[Path] | None = None)
 # Scripts served locally
 # --------------------------------------------------------------------------------------------
 
-#: ``(package, path in it)`` of every script and style the decks and the site load, copied as is.
+#: npm package -> its files and folders that the decks or the site load (copied as they are):
+#: reveal.js with its notes plugin, require.js, jQuery, MathJax 2 with the TeX input and
+#: CommonHTML output of nbconvert's configuration, MathJax 3's TeX/CommonHTML bundle.
 _VENDOR_FILES = {
     "reveal.js": ["dist", "plugin/notes"],
     "requirejs": ["require.js"],
@@ -246,15 +248,10 @@ _VENDOR_FILES = {
     "mathjax": [
         "MathJax.js",
         "config/TeX-AMS_CHTML-full.js",
-        "config/TeX-AMS-MML_HTMLorMML.js",
         "config/Safe.js",
         "extensions",
         "jax/input/TeX",
-        "jax/input/MathML",
         "jax/output/CommonHTML",
-        "jax/output/PreviewHTML",
-        "jax/output/NativeMML",
-        "jax/output/HTML-CSS",
         "jax/element",
         "fonts/HTML-CSS/TeX/woff",
         "localization/en",

@@ -367,6 +367,8 @@ def test_an_offline_deck_turns_to_the_next_slide_and_renders_math(built_site_and
     with offline_page(chromium) as (page, blocked):
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
+        missing: list[str] = []  # local files the deck asks for that are not beside it
+        page.on("requestfailed", lambda request: request.url.startswith("file://") and missing.append(request.url))
         page.goto(deck.as_uri())
         page.wait_for_function("() => window.Reveal && Reveal.isReady && Reveal.isReady()")
         page.wait_for_selector(".MathJax_CHTML, .mjx-chtml")  # MathJax, from _vendor/, typeset the formula
@@ -381,6 +383,7 @@ def test_an_offline_deck_turns_to_the_next_slide_and_renders_math(built_site_and
         page.screenshot(path=str(shot))
     assert not blocked, f"the deck asked the network for {blocked}"
     assert not errors, f"script errors in the deck: {errors}"
+    assert not missing, f"the deck asked for files that were not copied beside it: {missing}"
 
 
 @pytest.mark.browser
