@@ -624,10 +624,14 @@ _COMMANDS = ("course", "site", "slides", "slide-types", "map")
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in _COMMANDS:
-        argparse.ArgumentParser(prog="python -m course_utils.build", description=__doc__).error(
-            f"choose one of: {', '.join(_COMMANDS)} (e.g. python -m course_utils.build course)"
+    if not argv or argv[0] not in _COMMANDS:  # --help, or no or an unknown command: say which there are
+        top = argparse.ArgumentParser(
+            prog="python -m course_utils.build",
+            description=__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        top.add_argument("command", choices=_COMMANDS, help="what to build (each has its own --help)")
+        top.parse_args(argv[:1])
     command = argv.pop(0)
     parser = argparse.ArgumentParser(
         prog=f"python -m course_utils.build {command}",

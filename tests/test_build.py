@@ -198,10 +198,12 @@ def test_without_the_npm_packages_the_error_says_how_to_install_them(tmp_path):
         vendor_scripts(tmp_path / "out", ["reveal.js"], node_modules=tmp_path / "node_modules")
 
 
-def test_build_without_a_command_names_the_commands(capsys):
-    with pytest.raises(SystemExit):
-        main(["--out", "x"])
-    assert "choose one of: course, site, slides, slide-types, map" in capsys.readouterr().err
+def test_build_without_a_known_command_names_the_commands(capsys):
+    for argv, message in ((["sitee"], "invalid choice: 'sitee'"), (["--out", "x"], "arguments are required: command")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        error = capsys.readouterr().err
+        assert message in error and "{course,site,slides,slide-types,map}" in error
 
 
 def test_course_map_as_markdown_with_run_times():
