@@ -2,16 +2,17 @@
 
 The folder: ``--folder``, else the photo folder chosen with ``COURSE_PHOTOS`` (an ImageFolder
 with train/ and val/ splits; CI points it at a 10-class Tiny ImageNet slice of 5,000 training /
-500 validation photos of 64x64). Target: at least 55% validation accuracy within 20 minutes on
-2 CPU cores. The checkpoint goes to build/real_photos/ (git-ignored; never commit weights
+500 validation photos of 64x64; ``../shared/data/tiny-imagenet-10b`` is a second slice of five
+fine-grained pairs). Target: at least 60% validation accuracy within 20 minutes on 2 CPU cores,
+on any such slice. The checkpoint goes to build/real_photos/ (git-ignored; never commit weights
 trained on data that is not yours to share).
 
-    python benchmarks/train_real_photos.py [--folder PATH] [--epochs 30] [--target 0.55]
+    python benchmarks/train_real_photos.py [--folder PATH] [--epochs 30] [--target 0.60]
 
 Prints the per-epoch progress, the share of conv1's spectral energy above the stride's Nyquist
 frequency (target: at most 30%, learned filters rather than initialization noise) and, on its
 last line, the headline, e.g. ``real photos: 61.2% val accuracy in 9.8 min, conv1 aliased energy
-14.0% (targets >= 55% within 20 min, <= 30%)``; exits 1 when a target is missed and 2 when the
+14.0% (targets >= 60% within 20 min, <= 30%)``; exits 1 when a target is missed and 2 when the
 folder is absent.
 """
 
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--target", type=float, default=0.55, help="validation accuracy to reach")
+    parser.add_argument("--target", type=float, default=0.60, help="validation accuracy to reach")
     parser.add_argument("--minutes", type=float, default=20.0, help="time budget")
     parser.add_argument("--max-aliased", type=float, default=0.30, help="largest conv1 aliased energy fraction")
     parser.add_argument("--out", type=Path, default=REPO / "build" / "real_photos")
