@@ -2,8 +2,8 @@
 
 The folder: ``--folder``, else the photo folder chosen with ``COURSE_PHOTOS`` (an ImageFolder
 with train/ and val/ splits; CI points it at a 10-class Tiny ImageNet slice of 5,000 training /
-500 validation photos of 64x64; ``../shared/data/tiny-imagenet-10b`` is a second slice of five
-fine-grained pairs). Target: at least 60% validation accuracy within 20 minutes on 2 CPU cores,
+500 validation photos of 64x64; a second slice, tiny-imagenet-10b, has five fine-grained
+pairs). Target: at least 60% validation accuracy within 20 minutes on 2 CPU cores,
 on any such slice. The checkpoint goes to build/real_photos/ (git-ignored; never commit weights
 trained on data that is not yours to share).
 

@@ -229,6 +229,12 @@ def execute_course(
     return [out_dir / path.name for path in notebooks]
 
 
+def _without_explore(notebooks: Sequence[Path] | None) -> list[Path]:
+    """``notebooks`` (default: all of the course) but the explorers' notebook, whose widgets need a
+    kernel: the site pictures it instead, and it has no deck."""
+    return [path for path in (notebooks or course_notebooks()) if path.stem != EXPLORE_NOTEBOOK]
+
+
 def executed_copies(executed_dir: Path, notebooks: Sequence[Path] | None = None) -> list[Path]:
     """The executed copies in ``executed_dir`` of ``notebooks``, executing the stale ones first."""
     return execute_course(executed_dir, notebooks, reuse=True)
@@ -445,7 +451,7 @@ def build_site(
         pictures: draw the explorers' pictures (needs the shipped model); else the page has only text.
     """
     out_dir, course_map = Path(out_dir), COURSE_MAP if course_map is None else course_map
-    chapters = [path for path in (notebooks or course_notebooks()) if path.stem != EXPLORE_NOTEBOOK]
+    chapters = _without_explore(notebooks)
     copies = executed_copies(executed_dir, chapters)
     source = out_dir / "source"
     if source.exists():
@@ -543,7 +549,7 @@ def write_slide_types(executed_dir: Path, notebooks: Sequence[Path] | None = Non
     only known after a run), so that RISE shows the same slides live; returns the notebooks changed."""
     import nbformat
 
-    decks = [path for path in (notebooks or course_notebooks()) if path.stem != EXPLORE_NOTEBOOK]
+    decks = _without_explore(notebooks)
     changed = []
     for path, copy_path in zip(decks, executed_copies(executed_dir, decks)):
         source = nbformat.read(path, as_version=4)
@@ -569,7 +575,7 @@ def build_slides(out_dir: Path, executed_dir: Path, notebooks: Sequence[Path] | 
     from nbconvert import SlidesExporter
 
     out_dir = Path(out_dir)
-    decks = [path for path in (notebooks or course_notebooks()) if path.stem != EXPLORE_NOTEBOOK]
+    decks = _without_explore(notebooks)
     copies = executed_copies(executed_dir, decks)
     vendor_scripts(out_dir / "_vendor")
     exporter = SlidesExporter(

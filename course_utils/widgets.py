@@ -214,7 +214,8 @@ class Explorer(widgets.VBox):
             int(max(sum(image.width for _, image in pictures) + _PICTURE_GAP * len(pictures), text_width))
             + 2 * _PICTURE_GAP
         )
-        height = line * (2 + len(readouts)) + max((image.height for _, image in pictures), default=0) + 2 * _PICTURE_GAP
+        tallest = max((image.height for _, image in pictures), default=0)
+        height = line * (2 + len(readouts)) + tallest + 2 * _PICTURE_GAP
         canvas = Image.new("RGB", (width, height), "white")
         draw = ImageDraw.Draw(canvas)
         draw.text((_PICTURE_GAP, 2), header, fill="black", font=font)
@@ -223,7 +224,7 @@ class Explorer(widgets.VBox):
             draw.text((left, line + 2), caption, fill="black", font=font)
             canvas.paste(image, (left, 2 * line))
             left += image.width + _PICTURE_GAP
-        top = 2 * line + max((image.height for _, image in pictures), default=0) + _PICTURE_GAP
+        top = 2 * line + tallest + _PICTURE_GAP
         for number, text in enumerate(readouts):
             draw.text((_PICTURE_GAP, top + number * line), text, fill="black", font=font)
         return _png_bytes(canvas)

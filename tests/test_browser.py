@@ -72,6 +72,17 @@ def find_chromium() -> str | None:
     return None
 
 
+def require_chromium() -> str:
+    """Chromium's path; the calling test is skipped, with how to install it, when there is none."""
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip(
+            "Chromium not found (looked at $CHROMIUM, /usr/bin/chromium, chromium, chromium-browser on PATH); "
+            "install it with `apt-get install -y chromium`"
+        )
+    return chromium
+
+
 @contextlib.contextmanager
 def chromium_page(chromium: str, width: int, height: int) -> Iterator[Any]:
     """A page of headless Chromium (``width`` x ``height``, 60 s default timeout); the browser
@@ -197,12 +208,7 @@ def stop(server: subprocess.Popen) -> None:
 @pytest.mark.browser
 @pytest.mark.timeout(420)
 def test_moving_the_occluder_slider_in_jupyterlab_redraws_the_explorer(tmp_path):
-    chromium = find_chromium()
-    if chromium is None:
-        pytest.skip(
-            "Chromium not found (looked at $CHROMIUM, /usr/bin/chromium, chromium, chromium-browser on PATH); "
-            "install it with `apt-get install -y chromium`"
-        )
+    chromium = require_chromium()
     from playwright.sync_api import expect
 
     notebook = write_notebook(tmp_path)
@@ -253,9 +259,7 @@ def test_the_voila_app_serves_the_explorers_with_the_shipped_model(tmp_path):
     """`make explore`'s app: Voila serves notebooks/explore.ipynb (the shipped model, no code
     cells); in headless Chromium the occluder's "left (x)" slider moves and the probability
     readout changes. A screenshot goes to build/browser/voila.png."""
-    chromium = find_chromium()
-    if chromium is None:
-        pytest.skip("Chromium not found; install it with `apt-get install -y chromium`")
+    chromium = require_chromium()
     from playwright.sync_api import expect
 
     port = free_port()
@@ -360,9 +364,7 @@ def offline_page(chromium: str) -> Iterator[tuple[Any, list[str]]]:
 @pytest.mark.browser
 @pytest.mark.timeout(300)
 def test_an_offline_deck_turns_to_the_next_slide_and_renders_math(built_site_and_decks):
-    chromium = find_chromium()
-    if chromium is None:
-        pytest.skip("Chromium not found; install it with `apt-get install -y chromium`")
+    chromium = require_chromium()
     deck, _ = built_site_and_decks
     with offline_page(chromium) as (page, blocked):
         errors: list[str] = []
@@ -389,9 +391,7 @@ def test_an_offline_deck_turns_to_the_next_slide_and_renders_math(built_site_and
 @pytest.mark.browser
 @pytest.mark.timeout(300)
 def test_the_offline_site_follows_a_chapter_link_and_searches(built_site_and_decks):
-    chromium = find_chromium()
-    if chromium is None:
-        pytest.skip("Chromium not found; install it with `apt-get install -y chromium`")
+    chromium = require_chromium()
     _, html_dir = built_site_and_decks
     with offline_page(chromium) as (page, blocked):
         page.goto((html_dir / "index.html").as_uri())
@@ -415,9 +415,7 @@ def test_the_offline_site_follows_a_chapter_link_and_searches(built_site_and_dec
 def test_rise_shows_a_notebook_as_live_slides_in_jupyterlab(tmp_path):
     """`make lab`'s live slides: JupyterLab's RISE extension opens a notebook (with the slide types
     the course's notebooks carry) as a reveal.js deck; the right arrow turns to the next slide."""
-    chromium = find_chromium()
-    if chromium is None:
-        pytest.skip("Chromium not found; install it with `apt-get install -y chromium`")
+    chromium = require_chromium()
     import nbformat
 
     from course_utils.build import assign_slide_types
