@@ -46,7 +46,7 @@ import torch
 
 from .architecture import FIRST_LAYER_VARIANTS, first_layer_report
 from .data.core import DATA_DIR, ImageTensorDataset, atomic_write
-from .models import ZFNetConfig, count_parameters
+from .models import ZFNetConfig, count_parameters, save_checkpoint
 from .progress import progress_bar
 from .stats import MeanStd
 from .train import TrainConfig, evaluate, train
@@ -61,6 +61,7 @@ __all__ = [
     "dataset_fingerprint",
     "records_validated_on",
     "run_ablation",
+    "checkpoint_name",
     "load_results",
     "summarize",
     "AblationSummary",
@@ -160,6 +161,12 @@ def _recipe(train_config: TrainConfig, train_set: ImageTensorDataset, val_set: I
     }
 
 
+def checkpoint_name(variant: str, seed: int) -> str:
+    """File name of a run's model under :func:`run_ablation`'s ``checkpoint_dir``."""
+    slug = "".join(character if character.isalnum() else "_" for character in variant).strip("_")
+    return f"{slug}-seed{seed}.pt"
+
+
 def load_results(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The records in ``path`` (``[]`` when it does not exist yet)."""
     path = Path(path)
@@ -183,6 +190,7 @@ def run_ablation(
     base: ZFNetConfig | None = None,
     progress: bool = True,
     results_path: str | os.PathLike | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
 ) -> list[dict[str, Any]]:
     """Train every variant once per seed with the same recipe; return all records.
 
@@ -195,6 +203,9 @@ def run_ablation(
         train_config: the recipe; its ``seed`` is replaced by each of ``seeds``.
         results_path: JSON file of records, rewritten atomically after each run; runs already
             in it are skipped (resume). ``None``: keep results in memory only.
+        checkpoint_dir: when given, each trained model is also saved there as
+            ``<variant>-seed<seed>.pt`` (:func:`~course_utils.models.save_checkpoint`, with the
+            data's class names and statistics), for experiments that need the models themselves.
 
     Each record: ``{"variant", "seed", "overrides", "config", "parameters", "train_error",
     "train_loss", "val_error", "val_loss", "seconds", "first_layer", "recipe"}`` (errors are top-1,
@@ -251,6 +262,15 @@ def run_ablation(
             "first_layer": first_layer_report(model).numbers(),
             "recipe": variant_recipe,
         }
+        if checkpoint_dir is not None:
+            save_checkpoint(
+                Path(checkpoint_dir) / checkpoint_name(name, seed),
+                model,
+                class_names=list(train_set.class_names),
+                mean=list(train_set.mean),
+                std=list(train_set.std),
+                history=history,
+            )
         records.append(json.loads(json.dumps(record)))  # tuples -> lists, as when reloaded
         done[(name, seed)] = records[-1]
         if path is not None:

@@ -572,12 +572,16 @@ def invariance_finding(model: nn.Module, val: ImageTensorDataset, per_class: int
     )
 
 
-def architecture_finding(records: Sequence[Mapping[str, Any]], source: str = "data/arch_selection.json") -> Finding:
+def architecture_finding(
+    records: Sequence[Mapping[str, Any]], source: str = "data/arch_selection.json", min_seeds: int = MIN_SEEDS
+) -> Finding:
     """Fig 6 from the records of :func:`course_utils.ablation.run_ablation` on
-    :data:`ARCHITECTURE_VARIANTS` (each with ``first_layer`` numbers); ``source`` names them in messages."""
+    :data:`ARCHITECTURE_VARIANTS` (each with ``first_layer`` numbers); ``source`` names them in
+    messages. ``min_seeds`` below the scoreboard's :data:`MIN_SEEDS` is for exploring
+    (:mod:`course_utils.designs`), not for a verdict."""
     spec = _SPECS["architecture"]
     fields = ("val_error", "first_layer")
-    problem = table_completeness(records, ARCHITECTURE_VARIANTS, fields)
+    problem = table_completeness(records, ARCHITECTURE_VARIANTS, fields, min_seeds)
     if problem is not None:
         return spec.finding((False, f"{problem} in {source}; `make ablation` fills it in"))
     means = {}

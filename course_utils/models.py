@@ -103,7 +103,7 @@ class ZFNetConfig:
 
     num_classes: int = 10
     image_size: int = 64
-    conv_widths: tuple[int, int, int, int, int] = (32, 64, 96, 96, 64)
+    conv_widths: tuple[int, int, int, int, int] = (32, 64, 96, 96, 256)
     fc_widths: tuple[int, int] = (256, 256)
     conv1_kernel: int = 7
     conv1_stride: int = 2

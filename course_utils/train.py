@@ -47,6 +47,7 @@ __all__ = [
     "confusion_matrix",
     "renormalize_filters",
     "augment_batch",
+    "snapshot_name",
     "main",
 ]
 
@@ -70,7 +71,9 @@ class TrainConfig:
         augment: "none", "flip" or "crop_flip" (random 4-pixel shifts and horizontal flips;
             use it for real photos, where the training set is small for its variety).
         seed: seeds initialization, batch order, dropout and augmentation.
-        snapshot_epochs: epochs after which a checkpoint ``epoch_XX.pt`` is written.
+        snapshot_epochs: epochs after which a checkpoint is written (:func:`snapshot_name`); a
+            fraction such as 0.25 saves the network that far into the run (after
+            ``round(0.25 * steps per epoch)`` steps), for the early stages of Fig 4.
         out_dir: where checkpoints go (``None``: none written).
         snapshot_half: store snapshots in float16 (the final checkpoint stays float32).
         validate_every_epoch: measure validation loss/accuracy after every epoch; when False only
@@ -86,7 +89,7 @@ class TrainConfig:
     max_filter_rms: float | None = 0.1
     augment: str = "flip"
     seed: int = 0
-    snapshot_epochs: Sequence[int] = field(default_factory=tuple)
+    snapshot_epochs: Sequence[float] = field(default_factory=tuple)
     out_dir: str | None = None
     snapshot_half: bool = True
     validate_every_epoch: bool = True
@@ -109,12 +112,21 @@ class TrainConfig:
         bad = [
             epoch
             for epoch in self.snapshot_epochs
-            if isinstance(epoch, bool) or not isinstance(epoch, int) or not 1 <= epoch <= self.epochs
+            if isinstance(epoch, bool)
+            or not isinstance(epoch, (int, float))
+            or not (math.isfinite(epoch) and 0 < epoch <= self.epochs)
         ]
         if bad:
-            raise ValueError(f"snapshot epochs {bad} are not epochs of this run (1..{self.epochs})")
+            raise ValueError(
+                f"snapshot epochs {bad} are not points of this run: give epochs in (0, {self.epochs}], e.g. 0.25, 1, 2"
+            )
         if self.out_dir is not None and Path(self.out_dir).exists() and not Path(self.out_dir).is_dir():
             raise ValueError(f"out_dir {self.out_dir} is a file, not a folder; pass a folder for the checkpoints")
+
+
+def snapshot_name(epoch: float) -> str:
+    """File name of the snapshot after ``epoch`` epochs: ``epoch_05.pt``, or ``epoch_00.25.pt`` for a fraction."""
+    return f"epoch_{int(epoch):02d}.pt" if float(epoch).is_integer() else f"epoch_{epoch:05.2f}.pt"
 
 
 def renormalize_filters(model: nn.Module, max_rms: float = 0.1) -> int:
@@ -245,6 +257,11 @@ def train(
         "train_config": dataclasses.asdict(config),
     }
     history: list[dict[str, Any]] = []
+    within_epoch = {  # step -> fractional snapshot taken after it
+        max(1, round(epoch * steps_per_epoch)): epoch
+        for epoch in config.snapshot_epochs
+        if not float(epoch).is_integer()
+    }
     step = 0
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
@@ -279,6 +296,15 @@ def train(
             if config.max_filter_rms is not None:
                 renormalize_filters(model, config.max_filter_rms)
             step += 1
+            if step in within_epoch and out_dir is not None and rank == 0:
+                save_checkpoint(
+                    out_dir / snapshot_name(within_epoch[step]),
+                    model,
+                    epoch=within_epoch[step],
+                    history=history,
+                    half=config.snapshot_half,
+                    **metadata,
+                )
             total_loss += loss.item() * len(labels)
             total_correct += (logits.argmax(1) == labels).sum().item()
             seen += len(labels)
@@ -306,7 +332,7 @@ def train(
             on_epoch(record)
         if out_dir is not None and rank == 0 and epoch in set(config.snapshot_epochs):
             save_checkpoint(
-                out_dir / f"epoch_{epoch:02d}.pt",
+                out_dir / snapshot_name(epoch),
                 model,
                 epoch=epoch,
                 history=history,
@@ -369,7 +395,7 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults.seed,
         help=f"seeds initialization, order and augmentation (default: {defaults.seed})",
     )
-    add("--snapshots", default="", help="comma-separated epochs to checkpoint as well, e.g. 1,2,5 (default: none)")
+    add("--snapshots", default="", help="comma-separated epochs to checkpoint as well, e.g. 0.25,1,2,5 (default: none)")
     add(
         "--out", default=DEFAULT_OUT, help=f"folder for final.pt, epoch_XX.pt and history.json (default: {DEFAULT_OUT})"
     )
@@ -397,6 +423,20 @@ def _ints(text: str | None, option: str, count: int | None = None) -> tuple[int,
     if count is not None and len(values) != count:
         raise ValueError(f"{option} needs {count} integers, got {len(values)} ({text!r})")
     return values
+
+
+def _epochs(text: str | None) -> tuple[float, ...]:
+    """The comma-separated epochs of ``--snapshots``: whole numbers as int, fractions as float."""
+    values = []
+    for part in (part.strip() for part in (text or "").split(",")):
+        if not part:
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise ValueError(f"--snapshots must be comma-separated epochs such as 0.25,1,2, got {text!r}") from None
+        values.append(int(value) if value.is_integer() else value)
+    return tuple(values)
 
 
 def _configs(args: argparse.Namespace) -> tuple[ZFNetConfig, TrainConfig]:
@@ -427,7 +467,7 @@ def _configs(args: argparse.Namespace) -> tuple[ZFNetConfig, TrainConfig]:
         weight_decay=args.weight_decay,
         augment=args.augment,
         seed=args.seed,
-        snapshot_epochs=_ints(args.snapshots, "--snapshots"),
+        snapshot_epochs=_epochs(args.snapshots),
         out_dir=args.out,
     )
     return model_config, config
@@ -483,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             f"trained {args.epochs} epochs in {time.perf_counter() - start:.1f}s on {world} process(es); "
             f"final val accuracy {history[-1]['val_acc']:.4f}"
         )
-        saved = ["final.pt", *(f"epoch_{epoch:02d}.pt" for epoch in config.snapshot_epochs), "history.json"]
+        saved = ["final.pt", *(snapshot_name(epoch) for epoch in config.snapshot_epochs), "history.json"]
         print(f"saved to {Path(args.out).resolve()}: {', '.join(saved)}")
     if world > 1:
         import torch.distributed as dist

@@ -11,6 +11,7 @@ from course_utils import ablation
 from course_utils.ablation import (
     ablation_variants,
     architecture_variants,
+    checkpoint_name,
     load_results,
     run_ablation,
     single_run_reversals,
@@ -18,7 +19,7 @@ from course_utils.ablation import (
     summarize,
 )
 from course_utils.architecture import FIRST_LAYER_VARIANTS
-from course_utils.models import REMOVABLE_LAYERS, ZFNet, ZFNetConfig
+from course_utils.models import REMOVABLE_LAYERS, ZFNet, ZFNetConfig, load_checkpoint
 from course_utils.train import TrainConfig, evaluate, train
 from tests.conftest import colour_dataset
 
@@ -333,3 +334,17 @@ def test_records_validated_on_keeps_only_records_made_on_these_validation_images
     mine = {"variant": "full", "recipe": {"val_data": ablation.dataset_fingerprint(val_set)}}
     stale = {"variant": "full", "recipe": {"val_data": ablation.dataset_fingerprint(other)}}
     assert ablation.records_validated_on([mine, stale, {"variant": "no recipe"}], val_set) == [mine]
+
+
+def test_run_ablation_saves_each_model_when_asked(tmp_path):
+    train_set, val_set = colour_dataset(64, seed=0), colour_dataset(32, seed=1)
+    records = run_ablation(
+        TWO_VARIANTS, train_set, val_set, ONE_EPOCH, seeds=(0,), base=BASE, progress=False, checkpoint_dir=tmp_path
+    )
+    assert sorted(path.name for path in tmp_path.glob("*.pt")) == ["full-seed0.pt", "no_conv3_4-seed0.pt"]
+    for record in records:
+        model, metadata = load_checkpoint(tmp_path / checkpoint_name(record["variant"], 0))
+        assert model.config.remove == tuple(record["config"]["remove"])
+        assert metadata["class_names"] == list(train_set.class_names)
+        _, accuracy = evaluate(model.eval(), val_set)
+        assert 1 - accuracy == pytest.approx(record["val_error"])  # the very model the record describes

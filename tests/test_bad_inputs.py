@@ -515,7 +515,9 @@ def test_student_code_runs_in_a_temporary_folder(tmp_path):
     "arguments, message",
     [
         (["--max-train", "0"], "--max-train must be a positive number of images, got 0"),
-        (["--epochs", "3", "--snapshots", "1,5"], r"snapshot epochs \[5\] are not epochs of this run \(1..3\)"),
+        (["--epochs", "3", "--snapshots", "1,5"], r"snapshot epochs \[5\] are not points of this run: .*\(0, 3\]"),
+        (["--epochs", "3", "--snapshots", "0,1"], r"snapshot epochs \[0\] are not points of this run"),
+        (["--snapshots", "1,two"], "--snapshots must be comma-separated epochs such as 0.25,1,2"),
         (["--lr", "nan"], "lr must be a finite number, got nan"),
         (["--lr", "0"], "lr must be > 0, got 0.0"),
         (["--lr", "-0.1"], "lr must be > 0"),

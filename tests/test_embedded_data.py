@@ -16,6 +16,7 @@ from course_utils.data.embedded import (
     FACE_CLASSES,
     HELDOUT_CLASSES,
     SYMMETRIC_CLASSES,
+    Layout,
     generate_shapes,
     load_embedded,
     split_seed,
@@ -104,8 +105,9 @@ def test_mask_outline_is_where_the_image_has_strong_edges(shapes, classes):
 
 
 def test_every_image_has_an_object_mask(shapes):
+    """Objects are large, as in object-centred photos, but leave room for their surroundings."""
     area = shapes["masks"].sum(axis=(1, 2))
-    assert (area >= 0.015 * 64 * 64).all() and (area <= 0.5 * 64 * 64).all()
+    assert (area >= 0.015 * 64 * 64).all() and (area <= 0.7 * 64 * 64).all()
 
 
 def test_face_parts_inside_image_and_object(shapes):
@@ -285,20 +287,80 @@ def test_atomic_write_replaces_whole_files_or_nothing(tmp_path):
 PICTURE_HASHES = {
     4: "5a862de523132595b6f4053e82e12f45994a838138e413c402e52a046deb5ca9",
     5: "434307d5d415e11eab27e6e6476e7f6c868356e1c9fb7fe16ca312cfd7ae0ff3",
+    6: "927d9584adb7807ee2a1ca31c0f5a98216c030bbda88ebc0cd298c0ee164aadc",
 }
+
+
+def picture_hash(shapes: dict[str, np.ndarray]) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in ARRAY_KEYS:
+        digest.update(shapes[key].tobytes())
+    return digest.hexdigest()
 
 
 def test_the_generator_version_pins_the_pictures():
     """Caches, the shipped checkpoints and the committed tables are only valid for these pictures:
     a change to the drawing code that alters a single pixel needs a new GENERATOR_VERSION."""
-    import hashlib
-
     shapes = generate_shapes(40, seed=0, progress=False, workers=1)
-    digest = hashlib.sha256()
-    for key in ARRAY_KEYS:
-        digest.update(shapes[key].tobytes())
     assert embedded.GENERATOR_VERSION in PICTURE_HASHES, "a new generator version needs its hash here"
-    assert digest.hexdigest() == PICTURE_HASHES[embedded.GENERATOR_VERSION], (
+    assert picture_hash(shapes) == PICTURE_HASHES[embedded.GENERATOR_VERSION], (
         "the pictures changed: bump GENERATOR_VERSION (caches rebuild), retrain the checkpoints "
         "and record the new hash here"
     )
+
+
+def test_default_layout_is_the_shipped_generator():
+    """Passing the default layout changes nothing: the same pictures, the same cache file name."""
+    assert embedded.DEFAULT_LAYOUT == Layout() and Layout().tag() == ""
+    assert_same_arrays(
+        generate_shapes(12, seed=3, progress=False), generate_shapes(12, seed=3, progress=False, layout=Layout())
+    )
+
+
+def test_centred_layout_keeps_objects_near_the_centre_at_its_sizes(tmp_path, few_stats_images):
+    layout = Layout(object_scale=(0.3, 0.4), centre_spread=0.05)
+    shapes = generate_shapes(2 * len(EMBEDDED_CLASSES), seed=1, progress=False, layout=layout)
+    anywhere = Layout(object_scale=(0.2, 0.36), centre_spread=None)
+    masks = torch.from_numpy(shapes["masks"]).float()
+    rows, columns = torch.arange(64.0).view(1, 64, 1), torch.arange(64.0).view(1, 1, 64)
+    area = masks.sum(dim=(1, 2))
+    centroid_y, centroid_x = (masks * rows).sum(dim=(1, 2)) / area, (masks * columns).sum(dim=(1, 2)) / area
+    smaller = generate_shapes(2 * len(EMBEDDED_CLASSES), seed=1, progress=False, layout=anywhere)
+    small_masks = torch.from_numpy(smaller["masks"]).float()
+    # larger objects, drawn about the centre (the mask centroid moves with the object's shape too)
+    assert area.mean() > 1.5 * small_masks.sum(dim=(1, 2)).mean()
+    assert ((centroid_y - 31.5).abs().median() < 6) and ((centroid_x - 31.5).abs().median() < 6)
+    # a layout has its own cache file, and the file records it
+    loaded = load_embedded("val", root=tmp_path, num_images=10, progress=False, layout=layout)
+    assert torch.equal(
+        loaded.images,
+        torch.from_numpy(generate_shapes(10, split_seed(0, "val"), progress=False, layout=layout)["images"]),
+    )
+    (sidecar,) = tmp_path.glob(f"embedded-main-val-seed0-n10-v{embedded.GENERATOR_VERSION}-layout*.json")
+    assert json.loads(sidecar.read_text())["layout"] == {"object_scale": [0.3, 0.4], "centre_spread": 0.05}
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"object_scale": (0.4, 0.3)}, "object_scale"),
+        ({"object_scale": (0.0, 0.3)}, "object_scale"),
+        ({"centre_spread": 0.7}, "centre_spread"),
+    ],
+)
+def test_bad_layouts_are_refused(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        Layout(**arguments)
+    with pytest.raises(TypeError, match="Layout"):
+        generate_shapes(2, seed=0, progress=False, layout=(0.2, 0.3))  # type: ignore[arg-type]
+
+
+def test_the_old_layout_draws_the_pictures_of_version_5():
+    """Design C of course_utils.designs is the dataset shipped before version 6, pixel for pixel."""
+    from course_utils.designs import DESIGNS
+
+    layout = DESIGNS["C"].layout
+    assert layout == Layout(object_scale=(0.2, 0.36), centre_spread=None)
+    assert picture_hash(generate_shapes(40, seed=0, progress=False, workers=1, layout=layout)) == PICTURE_HASHES[5]

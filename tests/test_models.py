@@ -51,8 +51,8 @@ def test_zfnet_layer_names_and_shapes():
     assert shapes["pool1"] == (2, 32, 16, 16)
     assert shapes["conv2"] == (2, 64, 16, 16)
     assert shapes["pool2"] == (2, 64, 8, 8)
-    assert shapes["conv5"] == (2, 64, 8, 8)
-    assert shapes["pool5"] == (2, 64, 4, 4)
+    assert shapes["conv5"] == (2, 256, 8, 8)
+    assert shapes["pool5"] == (2, 256, 4, 4)
     assert shapes["fc8"] == (2, 10)
     pool = get_layer(model, "pool1")
     assert (pool.kernel_size, pool.stride) == (3, 2)  # overlapping pooling as in the paper

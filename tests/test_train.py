@@ -12,8 +12,18 @@ import pytest
 import torch
 from PIL import Image
 
+import course_utils.train
 from course_utils.models import ZFNetConfig, load_checkpoint
-from course_utils.train import TrainConfig, augment_batch, confusion_matrix, evaluate, main, renormalize_filters, train
+from course_utils.train import (
+    TrainConfig,
+    augment_batch,
+    confusion_matrix,
+    evaluate,
+    main,
+    renormalize_filters,
+    snapshot_name,
+    train,
+)
 
 SMALL = ZFNetConfig(conv_widths=(8, 8, 8, 8, 8), fc_widths=(16, 16), conv1_init_std=None)
 
@@ -208,3 +218,29 @@ def test_real_photo_training_learns(photos, tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "real photos:" in result.stdout.splitlines()[-1]
     assert (tmp_path / "final.pt").exists()
+
+
+def test_fractional_snapshots_save_the_network_part_way_through_an_epoch(colour_data, tmp_path, monkeypatch):
+    """A snapshot at 0.5 epochs holds the weights after round(0.5 * steps per epoch) steps of the run."""
+    train_set, val_set = colour_data
+    config = TrainConfig(
+        epochs=2, batch_size=16, lr=0.02, seed=3, snapshot_epochs=(0.5, 1), out_dir=str(tmp_path), snapshot_half=False
+    )
+    steps = round(0.5 * (len(train_set) // 16))
+    after_step: dict[int, dict[str, torch.Tensor]] = {}
+    real = course_utils.train.renormalize_filters
+
+    def recording(model, max_rms=0.1):  # runs once per step, after the optimizer
+        changed = real(model, max_rms)
+        after_step[len(after_step) + 1] = {name: value.clone() for name, value in model.state_dict().items()}
+        return changed
+
+    monkeypatch.setattr(course_utils.train, "renormalize_filters", recording)
+    train(config, train_set, val_set, SMALL, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_00.50.pt", "epoch_01.pt", "final.pt", "history.json"]
+    half, meta = load_checkpoint(tmp_path / "epoch_00.50.pt")
+    assert meta["epoch"] == 0.5 and meta["history"] == []
+    for name, value in half.state_dict().items():
+        assert torch.equal(value, after_step[steps][name]), name
+    assert any(not torch.equal(value, after_step[steps + 1][name]) for name, value in half.state_dict().items())
+    assert snapshot_name(0.25) == "epoch_00.25.pt" and snapshot_name(3) == "epoch_03.pt"

@@ -12,8 +12,9 @@ snout - button, triangle or muzzle - decided by both), 8 vehicles (car/truck/bus
 two or three wheels and round or square windows), 6 houses (gable/flat/dome roofs, round or
 square windows, a chimney or not), 6 plants and 6 rotation-symmetric shapes
 (:data:`SYMMETRIC_CLASSES`: discs that differ only by texture, a star, a cross). Colours are
-random for every part. Each image shows its object at a random position, size, rotation
-(within +-30 degrees for upright classes) and mirror image, over a cluttered background with
+random for every part. Each image shows its object as an object-centred photograph would:
+near the image centre (within +-8% of the side), at a random size (large: :class:`Layout`),
+rotation (within +-30 degrees for upright classes) and mirror image, over a cluttered background with
 2-4 fragments of other objects (whole objects seen through a window, so their parts appear
 loose in the background), sometimes an occluder over the object's rim, a lighting gradient
 and pixel noise. :data:`HELDOUT_CLASSES` (9 other combinations of the same families) are never
@@ -30,6 +31,8 @@ pixel ``(row, col)`` centred at ``y = row, x = col``, in the course's one order 
 from __future__ import annotations
 
 import colorsys
+import dataclasses
+import hashlib
 import multiprocessing
 import os
 import sys
@@ -59,6 +62,8 @@ __all__ = [
     "GENERATOR_VERSION",
     "IMAGE_SIZE",
     "STATS_IMAGES",
+    "Layout",
+    "DEFAULT_LAYOUT",
     "generate_shapes",
     "split_seed",
     "load_embedded",
@@ -74,14 +79,15 @@ DEFAULT_NUM_IMAGES: dict[str, dict[str, int]] = {
 #: Side of the images that :func:`load_embedded` serves.
 IMAGE_SIZE = 64
 #: Bumped whenever the pictures or their annotations change, so old caches are never reused
-#: (5: ``parts`` in (y, x) order; the pictures are those of 4).
-GENERATOR_VERSION = 5
+#: (5: ``parts`` in (y, x) order; the pictures are those of 4. 6: objects near the centre at
+#: larger sizes, the layout of design F in :mod:`course_utils.designs`; ``Layout((0.2, 0.36), None)``
+#: draws the pictures of 5).
+GENERATOR_VERSION = 6
 #: The normalization statistics come from this many first images of the training split.
 STATS_IMAGES = 500
 
 _EDGE_PX = 1.0  # width of the antialiased edge in pixels
 _MAX_TILT_DEG = 30.0  # upright classes turn by at most this
-_OBJECT_SCALE = (0.2, 0.36)  # object size: pixels per local unit, as a fraction of the image side
 _FRAGMENTS = (2, 5)  # fragments of other objects per image: integers in [low, high)
 _FRAGMENT_SCALE = (0.2, 0.33)
 _FRAGMENT_WINDOW = (0.5, 0.9)  # radius (local units) of the window through which a fragment shows
@@ -248,6 +254,41 @@ class _Style:
     max_rotation_deg: float  # rotation drawn uniformly in +-this
     mirror: bool  # mirror left-right with probability 1/2
     extent: float  # radius (local units) that the object reaches from its centre
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where and how large each picture's object is drawn: one axis of a dataset design.
+
+    Attributes:
+        object_scale: ``(low, high)`` of the object's size, drawn uniformly: pixels per local
+            unit as a fraction of the image side (an object reaches about one unit from its centre).
+        centre_spread: ``None`` puts the object anywhere it fits in the image; a fraction ``s``
+            draws its centre within ``+-s`` image sides of the image centre (then kept where it fits),
+            as in object-centred photographs.
+    """
+
+    object_scale: tuple[float, float] = (0.26, 0.46)
+    centre_spread: float | None = 0.08
+
+    def __post_init__(self) -> None:
+        low, high = (float(value) for value in self.object_scale)
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"object_scale must be (low, high) with 0 < low <= high <= 1, got {self.object_scale}")
+        object.__setattr__(self, "object_scale", (low, high))
+        if self.centre_spread is not None and not 0 <= self.centre_spread <= 0.5:
+            raise ValueError(f"centre_spread must be None or in [0, 0.5], got {self.centre_spread}")
+
+    def tag(self) -> str:
+        """A short name for cache files: ``""`` for :data:`DEFAULT_LAYOUT`, else a digest of the fields."""
+        if self == DEFAULT_LAYOUT:
+            return ""
+        text = repr((self.object_scale, self.centre_spread)).encode()
+        return "-layout" + hashlib.sha256(text).hexdigest()[:8]
+
+
+#: The shipped dataset's layout.
+DEFAULT_LAYOUT = Layout()
 
 
 def _textured_disc(pen: _Pen, texture: Callable[[np.ndarray, np.ndarray, float, float], np.ndarray]) -> _Drawing:
@@ -641,11 +682,21 @@ def _place(
     x: np.ndarray,
     y: np.ndarray,
     centre: np.ndarray | None = None,
+    centre_spread: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
-    """Local coordinates ``(u, v)`` of an object of ``style`` at ``centre`` (random inside the image if None)."""
+    """Local coordinates ``(u, v)`` of an object of ``style`` at ``centre``.
+
+    ``centre=None``: random where the object fits in the image, within ``+-centre_spread``
+    image sides of the image centre when that is given (see :class:`Layout`).
+    """
     if centre is None:
         margin = 0.85 * style.extent * scale
-        centre = rng.uniform(margin, size - 1 - margin, size=2)
+        if centre_spread is None:
+            centre = rng.uniform(margin, size - 1 - margin, size=2)
+        else:
+            middle = (size - 1) / 2
+            centre = middle + rng.uniform(-centre_spread, centre_spread, size=2) * size
+            centre = np.clip(centre, margin, max(margin, size - 1 - margin))
     angle = np.deg2rad(rng.uniform(-style.max_rotation_deg, style.max_rotation_deg))
     mirror = -1.0 if style.mirror and rng.random() < 0.5 else 1.0
     u, v = _rotate((x - centre[0]) / scale, (y - centre[1]) / scale, angle)
@@ -660,7 +711,7 @@ def _draw(
 
 
 def _render_image(
-    rng: np.random.Generator, class_name: str, size: int, names: tuple[str, ...]
+    rng: np.random.Generator, class_name: str, size: int, names: tuple[str, ...], layout: Layout = DEFAULT_LAYOUT
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """One picture: ``(image (3, H, W) uint8, mask (H, W) bool, parts (3, 2), part_radius)``.
 
@@ -691,8 +742,8 @@ def _render_image(
             alpha = np.clip(0.5 - np.maximum(sdf, window) * scale / _EDGE_PX, 0.0, 1.0) * strength
             region += alpha[..., None] * (paint - region)
     style = _RENDERERS[class_name][1]
-    scale = rng.uniform(*_OBJECT_SCALE) * size  # pixels per local unit
-    u, v, centre, angle, mirror = _place(rng, style, size, scale, x, y)
+    scale = rng.uniform(*layout.object_scale) * size  # pixels per local unit
+    u, v, centre, angle, mirror = _place(rng, style, size, scale, x, y, centre_spread=layout.centre_spread)
     ground = canvas[int(centre[1]), int(centre[0])].copy()
     drawing = _draw(rng, class_name, u, v, ground, scale)
     coverage = np.zeros((size, size), dtype=np.float32)
@@ -738,7 +789,9 @@ def _labels(start: int, stop: int, seed: int, set_index: int, num_classes: int) 
     return labels[start - offset : stop - offset]
 
 
-def _render_range(start: int, stop: int, seed: int, classes: str, size: int) -> dict[str, np.ndarray]:
+def _render_range(
+    start: int, stop: int, seed: int, classes: str, size: int, layout: Layout = DEFAULT_LAYOUT
+) -> dict[str, np.ndarray]:
     """Images ``start..stop-1`` of the stream ``(seed, classes)`` (what one worker does)."""
     set_index, names = _class_set(classes)
     labels = _labels(start, stop, seed, set_index, len(names))
@@ -753,7 +806,7 @@ def _render_range(start: int, stop: int, seed: int, classes: str, size: int) -> 
     for row, (index, label) in enumerate(zip(range(start, stop), labels)):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(set_index, 1, index)))
         out["images"][row], out["masks"][row], out["parts"][row], out["part_radius"][row] = _render_image(
-            rng, names[label], size, names
+            rng, names[label], size, names, layout
         )
     return out
 
@@ -770,6 +823,7 @@ def generate_shapes(
     image_size: int = 64,
     progress: bool = True,
     workers: int | None = None,
+    layout: Layout = DEFAULT_LAYOUT,
 ) -> dict[str, np.ndarray]:
     """Generate ``num_images`` pictures of the class set ``classes`` ("main" or "heldout").
 
@@ -780,6 +834,7 @@ def generate_shapes(
         image_size: side of the square images in pixels (objects scale with it).
         progress: show a progress bar.
         workers: processes to use; ``None`` uses up to 2 for 2,000 images or more.
+        layout: where and how large objects are drawn (:class:`Layout`; default the shipped one).
 
     Returns:
         ``images`` (N, 3, H, W) uint8, ``labels`` (N,) int64, ``parts`` (N, 3, 2) float32
@@ -800,7 +855,9 @@ def generate_shapes(
         raise ValueError(f"workers must be a positive integer (1 runs in this process), got {workers!r}")
     chunk = max(1, min(250, -(-num_images // workers)))
     bounds = [(start, min(start + chunk, num_images)) for start in range(0, num_images, chunk)]
-    arguments = (int(seed), classes, int(image_size))
+    if not isinstance(layout, Layout):
+        raise TypeError(f"layout must be a course_utils.data.embedded.Layout, got {type(layout).__name__}")
+    arguments = (int(seed), classes, int(image_size), layout)
     results: dict[int, dict[str, np.ndarray]] = {}
     with progress_bar(total=num_images, desc=f"generating {classes} shapes", unit="img", progress=progress) as bar:
         if workers <= 1:
@@ -841,6 +898,7 @@ def load_embedded(
     classes: str = "main",
     num_images: int | None = None,
     progress: bool = True,
+    layout: Layout = DEFAULT_LAYOUT,
 ) -> ImageTensorDataset:
     """The embedded dataset's ``split``, generated once and then read from a hashed cache.
 
@@ -850,6 +908,8 @@ def load_embedded(
             or ``data/cache``).
         classes: "main" (:data:`EMBEDDED_CLASSES`) or "heldout" (:data:`HELDOUT_CLASSES`).
         num_images: images in the split (default :data:`DEFAULT_NUM_IMAGES`).
+        layout: where and how large objects are drawn (:class:`Layout`); other layouts than the
+            shipped one are the dataset designs of :mod:`course_utils.designs`.
 
     Returns:
         An :class:`ImageTensorDataset` (images (N, 3, 64, 64) uint8) whose mean/std are those
@@ -863,7 +923,9 @@ def load_embedded(
         num_images = DEFAULT_NUM_IMAGES[classes][split]
     if not isinstance(num_images, (int, np.integer)) or num_images < 1:
         raise ValueError(f"num_images must be a positive integer or None for the default, got {num_images!r}")
-    path = cache_dir(root) / (f"embedded-{classes}-{split}-seed{seed}-n{num_images}-v{GENERATOR_VERSION}.npz")
+    path = cache_dir(root) / (
+        f"embedded-{classes}-{split}-seed{seed}-n{num_images}-v{GENERATOR_VERSION}{layout.tag()}.npz"
+    )
     info = {
         "dataset": "embedded",
         "classes": classes,
@@ -874,6 +936,7 @@ def load_embedded(
         "image_size": IMAGE_SIZE,
         "generator_version": GENERATOR_VERSION,
         "stats_images": STATS_IMAGES,
+        **({} if layout == DEFAULT_LAYOUT else {"layout": dataclasses.asdict(layout)}),
     }
     arrays = None
     if path.exists() or path.with_suffix(".json").exists():
@@ -882,11 +945,13 @@ def load_embedded(
         except CacheError as error:
             warnings.warn(f"{error}; regenerating it", RuntimeWarning, stacklevel=2)
     if arrays is None:
-        arrays = generate_shapes(num_images, seed_of_split, classes, IMAGE_SIZE, progress)
+        arrays = generate_shapes(num_images, seed_of_split, classes, IMAGE_SIZE, progress, layout=layout)
         if split == "train" and num_images >= STATS_IMAGES:
             sample = arrays["images"][:STATS_IMAGES]  # identical to a fresh STATS_IMAGES run
         else:
-            sample = generate_shapes(STATS_IMAGES, split_seed(seed, "train"), classes, IMAGE_SIZE, progress)["images"]
+            sample = generate_shapes(
+                STATS_IMAGES, split_seed(seed, "train"), classes, IMAGE_SIZE, progress, layout=layout
+            )["images"]
         arrays["mean"], arrays["std"] = _channel_statistics(sample)
         save_array_cache(path, arrays, info)
     return ImageTensorDataset(

@@ -1,0 +1,62 @@
+"""Dataset designs: the registry, one small measured design end to end, the text the notebooks print."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+
+import pytest
+
+from course_utils import ablation, designs
+from course_utils.data import embedded
+from course_utils.data.embedded import DEFAULT_LAYOUT, EMBEDDED_CLASSES
+from course_utils.models import ZFNet, ZFNetConfig
+
+
+def test_registry_names_the_shipped_design_and_every_design_builds():
+    assert designs.DESIGNS["F"].layout == DEFAULT_LAYOUT
+    assert ZFNetConfig(**designs.DESIGNS["F"].model) == ZFNetConfig()  # F is what the course ships
+    for name, design in designs.DESIGNS.items():
+        assert design.name == name and design.description
+        ZFNet(ZFNetConfig(num_classes=len(EMBEDDED_CLASSES), **design.model))
+
+
+def test_measure_design_trains_four_runs_measures_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setattr(embedded, "STATS_IMAGES", 20)
+    monkeypatch.setattr(designs, "load_embedded", partial(embedded.load_embedded, root=tmp_path, num_images=114))
+    trained: list = []
+    real_train = ablation.train
+    monkeypatch.setattr(ablation, "train", lambda *args, **kwargs: trained.append(1) or real_train(*args, **kwargs))
+    tiny = designs.Design(
+        "T", "a tiny test design", DEFAULT_LAYOUT, {"conv_widths": (4, 4, 4, 4, 4), "fc_widths": (8, 8)}
+    )
+    result = designs.measure_design(tiny, train_per_class=2, epochs=1, root=tmp_path / "runs", progress=False)
+    assert len(trained) == 4
+    assert set(result["runs"]) == set(designs.DESIGN_VARIANTS)
+    assert {"Fig 2 hierarchy", "Fig 5 invariance", "Fig 6 architecture", "Fig 7 occlusion"} < set(result["findings"])
+    assert result["findings"]["Table 3 depth"]["reproduced"] is None
+    collapse = result["runs"]["no conv3,4 + fc6,7"]["val_error"] - result["runs"]["full"]["val_error"]
+    assert result["findings"]["Table 3 depth"]["details"]["collapse_points"] == pytest.approx(100 * collapse)
+    assert len(list((tmp_path / "runs" / "T").glob("*.pt"))) == 4
+    json.dumps(result)  # what main writes
+    again = designs.measure_design(tiny, train_per_class=2, epochs=1, root=tmp_path / "runs", progress=False)
+    assert len(trained) == 4 and again["runs"] == result["runs"]  # resumed, nothing retrained
+
+
+def test_format_designs_prints_each_designs_verdict_and_refuses_unknown_findings():
+    measured = {
+        "X": {
+            "description": "first try",
+            "findings": {"Fig 5 invariance": {"reproduced": False, "ours": "scale 2.4x", "details": {}}},
+        },
+        "Y": {
+            "description": "second try",
+            "findings": {"Fig 5 invariance": {"reproduced": True, "ours": "scale 2.8x", "details": {}}},
+        },
+    }
+    text = designs.format_designs("Fig 5 invariance", measured)
+    assert "X (does not hold): scale 2.4x" in text and "Y (holds): scale 2.8x" in text
+    assert "design: second try" in text
+    with pytest.raises(ValueError, match="unknown finding"):
+        designs.format_designs("Fig 9", measured)
+    assert "no designs measured" in designs.format_designs("Fig 5 invariance", {})
