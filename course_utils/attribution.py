@@ -169,11 +169,14 @@ def maximize_activation(
     jitter: int = 2,
     blur_every: int = 4,
     blur_sigma: float = 0.5,
+    start_std: float = 0.5,
     progress: bool = True,
 ) -> MaximizedActivation:
     """Synthesize an input that excites ``channel`` of ``layer`` strongly (gradient ascent).
 
-    Starting from small Gaussian noise (seeded), each step shifts the image by a random
+    Starting from Gaussian noise of standard deviation ``start_std`` (seeded; half the contrast of
+    a normalized image: faint noise leaves many ReLUs closed everywhere, and a map with no open
+    path to the input cannot be raised), each step shifts the image by a random
     ``jitter`` (up to that many pixels), takes the gradient of the objective (the channel's mean
     activation over its map, or the unit for vector layers), steps ``lr`` along the gradient
     normalized to unit RMS, shrinks the image by ``1 - l2_decay`` and, every ``blur_every``
@@ -182,10 +185,11 @@ def maximize_activation(
     Returns:
         :class:`MaximizedActivation` with the ``(3, image_size, image_size)`` image.
     """
-    if steps < 1 or lr <= 0 or image_size < 1 or jitter < 0 or not 0 <= l2_decay < 1:
+    if steps < 1 or lr <= 0 or image_size < 1 or jitter < 0 or not 0 <= l2_decay < 1 or not start_std > 0:
         raise ValueError(
-            f"need steps >= 1, lr > 0, image_size >= 1, jitter >= 0 and 0 <= l2_decay < 1; got "
-            f"steps={steps}, lr={lr}, image_size={image_size}, jitter={jitter}, l2_decay={l2_decay}"
+            f"need steps >= 1, lr > 0, image_size >= 1, jitter >= 0, 0 <= l2_decay < 1 and start_std > 0; got "
+            f"steps={steps}, lr={lr}, image_size={image_size}, jitter={jitter}, l2_decay={l2_decay}, "
+            f"start_std={start_std}"
         )
     check_eval_mode(model)
     path = layer_path(model, layer)
@@ -193,7 +197,7 @@ def maximize_activation(
     first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     channels = first_conv.in_channels if first_conv is not None else 3
     generator = torch.Generator().manual_seed(seed)
-    image = 0.1 * torch.randn(1, channels, image_size, image_size, generator=generator)
+    image = start_std * torch.randn(1, channels, image_size, image_size, generator=generator)
     image = image.to(device=parameter.device, dtype=parameter.dtype)
 
     def objective(inputs: Tensor) -> Tensor:

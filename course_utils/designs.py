@@ -7,10 +7,13 @@ drawn) and overrides of the network's :class:`~course_utils.models.ZFNetConfig`.
 :func:`measure_design` trains, with Table 3's recipe (:mod:`course_utils.ablation`: 300 training
 images per class, 8 epochs, one seed), the full network, the one without conv3,4 + fc6,7 and
 Fig 6's two other first layers, then measures on the design's validation images the findings
-the shipped data does not reproduce (Fig 5, Fig 6, Table 1, Table 3's collapse) and, as a check
+that resisted (Fig 5 until design F, Fig 6, Table 1, Table 3's collapse) and, as a check
 that the design still teaches the others, Fig 2 and Fig 7, with the criteria of
 :mod:`course_utils.findings`. Fig 6 and Table 3 are single-seed numbers here (the scoreboard
 asks for three seeds), so a design that passes them earns a full table, not a verdict.
+
+Designs A (generator v3: ten classes of drawn shapes) and B (a draft of v4) came before this
+module; their Table 3 runs are in ``data/depth_designs.json``.
 
 Results go to ``data/designs.json`` (rewritten atomically after each design); the runs and
 their models to ``build/designs/<design>/`` (resumable: finished runs are not trained again)::
@@ -102,8 +105,8 @@ DESIGNS: dict[str, Design] = {
         ),
         Design(
             "E",
-            "D's object-centred layout with the shipped widths (conv 32, 64, 96, 96, 64): which of D's two "
-            "changes, the data or the widths, moves the findings",
+            "D's object-centred layout with C's widths (conv 32, 64, 96, 96, 64): which of D's two changes, "
+            "the data or the widths, moves the findings",
             Layout((0.26, 0.46), 0.08),
             {"conv_widths": (32, 64, 96, 96, 64)},
         ),

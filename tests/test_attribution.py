@@ -173,7 +173,7 @@ def test_attribute_refuses_bad_input(zfnet, images):
 
 
 def test_maximize_activation_raises_the_activation_far_above_the_start(zfnet):
-    result = maximize_activation(zfnet, "conv3", channel=5, steps=40, lr=0.1, seed=0)
+    result = maximize_activation(zfnet, "conv3", channel=5, steps=40, lr=0.1, seed=0, start_std=0.1)
     assert result.image.shape == (3, 64, 64)
     assert result.history.shape == (40,)
     assert result.final_activation > result.start_activation + 5 * abs(result.start_activation) + 1.0
@@ -190,6 +190,8 @@ def test_maximize_activation_is_seeded(zfnet):
 def test_maximize_activation_refuses_bad_arguments(zfnet):
     with pytest.raises(ValueError, match="steps >= 1"):
         maximize_activation(zfnet, "conv3", 0, steps=0)
+    with pytest.raises(ValueError, match="start_std > 0"):
+        maximize_activation(zfnet, "conv3", 0, steps=1, start_std=0.0)
     with pytest.raises(ValueError, match="channel 500 is out of range"):
         maximize_activation(zfnet, "conv3", 500, steps=1)
     with pytest.raises(ValueError, match="unknown layer 'conv9'"):
