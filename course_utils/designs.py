@@ -84,6 +84,9 @@ class Design:
     model: dict[str, Any] = field(default_factory=dict)
 
 
+#: The object-centred layout of designs D, E and F (generator version 6's default).
+_CENTRED = Layout((0.26, 0.46), 0.08)
+
 DESIGNS: dict[str, Design] = {
     design.name: design
     for design in (
@@ -100,21 +103,21 @@ DESIGNS: dict[str, Design] = {
             "face's eyes fall on the same pool5 cells in every image as in the paper's frontal dogs; the "
             "paper's conv1 and conv5 widths (96 and 256 filters: spare first-layer filters can die, a wider "
             "conv5 gives sparser features)",
-            Layout((0.26, 0.46), 0.08),
+            _CENTRED,
             {"conv_widths": (96, 64, 96, 96, 256)},
         ),
         Design(
             "E",
             "D's object-centred layout with C's widths (conv 32, 64, 96, 96, 64): which of D's two changes, "
             "the data or the widths, moves the findings",
-            Layout((0.26, 0.46), 0.08),
+            _CENTRED,
             {"conv_widths": (32, 64, 96, 96, 64)},
         ),
         Design(
             "F",
             "D's object-centred layout and only D's wider conv5 (conv 32, 64, 96, 96, 256): D's results at "
             "little more cost than C's widths; shipped since December 2026 (generator v6)",
-            Layout((0.26, 0.46), 0.08),
+            _CENTRED,
             {"conv_widths": (32, 64, 96, 96, 256)},
         ),
     )

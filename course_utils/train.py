@@ -257,6 +257,18 @@ def train(
         "train_config": dataclasses.asdict(config),
     }
     history: list[dict[str, Any]] = []
+
+    def save_snapshot(epoch: float) -> None:
+        if out_dir is not None and rank == 0:
+            save_checkpoint(
+                out_dir / snapshot_name(epoch),
+                model,
+                epoch=epoch,
+                history=history,
+                half=config.snapshot_half,
+                **metadata,
+            )
+
     within_epoch = {  # step -> fractional snapshot taken after it
         max(1, round(epoch * steps_per_epoch)): epoch
         for epoch in config.snapshot_epochs
@@ -296,15 +308,8 @@ def train(
             if config.max_filter_rms is not None:
                 renormalize_filters(model, config.max_filter_rms)
             step += 1
-            if step in within_epoch and out_dir is not None and rank == 0:
-                save_checkpoint(
-                    out_dir / snapshot_name(within_epoch[step]),
-                    model,
-                    epoch=within_epoch[step],
-                    history=history,
-                    half=config.snapshot_half,
-                    **metadata,
-                )
+            if step in within_epoch:
+                save_snapshot(within_epoch[step])
             total_loss += loss.item() * len(labels)
             total_correct += (logits.argmax(1) == labels).sum().item()
             seen += len(labels)
@@ -330,15 +335,8 @@ def train(
             )
         if on_epoch is not None:
             on_epoch(record)
-        if out_dir is not None and rank == 0 and epoch in set(config.snapshot_epochs):
-            save_checkpoint(
-                out_dir / snapshot_name(epoch),
-                model,
-                epoch=epoch,
-                history=history,
-                half=config.snapshot_half,
-                **metadata,
-            )
+        if epoch in set(config.snapshot_epochs):
+            save_snapshot(epoch)
     model.eval()
     if out_dir is not None and rank == 0:
         save_checkpoint(out_dir / "final.pt", model, epoch=config.epochs, history=history, **metadata)
