@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
+    parser.add_argument("--image-size", type=int, default=64, help="side the photos are resized to")
     parser.add_argument("--target", type=float, default=0.60, help="validation accuracy to reach")
     parser.add_argument("--minutes", type=float, default=20.0, help="time budget")
     parser.add_argument("--max-aliased", type=float, default=0.30, help="largest conv1 aliased energy fraction")
@@ -55,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(2)
     start = time.perf_counter()
-    train_set = load_image_folder(args.folder, "train", image_size=64)
-    val_set = load_image_folder(args.folder, "val", image_size=64)
+    train_set = load_image_folder(args.folder, "train", image_size=args.image_size)
+    val_set = load_image_folder(args.folder, "val", image_size=args.image_size)
     print(
         f"{len(train_set)} train / {len(val_set)} val photos, {train_set.num_classes} classes: "
         f"{', '.join(train_set.class_names)}"
@@ -65,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        weight_decay=args.weight_decay,
         augment="crop_flip",
         snapshot_epochs=(),
         out_dir=str(args.out),

@@ -75,7 +75,8 @@ class Design:
         name: a letter, in the order tried.
         description: what differs from the shipped design, and why.
         layout: the generator's layout (:class:`~course_utils.data.embedded.Layout`).
-        model: :class:`~course_utils.models.ZFNetConfig` overrides of every run of the design.
+        model: :class:`~course_utils.models.ZFNetConfig` overrides of every run of the design; its
+            ``image_size`` is also the side at which the images are drawn.
     """
 
     name: str
@@ -120,6 +121,15 @@ DESIGNS: dict[str, Design] = {
             _CENTRED,
             {"conv_widths": (32, 64, 96, 96, 256)},
         ),
+        Design(
+            "G",
+            "F drawn at 128 pixels instead of 64, the same network: a conv5 unit sees 83 x 83 pixels, 130% of "
+            "a 64-pixel image's side but 65% of a 128-pixel one's, as in the paper (139 of 224, 62%); conv5's grid "
+            "is 16 x 16 (paper 13 x 13, ours at 64 pixels 8 x 8), so a masked part changes the units over it "
+            "rather than all of them",
+            _CENTRED,
+            {"conv_widths": (32, 64, 96, 96, 256), "image_size": 128},
+        ),
     )
 }
 
@@ -151,8 +161,9 @@ def measure_design(
     """
     folder = Path(root) / design.name
     base = ZFNetConfig(**design.model)
-    train_set = few_shot_subset(load_embedded("train", layout=design.layout, progress=progress), train_per_class, 0)
-    val_set = load_embedded("val", layout=design.layout, progress=progress)
+    data = {"layout": design.layout, "image_size": base.image_size, "progress": progress}
+    train_set = few_shot_subset(load_embedded("train", **data), train_per_class, 0)
+    val_set = load_embedded("val", **data)
     config = TrainConfig(epochs=epochs, validate_every_epoch=False)
     records = run_ablation(
         _variants(base),

@@ -8,6 +8,7 @@ from functools import partial
 import pytest
 
 from course_utils import ablation, designs
+from course_utils.activations import receptive_field
 from course_utils.data import embedded
 from course_utils.data.embedded import DEFAULT_LAYOUT, EMBEDDED_CLASSES
 from course_utils.models import ZFNet, ZFNetConfig
@@ -19,6 +20,15 @@ def test_registry_names_the_shipped_design_and_every_design_builds():
     for name, design in designs.DESIGNS.items():
         assert design.name == name and design.description
         ZFNet(ZFNetConfig(num_classes=len(EMBEDDED_CLASSES), **design.model))
+
+
+def test_design_g_gives_conv5_the_papers_share_of_the_image():
+    """G's description: a conv5 unit sees 83 pixels, 130% of 64 and 65% of 128 (paper: 139 of 224)."""
+    config = ZFNetConfig(**designs.DESIGNS["G"].model)
+    size, _, _ = receptive_field(ZFNet(config), "conv5")
+    assert config.image_size == 128 and size == 83
+    assert round(100 * size / 64) == 130 and round(100 * size / 128) == 65
+    assert "83 x 83 pixels, 130%" in designs.DESIGNS["G"].description
 
 
 def test_measure_design_trains_four_runs_measures_and_resumes(tmp_path, monkeypatch):

@@ -263,6 +263,8 @@ def test_bad_arguments_name_the_valid_values(tmp_path):
         generate_shapes(4, seed=-1)
     with pytest.raises(ValueError, match="image_size must be an integer of at least 16"):
         generate_shapes(4, seed=0, image_size=8)
+    with pytest.raises(ValueError, match="image_size must be an integer of at least 16"):
+        load_embedded("val", root=tmp_path, num_images=4, image_size=True)
     with pytest.raises(ValueError, match="workers must be a positive integer"):
         generate_shapes(4, seed=0, workers=0)
     assert not list(tmp_path.iterdir())  # nothing was written
@@ -340,6 +342,22 @@ def test_centred_layout_keeps_objects_near_the_centre_at_its_sizes(tmp_path, few
     )
     (sidecar,) = tmp_path.glob(f"embedded-main-val-seed0-n10-v{embedded.GENERATOR_VERSION}-layout*.json")
     assert json.loads(sidecar.read_text())["layout"] == {"object_scale": [0.3, 0.4], "centre_spread": 0.05}
+
+
+def test_other_image_sizes_get_their_own_cache_file(tmp_path, few_stats_images):
+    """A design at 128 pixels: the generator's pictures at that size, cached apart from the 64-pixel ones."""
+    default = load_embedded("val", root=tmp_path, num_images=6, progress=False)
+    large = load_embedded("val", root=tmp_path, num_images=6, progress=False, image_size=128)
+    assert default.images.shape == (6, 3, 64, 64) and large.images.shape == (6, 3, 128, 128)
+    assert large.extras["masks"].shape == (6, 128, 128)
+    drawn = generate_shapes(6, split_seed(0, "val"), image_size=128, progress=False)["images"]
+    assert torch.equal(large.images, torch.from_numpy(drawn))
+    assert torch.equal(large.labels, default.labels)
+    faces = ~torch.isnan(large.extras["parts"][:, 0, 0])
+    assert faces.any() and ((large.extras["parts"][faces] > 0) & (large.extras["parts"][faces] < 127)).all()
+    (sidecar,) = tmp_path.glob(f"embedded-main-val-seed0-n6-v{embedded.GENERATOR_VERSION}-size128.json")
+    assert json.loads(sidecar.read_text())["image_size"] == 128
+    assert load_embedded("val", root=tmp_path, num_images=6, progress=False, image_size=128).images.equal(large.images)
 
 
 @pytest.mark.parametrize(

@@ -816,11 +816,16 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("fork" if sys.platform == "linux" else None)
 
 
+def _check_image_size(image_size: object) -> None:
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 16:
+        raise ValueError(f"image_size must be an integer of at least 16 pixels, got {image_size!r}")
+
+
 def generate_shapes(
     num_images: int,
     seed: int,
     classes: str = "main",
-    image_size: int = 64,
+    image_size: int = IMAGE_SIZE,
     progress: bool = True,
     workers: int | None = None,
     layout: Layout = DEFAULT_LAYOUT,
@@ -838,7 +843,7 @@ def generate_shapes(
 
     Returns:
         ``images`` (N, 3, H, W) uint8, ``labels`` (N,) int64, ``parts`` (N, 3, 2) float32
-        (x, y) of left eye, right eye, nose for faces and NaN otherwise, ``part_radius``
+        (y, x) of left eye, right eye, nose for faces and NaN otherwise, ``part_radius``
         (N,) float32 eye/nose radius in pixels for faces (NaN otherwise), ``masks``
         (N, H, W) bool, the object's pixels.
     """
@@ -847,8 +852,7 @@ def generate_shapes(
         raise ValueError(f"num_images must be a positive integer, got {num_images!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if not isinstance(image_size, (int, np.integer)) or image_size < 16:
-        raise ValueError(f"image_size must be an integer of at least 16 pixels, got {image_size!r}")
+    _check_image_size(image_size)
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if num_images >= _PARALLEL_MIN_IMAGES else 1
     if not isinstance(workers, (int, np.integer)) or workers < 1:
@@ -899,6 +903,7 @@ def load_embedded(
     num_images: int | None = None,
     progress: bool = True,
     layout: Layout = DEFAULT_LAYOUT,
+    image_size: int = IMAGE_SIZE,
 ) -> ImageTensorDataset:
     """The embedded dataset's ``split``, generated once and then read from a hashed cache.
 
@@ -910,11 +915,13 @@ def load_embedded(
         num_images: images in the split (default :data:`DEFAULT_NUM_IMAGES`).
         layout: where and how large objects are drawn (:class:`Layout`); other layouts than the
             shipped one are the dataset designs of :mod:`course_utils.designs`.
+        image_size: side ``S`` of the images in pixels (default :data:`IMAGE_SIZE`; objects scale
+            with it); other sizes are for the dataset designs too, and get their own cache file.
 
     Returns:
-        An :class:`ImageTensorDataset` (images (N, 3, 64, 64) uint8) whose mean/std are those
+        An :class:`ImageTensorDataset` (images (N, 3, S, S) uint8) whose mean/std are those
         of the first :data:`STATS_IMAGES` training images of the same seed and classes, with
-        extras ``parts`` (N, 3, 2), ``part_radius`` (N,) and ``masks`` (N, 64, 64) bool.
+        extras ``parts`` (N, 3, 2), ``part_radius`` (N,) and ``masks`` (N, S, S) bool.
         A corrupt, partial or mismatching cache file is reported with a warning and rebuilt.
     """
     seed_of_split = split_seed(seed, split)  # checks split and seed
@@ -923,8 +930,10 @@ def load_embedded(
         num_images = DEFAULT_NUM_IMAGES[classes][split]
     if not isinstance(num_images, (int, np.integer)) or num_images < 1:
         raise ValueError(f"num_images must be a positive integer or None for the default, got {num_images!r}")
+    _check_image_size(image_size)
     path = cache_dir(root) / (
-        f"embedded-{classes}-{split}-seed{seed}-n{num_images}-v{GENERATOR_VERSION}{layout.tag()}.npz"
+        f"embedded-{classes}-{split}-seed{seed}-n{num_images}-v{GENERATOR_VERSION}{layout.tag()}"
+        f"{'' if image_size == IMAGE_SIZE else f'-size{image_size}'}.npz"
     )
     info = {
         "dataset": "embedded",
@@ -933,7 +942,7 @@ def load_embedded(
         "split": split,
         "seed": int(seed),
         "num_images": int(num_images),
-        "image_size": IMAGE_SIZE,
+        "image_size": int(image_size),
         "generator_version": GENERATOR_VERSION,
         "stats_images": STATS_IMAGES,
         **({} if layout == DEFAULT_LAYOUT else {"layout": dataclasses.asdict(layout)}),
@@ -945,12 +954,12 @@ def load_embedded(
         except CacheError as error:
             warnings.warn(f"{error}; regenerating it", RuntimeWarning, stacklevel=2)
     if arrays is None:
-        arrays = generate_shapes(num_images, seed_of_split, classes, IMAGE_SIZE, progress, layout=layout)
+        arrays = generate_shapes(num_images, seed_of_split, classes, image_size, progress, layout=layout)
         if split == "train" and num_images >= STATS_IMAGES:
             sample = arrays["images"][:STATS_IMAGES]  # identical to a fresh STATS_IMAGES run
         else:
             sample = generate_shapes(
-                STATS_IMAGES, split_seed(seed, "train"), classes, IMAGE_SIZE, progress, layout=layout
+                STATS_IMAGES, split_seed(seed, "train"), classes, image_size, progress, layout=layout
             )["images"]
         arrays["mean"], arrays["std"] = _channel_statistics(sample)
         save_array_cache(path, arrays, info)
