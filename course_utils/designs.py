@@ -130,6 +130,15 @@ DESIGNS: dict[str, Design] = {
             _CENTRED,
             {"conv_widths": (32, 64, 96, 96, 256), "image_size": 128},
         ),
+        Design(
+            "H",
+            "C's layout (objects anywhere, sizes 0.20-0.36) at 128 pixels with F's network: without conv3,4 + "
+            "fc6,7 a conv5 unit sees 51 of 128 pixels and the classifier reads an 8 x 8 grid on which an object "
+            "can lie anywhere, so the shallow network must learn each class at every position, where the full "
+            "one can pool over positions in conv3,4 and fc6,7 (Table 3's collapse)",
+            Layout((0.2, 0.36), None),
+            {"conv_widths": (32, 64, 96, 96, 256), "image_size": 128},
+        ),
     )
 }
 

@@ -371,6 +371,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--max-train", type=int, default=None, help="use only the first N training images (default: all)")
     add(
+        "--image-size",
+        type=int,
+        default=None,
+        help="side in pixels that photos are resized to or embedded images drawn at (default: the loader's, 64)",
+    )
+    add(
         "--epochs", type=int, default=defaults.epochs, help=f"passes over the training set (default: {defaults.epochs})"
     )
     add("--batch-size", type=int, default=defaults.batch_size, help=f"images per step (default: {defaults.batch_size})")
@@ -443,6 +449,10 @@ def _configs(args: argparse.Namespace) -> tuple[ZFNetConfig, TrainConfig]:
         raise ValueError(f"--max-train must be a positive number of images, got {args.max_train}")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    if args.image_size is not None and args.image_size < 16:
+        raise ValueError(f"--image-size must be at least 16 pixels, got {args.image_size}")
+    if args.image_size is not None and args.dataset in ("cifar10", "samples"):
+        raise ValueError(f"--image-size does not apply to {args.dataset}; use it with embedded or a photo folder")
     if not (math.isfinite(args.dropout) and 0 <= args.dropout < 1):
         raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
     overrides: dict[str, Any] = {
@@ -475,8 +485,9 @@ def _datasets(args: argparse.Namespace, progress: bool) -> tuple[ImageTensorData
     """The training and validation sets; a photo folder without split folders gets a seeded
     10% hold-out per class for validation (said on stdout), never its own training images."""
     folder = Path(args.dataset).expanduser()
+    size = {} if args.image_size is None else {"image_size": args.image_size}
     if folder.is_dir() and not any((folder / split).is_dir() for split in ("train", "val", "test")):
-        dataset = load_image_folder(folder, progress=progress)
+        dataset = load_image_folder(folder, progress=progress, **size)
         train_set, val_set = hold_out(dataset, 0.1, args.seed)
         if progress:
             print(
@@ -484,8 +495,8 @@ def _datasets(args: argparse.Namespace, progress: bool) -> tuple[ImageTensorData
                 f"(10% per class, seed {args.seed}) for validation"
             )
     else:
-        train_set = load_dataset(args.dataset, args.train_split, progress=progress)
-        val_set = load_dataset(args.dataset, args.val_split, progress=progress)
+        train_set = load_dataset(args.dataset, args.train_split, progress=progress, **size)
+        val_set = load_dataset(args.dataset, args.val_split, progress=progress, **size)
     if args.max_train:
         train_set = train_set.subset(range(min(args.max_train, len(train_set))))
     return train_set, val_set

@@ -137,6 +137,19 @@ def test_cli_trains_on_an_image_folder(tmp_path, private_cache):
     assert (tmp_path / "out" / "epoch_01.pt").exists()
 
 
+def test_cli_image_size_enlarges_photos_and_is_refused_where_it_cannot_apply(tmp_path, private_cache, capsys):
+    folder = write_image_folder(tmp_path / "folder")
+    small = ["--epochs", "1", "--conv-widths", "4,4,4,4,4", "--fc-widths", "8,8", "--threads", "1"]
+    main(["--dataset", str(folder), "--image-size", "96", "--out", str(tmp_path / "out"), *small])
+    model, _ = load_checkpoint(tmp_path / "out" / "final.pt")
+    assert model.config.image_size == 96
+    for dataset, size, message in (("cifar10", "96", "does not apply to cifar10"), (str(folder), "8", "at least 16")):
+        with pytest.raises(SystemExit):
+            main(["--dataset", dataset, "--image-size", size, "--out", str(tmp_path / "refused"), *small])
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+
+
 @pytest.mark.slow
 def test_torchrun_ddp_matches_single_process(tmp_path, private_cache):
     """Two gloo processes with half batches each follow the same trajectory as one process."""
