@@ -31,6 +31,16 @@ def test_design_g_gives_conv5_the_papers_share_of_the_image():
     assert "83 x 83 pixels, 130%" in designs.DESIGNS["G"].description
 
 
+def test_design_h_gives_the_shallow_network_local_conv5_units_on_an_8_by_8_grid():
+    """H's description: without conv3,4 + fc6,7 a conv5 unit sees 51 of 128 pixels, pool5 is 8 x 8."""
+    design = designs.DESIGNS["H"]
+    base = ZFNetConfig(**design.model)
+    shallow = ZFNet(ZFNetConfig(**{**design.model, **ablation.ablation_variants(base)["no conv3,4 + fc6,7"]}))
+    assert receptive_field(shallow, "conv5")[0] == 51 and base.image_size == 128
+    assert shallow.fc8.in_features == 256 * 8 * 8
+    assert "51 of 128 pixels" in design.description and "8 x 8 grid" in design.description
+
+
 def test_measure_design_trains_four_runs_measures_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(embedded, "STATS_IMAGES", 20)
     monkeypatch.setattr(designs, "load_embedded", partial(embedded.load_embedded, root=tmp_path, num_images=114))
