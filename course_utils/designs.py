@@ -20,6 +20,7 @@ their models to ``build/designs/<design>/`` (resumable: finished runs are not tr
 
     python -m course_utils.designs                  # every design of DESIGNS
     python -m course_utils.designs --design D       # one
+    python -m course_utils.designs --design H --depth-table   # and Table 3's single removals
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .ablation import ablation_variants, architecture_variants, checkpoint_name,
 from .data.core import DATA_DIR, atomic_write
 from .data.embedded import Layout, load_embedded
 from .findings import (
+    DEPTH_VARIANTS,
     architecture_finding,
     correspondence_finding,
     hierarchy_finding,
@@ -54,6 +56,7 @@ __all__ = [
     "Design",
     "DESIGNS",
     "DESIGN_VARIANTS",
+    "SINGLE_REMOVALS",
     "DESIGNS_PATH",
     "measure_design",
     "load_designs",
@@ -65,6 +68,8 @@ __all__ = [
 DESIGNS_PATH = DATA_DIR / "designs.json"
 #: The runs of each design: the full net, Table 3's collapse, Fig 6's two other first layers.
 DESIGN_VARIANTS = ("full", "no conv3,4 + fc6,7", "AlexNet-like: 11x11 stride 4", "ZF: 7x7 stride 2, no RMS clipping")
+#: Table 3's single removals, trained as well with ``depth_table=True`` (``--depth-table``).
+SINGLE_REMOVALS = tuple(name for name in DEPTH_VARIANTS if name not in DESIGN_VARIANTS)
 
 
 @dataclass(frozen=True)
@@ -149,9 +154,24 @@ _ABOUT = (
 )
 
 
-def _variants(base: ZFNetConfig) -> dict[str, dict[str, Any]]:
+def _variants(base: ZFNetConfig, names: Sequence[str]) -> dict[str, dict[str, Any]]:
     every = {**ablation_variants(base), **architecture_variants()}
-    return {name: every[name] for name in DESIGN_VARIANTS}
+    return {name: every[name] for name in names}
+
+
+def _depth_line(runs: dict[str, dict[str, Any]]) -> tuple[str, dict[str, float]]:
+    """Table 3's one-seed line: the collapse and, when they were trained, the single removals."""
+    points = {name: 100 * (runs[name]["val_error"] - runs["full"]["val_error"]) for name in runs if name in DEPTH_VARIANTS}
+    collapse = DEPTH_VARIANTS[-1]
+    text = (
+        f"one seed: val error full {100 * runs['full']['val_error']:.1f}%, without conv3,4 + fc6,7 "
+        f"{100 * runs[collapse]['val_error']:.1f}% ({points[collapse]:+.1f} points; paper +30.8)"
+    )
+    singles = [name for name in SINGLE_REMOVALS if name in points]
+    if singles:
+        text += "; single removals " + ", ".join(f"{name} {points[name]:+.1f}" for name in singles)
+        text += " points (paper +4.9, -0.5, +4.3)"
+    return text, {"collapse_points": points[collapse], "points_over_full": points}
 
 
 def measure_design(
@@ -161,12 +181,15 @@ def measure_design(
     epochs: int = 8,
     root: str | os.PathLike = "build/designs",
     progress: bool = True,
+    depth_table: bool = False,
 ) -> dict[str, Any]:
     """Train :data:`DESIGN_VARIANTS` on ``design`` (resuming from ``root/<name>``) and measure it.
 
-    Returns ``{"design", "description", "layout", "model", "runs", "findings"}``: ``runs`` per
-    variant ``{"val_error", "train_error", "seconds", "first_layer"}``; ``findings`` per finding
-    ``{"reproduced", "ours", "details"}`` (Fig 6 and Table 3 from this one seed).
+    ``depth_table=True`` trains Table 3's :data:`SINGLE_REMOVALS` too (one seed), for a design
+    whose collapse looks like the paper's. Returns ``{"design", "description", "layout", "model",
+    "runs", "findings"}``: ``runs`` per variant ``{"val_error", "train_error", "seconds",
+    "first_layer"}``; ``findings`` per finding ``{"reproduced", "ours", "details"}`` (Fig 6 and
+    Table 3 from this one seed).
     """
     folder = Path(root) / design.name
     base = ZFNetConfig(**design.model)
@@ -174,8 +197,9 @@ def measure_design(
     train_set = few_shot_subset(load_embedded("train", **data), train_per_class, 0)
     val_set = load_embedded("val", **data)
     config = TrainConfig(epochs=epochs, validate_every_epoch=False)
+    names = DESIGN_VARIANTS + (SINGLE_REMOVALS if depth_table else ())
     records = run_ablation(
-        _variants(base),
+        _variants(base, names),
         train_set,
         val_set,
         config,
@@ -197,7 +221,7 @@ def measure_design(
         "Fig 7 occlusion": occlusion_finding(model, val_set, progress=progress),
         "Table 1 correspondence": correspondence_finding(model, val_set, progress=progress),
     }
-    collapse = runs["no conv3,4 + fc6,7"]["val_error"] - runs["full"]["val_error"]
+    depth_text, depth_details = _depth_line(runs)
     return {
         "design": design.name,
         "description": design.description,
@@ -206,19 +230,14 @@ def measure_design(
         "recipe": f"{train_per_class} training images per class, {epochs} epochs, seed {seed} (Table 3's recipe)",
         "runs": {
             name: {key: runs[name][key] for key in ("val_error", "train_error", "seconds", "first_layer")}
-            for name in DESIGN_VARIANTS
+            for name in names
         },
         "findings": {
             **{
                 name: {"reproduced": finding.reproduced, "ours": finding.ours, "details": finding.details}
                 for name, finding in findings.items()
             },
-            "Table 3 depth": {
-                "reproduced": None,
-                "ours": f"one seed: val error full {100 * runs['full']['val_error']:.1f}%, without conv3,4 + fc6,7 "
-                f"{100 * runs['no conv3,4 + fc6,7']['val_error']:.1f}% ({100 * collapse:+.1f} points; paper +30.8)",
-                "details": {"collapse_points": 100 * collapse},
-            },
+            "Table 3 depth": {"reproduced": None, "ours": depth_text, "details": depth_details},
         },
     }
 
@@ -261,12 +280,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument("--design", nargs="+", choices=sorted(DESIGNS), default=sorted(DESIGNS))
     parser.add_argument("--out", default=str(DESIGNS_PATH), help="results JSON (default: data/designs.json)")
     parser.add_argument("--root", default="build/designs", help="runs and models of each design")
+    parser.add_argument(
+        "--depth-table",
+        action="store_true",
+        help="also train Table 3's single removals (no conv3,4; no fc7; no fc6,7), one seed",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     results = load_designs(args.out)
     for name in args.design:
-        results[name] = measure_design(DESIGNS[name], root=args.root)
+        results[name] = measure_design(DESIGNS[name], root=args.root, depth_table=args.depth_table)
         with atomic_write(Path(args.out), "w") as stream:
             json.dump({"about": _ABOUT, "designs": dict(sorted(results.items()))}, stream, indent=1)
         print(f"design {name}:")

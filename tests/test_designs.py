@@ -11,6 +11,7 @@ from course_utils import ablation, designs
 from course_utils.activations import receptive_field
 from course_utils.data import embedded
 from course_utils.data.embedded import DEFAULT_LAYOUT, EMBEDDED_CLASSES
+from course_utils.findings import DEPTH_VARIANTS
 from course_utils.models import ZFNet, ZFNetConfig
 
 
@@ -61,6 +62,16 @@ def test_measure_design_trains_four_runs_measures_and_resumes(tmp_path, monkeypa
     json.dumps(result)  # what main writes
     again = designs.measure_design(tiny, train_per_class=2, epochs=1, root=tmp_path / "runs", progress=False)
     assert len(trained) == 4 and again["runs"] == result["runs"]  # resumed, nothing retrained
+    # Table 3's single removals on request: only those three are trained, the line lists them
+    deeper = designs.measure_design(
+        tiny, train_per_class=2, epochs=1, root=tmp_path / "runs", progress=False, depth_table=True
+    )
+    assert len(trained) == 7 and set(deeper["runs"]) == set(designs.DESIGN_VARIANTS + designs.SINGLE_REMOVALS)
+    table3 = deeper["findings"]["Table 3 depth"]
+    assert set(table3["details"]["points_over_full"]) == set(DEPTH_VARIANTS)
+    for name in designs.SINGLE_REMOVALS:
+        points = 100 * (deeper["runs"][name]["val_error"] - deeper["runs"]["full"]["val_error"])
+        assert f"{name} {points:+.1f}" in table3["ours"]
 
 
 def test_format_designs_prints_each_designs_verdict_and_refuses_unknown_findings():
