@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from .ablation import ablation_variants, architecture_variants, checkpoint_name, run_ablation
-from .data.core import DATA_DIR, atomic_write
+from .data.core import DATA_DIR, ImageTensorDataset, atomic_write
 from .data.embedded import Layout, load_embedded
 from .findings import (
     DEPTH_VARIANTS,
@@ -161,7 +161,9 @@ def _variants(base: ZFNetConfig, names: Sequence[str]) -> dict[str, dict[str, An
 
 def _depth_line(runs: dict[str, dict[str, Any]]) -> tuple[str, dict[str, float]]:
     """Table 3's one-seed line: the collapse and, when they were trained, the single removals."""
-    points = {name: 100 * (runs[name]["val_error"] - runs["full"]["val_error"]) for name in runs if name in DEPTH_VARIANTS}
+    points = {
+        name: 100 * (runs[name]["val_error"] - runs["full"]["val_error"]) for name in runs if name in DEPTH_VARIANTS
+    }
     collapse = DEPTH_VARIANTS[-1]
     text = (
         f"one seed: val error full {100 * runs['full']['val_error']:.1f}%, without conv3,4 + fc6,7 "
@@ -193,9 +195,12 @@ def measure_design(
     """
     folder = Path(root) / design.name
     base = ZFNetConfig(**design.model)
-    data = {"layout": design.layout, "image_size": base.image_size, "progress": progress}
-    train_set = few_shot_subset(load_embedded("train", **data), train_per_class, 0)
-    val_set = load_embedded("val", **data)
+
+    def split(name: str) -> ImageTensorDataset:
+        return load_embedded(name, layout=design.layout, image_size=base.image_size, progress=progress)
+
+    train_set = few_shot_subset(split("train"), train_per_class, 0)
+    val_set = split("val")
     config = TrainConfig(epochs=epochs, validate_every_epoch=False)
     names = DESIGN_VARIANTS + (SINGLE_REMOVALS if depth_table else ())
     records = run_ablation(
