@@ -143,7 +143,7 @@ class ZFNet(NamedSequential):
 
     Shapes for the default config: input ``(N, 3, 64, 64)``; conv1 ``(N, 32, 32, 32)``;
     pool1 ``(N, 32, 16, 16)``; conv2 ``(N, 64, 16, 16)``; pool2 ``(N, 64, 8, 8)``;
-    conv3..5 ``(N, C, 8, 8)``; pool5 ``(N, 64, 4, 4)``; fc8 ``(N, num_classes)``.
+    conv3..5 ``(N, C, 8, 8)``; pool5 ``(N, 256, 4, 4)``; fc8 ``(N, num_classes)``.
     """
 
     def __init__(self, config: ZFNetConfig | None = None, **overrides: Any) -> None:
