@@ -54,6 +54,8 @@ from .transfer import few_shot_subset
 
 __all__ = [
     "ablation_variants",
+    "PAPER_TABLE_3",
+    "paper_depth_points",
     "architecture_variants",
     "TABLES",
     "TRAIN_OVERRIDABLE",
@@ -92,6 +94,24 @@ def ablation_variants(base: ZFNetConfig | None = None) -> dict[str, dict[str, An
         "fc6,7 wide (x2)": {"fc_widths": (2 * f6, 2 * f7)},
         "conv3,4,5 wide (x2)": {"conv_widths": (c1, c2, 2 * c3, 2 * c4, 2 * c5)},
     }
+
+
+#: The paper's Table 3 on ImageNet: variant -> (train, validation) top-1 error in percent.
+PAPER_TABLE_3: dict[str, tuple[float, float]] = {
+    "full": (35.1, 40.5),
+    "no conv3,4": (41.8, 45.4),
+    "no fc7": (27.4, 40.0),
+    "no fc6,7": (27.4, 44.8),
+    "no conv3,4 + fc6,7": (71.1, 71.3),
+    "fc6,7 narrow (x0.5)": (40.3, 41.7),
+    "fc6,7 wide (x2)": (26.8, 40.0),
+    "conv3,4,5 wide (x2)": (18.8, 37.5),
+}
+
+
+def paper_depth_points(variant: str) -> float:
+    """The paper's Table 3 validation error of ``variant`` minus the full network's, in points."""
+    return PAPER_TABLE_3[variant][1] - PAPER_TABLE_3["full"][1]
 
 
 def architecture_variants() -> dict[str, dict[str, Any]]:

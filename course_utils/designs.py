@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from .ablation import ablation_variants, architecture_variants, checkpoint_name, run_ablation
+from .ablation import ablation_variants, architecture_variants, checkpoint_name, paper_depth_points, run_ablation
 from .data.core import DATA_DIR, ImageTensorDataset, atomic_write
 from .data.embedded import Layout, load_embedded
 from .findings import (
@@ -144,6 +144,13 @@ DESIGNS: dict[str, Design] = {
             Layout((0.2, 0.36), None),
             {"conv_widths": (32, 64, 96, 96, 256), "image_size": 128},
         ),
+        Design(
+            "I",
+            "H at 96 pixels: a shallow conv5 unit sees 51 of 96 pixels and the classifier reads a 6 x 6 grid (the "
+            "paper's pool5 grid); whether Table 3's collapse survives at 56% of H's cost per image",
+            Layout((0.2, 0.36), None),
+            {"conv_widths": (32, 64, 96, 96, 256), "image_size": 96},
+        ),
     )
 }
 
@@ -167,12 +174,12 @@ def _depth_line(runs: dict[str, dict[str, Any]]) -> tuple[str, dict[str, float]]
     collapse = DEPTH_VARIANTS[-1]
     text = (
         f"one seed: val error full {100 * runs['full']['val_error']:.1f}%, without conv3,4 + fc6,7 "
-        f"{100 * runs[collapse]['val_error']:.1f}% ({points[collapse]:+.1f} points; paper +30.8)"
+        f"{100 * runs[collapse]['val_error']:.1f}% ({points[collapse]:+.1f} points; paper {paper_depth_points(collapse):+.1f})"
     )
     singles = [name for name in SINGLE_REMOVALS if name in points]
     if singles:
         text += "; single removals " + ", ".join(f"{name} {points[name]:+.1f}" for name in singles)
-        text += " points (paper +4.9, -0.5, +4.3)"
+        text += f" points (paper {', '.join(f'{paper_depth_points(name):+.1f}' for name in singles)})"
     return text, {"collapse_points": points[collapse], "points_over_full": points}
 
 

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .ablation import load_results, records_validated_on, summarize
+from .ablation import PAPER_TABLE_3, load_results, paper_depth_points, records_validated_on, summarize
 from .activations import class_purity, linear_cka, mine_top_activations
 from .architecture import first_layer_report
 from .correspondence import PART_NAMES, correspondence_table
@@ -193,8 +193,10 @@ _SPECS = {
     ),
     "depth": _Spec(
         "Table 3 depth",
-        "removing conv3,4 + fc6,7 collapses (val top-1 error 40.5 -> 71.3%, +30.8 points); removing "
-        "conv3,4 / fc7 / fc6,7 alone costs +4.9 / -0.5 / +4.3 points",
+        f"removing conv3,4 + fc6,7 collapses (val top-1 error {PAPER_TABLE_3['full'][1]} -> "
+        f"{PAPER_TABLE_3[DEPTH_VARIANTS[-1]][1]}%, {paper_depth_points(DEPTH_VARIANTS[-1]):+.1f} points); removing "
+        f"conv3,4 / fc7 / fc6,7 alone costs {' / '.join(f'{paper_depth_points(v):+.1f}' for v in DEPTH_VARIANTS[1:-1])} "
+        "points",
         f"means over >= {MIN_SEEDS} seeds: 'no conv3,4 + fc6,7' val error >= full + 10 points and >= each single "
         "removal + 5 points; each single removal <= full + 5 points; collapse > 3 x the larger std of the two",
     ),
