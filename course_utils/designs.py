@@ -90,7 +90,7 @@ class Design:
     model: dict[str, Any] = field(default_factory=dict)
 
 
-#: The object-centred layout of designs D, E and F (generator version 6's default).
+#: The object-centred layout of designs D, E, F and G (generator version 6's default).
 _CENTRED = Layout((0.26, 0.46), 0.08)
 
 DESIGNS: dict[str, Design] = {
@@ -122,7 +122,7 @@ DESIGNS: dict[str, Design] = {
         Design(
             "F",
             "D's object-centred layout and only D's wider conv5 (conv 32, 64, 96, 96, 256): D's results at "
-            "little more cost than C's widths; shipped since December 2026 (generator v6)",
+            "little more cost than C's widths; shipped with generator v6",
             _CENTRED,
             {"conv_widths": (32, 64, 96, 96, 256)},
         ),
@@ -140,16 +140,9 @@ DESIGNS: dict[str, Design] = {
             "C's layout (objects anywhere, sizes 0.20-0.36) at 128 pixels with F's network: without conv3,4 + "
             "fc6,7 a conv5 unit sees 51 of 128 pixels and the classifier reads an 8 x 8 grid on which an object "
             "can lie anywhere, so the shallow network must learn each class at every position, where the full "
-            "one can pool over positions in conv3,4 and fc6,7 (Table 3's collapse)",
+            "one can pool over positions in conv3,4 and fc6,7 (Table 3's collapse); shipped since generator v7",
             Layout((0.2, 0.36), None),
             {"conv_widths": (32, 64, 96, 96, 256), "image_size": 128},
-        ),
-        Design(
-            "I",
-            "H at 96 pixels: a shallow conv5 unit sees 51 of 96 pixels and the classifier reads a 6 x 6 grid (the "
-            "paper's pool5 grid); whether Table 3's collapse survives at 56% of H's cost per image",
-            Layout((0.2, 0.36), None),
-            {"conv_widths": (32, 64, 96, 96, 256), "image_size": 96},
         ),
     )
 }

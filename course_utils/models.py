@@ -86,7 +86,8 @@ class ZFNetConfig:
 
     Attributes:
         num_classes: outputs of ``fc8``.
-        image_size: side of the square input images.
+        image_size: side of the square input images (training sets it from the data: the embedded
+            dataset's :data:`~course_utils.data.embedded.IMAGE_SIZE`, a photo folder's chosen size).
         conv_widths: output channels of conv1..conv5.
         fc_widths: output features of fc6, fc7.
         conv1_kernel, conv1_stride: the first layer's filter size and stride (7/2 is the
@@ -367,7 +368,7 @@ def save_checkpoint(path: str | os.PathLike, model: ZFNet, **metadata: Any) -> P
             "keep it to numbers, strings, lists, dicts and tensors"
         ) from error
     state = {
-        name: (tensor.half() if half and tensor.is_floating_point() else tensor).detach().cpu()
+        name: (tensor.half() if half and tensor.is_floating_point() else tensor).detach().cpu().contiguous()
         for name, tensor in model.state_dict().items()
     }
     payload = {

@@ -10,7 +10,7 @@ the feature-evolution figure) and at the end.
 
 Command line (also under ``torchrun --nproc_per_node=2``, DDP with the gloo backend)::
 
-    python -m course_utils.train --dataset embedded --epochs 12 --out data/checkpoints
+    python -m course_utils.train --dataset embedded --epochs 5 --snapshots 1,2,3 --out data/checkpoints
 """
 
 from __future__ import annotations
@@ -237,7 +237,9 @@ def train(
         image_size=train_set.images.shape[-1],
     )
     torch.manual_seed(config.seed)
-    model = ZFNet(model_config)
+    # Channels-last tensors train about a quarter faster on CPUs (oneDNN's native layout); the
+    # returned model is converted back, so hooks and the deconvnet see the usual layout.
+    model = ZFNet(model_config).to(memory_format=torch.channels_last)
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model)
@@ -290,7 +292,7 @@ def train(
             indices = order[batch_index * config.batch_size : (batch_index + 1) * config.batch_size]
             augmented = augment_batch(train_set.images[indices], config.augment, generator)
             local = slice(rank * local_batch, (rank + 1) * local_batch)
-            images = train_set.normalize(augmented[local])
+            images = train_set.normalize(augmented[local]).contiguous(memory_format=torch.channels_last)
             labels = train_set.labels[indices][local]
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(config, step, steps_per_epoch)
@@ -337,7 +339,7 @@ def train(
             on_epoch(record)
         if epoch in set(config.snapshot_epochs):
             save_snapshot(epoch)
-    model.eval()
+    model.to(memory_format=torch.contiguous_format).eval()
     if out_dir is not None and rank == 0:
         save_checkpoint(out_dir / "final.pt", model, epoch=config.epochs, history=history, **metadata)
         with atomic_write(out_dir / "history.json", "w") as stream:

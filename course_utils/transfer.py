@@ -225,8 +225,9 @@ def linear_probe_on_pixels(
 
     Pixels ``(N, 3, H, W)`` are normalized with each dataset's ``mean``/``std``, optionally
     average-pooled to ``pool_to x pool_to`` (as :func:`probe_layers` pools conv maps) and
-    flattened. Whole 64x64 images give ``D = 12,288`` features (about 0.5 GB as float32 for
-    10,000 images). ``probe_options`` go to :func:`linear_probe`.
+    flattened. Whole ``S x S`` images give ``D = 3 S^2`` features (49,152 at 128 pixels, about
+    2 GB as float32 for 10,000 images); pooling is linear, so a probe on pooled pixels is still a
+    linear classifier of the raw pixels. ``probe_options`` go to :func:`linear_probe`.
     """
     if train_set.class_names != val_set.class_names:
         raise ValueError("train_set and val_set must have the same class_names (load both with the same classes=)")

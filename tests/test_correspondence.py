@@ -243,6 +243,7 @@ def test_correspondence_table_rejects_datasets_without_parts_and_bad_options(col
 
 def test_correspondence_table_runs_on_the_embedded_faces(tmp_path):
     dataset = load_embedded("val", root=tmp_path, num_images=40, progress=False)
-    model = ZFNet(ZFNetConfig(conv_widths=(4, 4, 4, 4, 4), fc_widths=(8, 8))).eval()
+    config = ZFNetConfig(conv_widths=(4, 4, 4, 4, 4), fc_widths=(8, 8), image_size=dataset.images.shape[-1])
+    model = ZFNet(config).eval()
     table = correspondence_table(model, dataset, draws=2, num_images=2)
     assert len(table.deltas) == 8 and all(0 <= summary.mean <= 1 for summary in table.deltas.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from functools import partial
 
@@ -10,14 +11,15 @@ import pytest
 from course_utils import ablation, designs
 from course_utils.activations import receptive_field
 from course_utils.data import embedded
-from course_utils.data.embedded import DEFAULT_LAYOUT, EMBEDDED_CLASSES
+from course_utils.data.embedded import DEFAULT_LAYOUT, EMBEDDED_CLASSES, IMAGE_SIZE
 from course_utils.findings import DEPTH_VARIANTS
 from course_utils.models import ZFNet, ZFNetConfig
 
 
 def test_registry_names_the_shipped_design_and_every_design_builds():
-    assert designs.DESIGNS["F"].layout == DEFAULT_LAYOUT
-    assert ZFNetConfig(**designs.DESIGNS["F"].model) == ZFNetConfig()  # F is what the course ships
+    shipped = ZFNetConfig(**designs.DESIGNS["H"].model)  # H is what the course ships
+    assert designs.DESIGNS["H"].layout == DEFAULT_LAYOUT and shipped.image_size == IMAGE_SIZE
+    assert shipped == dataclasses.replace(ZFNetConfig(), image_size=IMAGE_SIZE)
     for name, design in designs.DESIGNS.items():
         assert design.name == name and design.description
         ZFNet(ZFNetConfig(num_classes=len(EMBEDDED_CLASSES), **design.model))

@@ -23,6 +23,7 @@ from course_utils.data.embedded import (
 )
 
 ARRAY_KEYS = ("images", "labels", "parts", "part_radius", "masks")
+S = embedded.IMAGE_SIZE  # side of the shipped pictures
 
 
 def assert_same_arrays(first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> None:
@@ -63,11 +64,11 @@ def test_images_do_not_depend_on_chunking_or_workers():
 
 def test_shapes_and_dtypes(shapes):
     n = 5 * len(EMBEDDED_CLASSES)
-    assert shapes["images"].shape == (n, 3, 64, 64) and shapes["images"].dtype == np.uint8
+    assert shapes["images"].shape == (n, 3, S, S) and shapes["images"].dtype == np.uint8
     assert shapes["labels"].shape == (n,) and shapes["labels"].dtype == np.int64
     assert shapes["parts"].shape == (n, 3, 2) and shapes["parts"].dtype == np.float32
     assert shapes["part_radius"].shape == (n,) and shapes["part_radius"].dtype == np.float32
-    assert shapes["masks"].shape == (n, 64, 64) and shapes["masks"].dtype == bool
+    assert shapes["masks"].shape == (n, S, S) and shapes["masks"].dtype == bool
     small = generate_shapes(4, seed=0, image_size=32, progress=False)
     assert small["images"].shape == (4, 3, 32, 32) and small["masks"].shape == (4, 32, 32)
 
@@ -107,16 +108,16 @@ def test_mask_outline_is_where_the_image_has_strong_edges(shapes, classes):
 def test_every_image_has_an_object_mask(shapes):
     """Objects are large, as in object-centred photos, but leave room for their surroundings."""
     area = shapes["masks"].sum(axis=(1, 2))
-    assert (area >= 0.015 * 64 * 64).all() and (area <= 0.7 * 64 * 64).all()
+    assert (area >= 0.015 * S * S).all() and (area <= 0.7 * S * S).all()
 
 
 def test_face_parts_inside_image_and_object(shapes):
     faces = is_face(shapes["labels"])
     parts, radius = shapes["parts"][faces], shapes["part_radius"][faces]
     assert faces.sum() == 5 * len(FACE_CLASSES)
-    assert np.isfinite(parts).all() and (parts >= 0).all() and (parts <= 63).all()
-    assert ((radius > 1.5) & (radius < 8)).all()
-    rows, cols = np.mgrid[0:64, 0:64]
+    assert np.isfinite(parts).all() and (parts >= 0).all() and (parts <= S - 1).all()
+    assert ((radius > 1.5 * S / 64) & (radius < 8 * S / 64)).all()  # parts scale with the image
+    rows, cols = np.mgrid[0:S, 0:S]
     for mask, points, r in zip(shapes["masks"][faces], parts, radius):
         for y, x in points:  # (y, x); every pixel within part_radius of a part belongs to the object
             assert mask[(cols - x) ** 2 + (rows - y) ** 2 <= r**2].all()
@@ -147,7 +148,7 @@ def test_face_parts_follow_the_head_pose_seen_in_the_mask(shapes):
         points = np.stack([cols, rows], axis=1).astype(np.float64)
         reflected = points - 2 * ((points - nose) @ across)[:, None] * across
         x, y = np.round(reflected).astype(int).T
-        inside = (x >= 0) & (x < 64) & (y >= 0) & (y < 64)
+        inside = (x >= 0) & (x < S) & (y >= 0) & (y < S)
         overlaps.append(mask[y[inside], x[inside]].sum() / len(points))
         between_eyes = (left_eye + right_eye) / 2
         assert (nose - between_eyes) @ np.array([-across[1], across[0]]) > 0  # the nose is below the eyes
@@ -290,7 +291,10 @@ PICTURE_HASHES = {
     4: "5a862de523132595b6f4053e82e12f45994a838138e413c402e52a046deb5ca9",
     5: "434307d5d415e11eab27e6e6476e7f6c868356e1c9fb7fe16ca312cfd7ae0ff3",
     6: "927d9584adb7807ee2a1ca31c0f5a98216c030bbda88ebc0cd298c0ee164aadc",
+    7: "ac1b8a5b203bac045c910930648dd213bdb158a569f245db0ce9cf64ef0743fc",
 }
+# Version 7 changed only the defaults (layout and image size): version 6's pictures are still drawn.
+VERSION_6 = {"image_size": 64, "layout": Layout((0.26, 0.46), 0.08)}
 
 
 def picture_hash(shapes: dict[str, np.ndarray]) -> str:
@@ -313,6 +317,10 @@ def test_the_generator_version_pins_the_pictures():
     )
 
 
+def test_version_6_pictures_are_drawn_with_its_layout_and_size():
+    assert picture_hash(generate_shapes(40, seed=0, progress=False, workers=1, **VERSION_6)) == PICTURE_HASHES[6]
+
+
 def test_default_layout_is_the_shipped_generator():
     """Passing the default layout changes nothing: the same pictures, the same cache file name."""
     assert embedded.DEFAULT_LAYOUT == Layout() and Layout().tag() == ""
@@ -323,13 +331,13 @@ def test_default_layout_is_the_shipped_generator():
 
 def test_centred_layout_keeps_objects_near_the_centre_at_its_sizes(tmp_path, few_stats_images):
     layout = Layout(object_scale=(0.3, 0.4), centre_spread=0.05)
-    shapes = generate_shapes(2 * len(EMBEDDED_CLASSES), seed=1, progress=False, layout=layout)
+    shapes = generate_shapes(2 * len(EMBEDDED_CLASSES), seed=1, image_size=64, progress=False, layout=layout)
     anywhere = Layout(object_scale=(0.2, 0.36), centre_spread=None)
     masks = torch.from_numpy(shapes["masks"]).float()
     rows, columns = torch.arange(64.0).view(1, 64, 1), torch.arange(64.0).view(1, 1, 64)
     area = masks.sum(dim=(1, 2))
     centroid_y, centroid_x = (masks * rows).sum(dim=(1, 2)) / area, (masks * columns).sum(dim=(1, 2)) / area
-    smaller = generate_shapes(2 * len(EMBEDDED_CLASSES), seed=1, progress=False, layout=anywhere)
+    smaller = generate_shapes(2 * len(EMBEDDED_CLASSES), seed=1, image_size=64, progress=False, layout=anywhere)
     small_masks = torch.from_numpy(smaller["masks"]).float()
     # larger objects, drawn about the centre (the mask centroid moves with the object's shape too)
     assert area.mean() > 1.5 * small_masks.sum(dim=(1, 2)).mean()
@@ -345,19 +353,19 @@ def test_centred_layout_keeps_objects_near_the_centre_at_its_sizes(tmp_path, few
 
 
 def test_other_image_sizes_get_their_own_cache_file(tmp_path, few_stats_images):
-    """A design at 128 pixels: the generator's pictures at that size, cached apart from the 64-pixel ones."""
+    """A design at 64 pixels: the generator's pictures at that size, cached apart from the 128-pixel ones."""
     default = load_embedded("val", root=tmp_path, num_images=6, progress=False)
-    large = load_embedded("val", root=tmp_path, num_images=6, progress=False, image_size=128)
-    assert default.images.shape == (6, 3, 64, 64) and large.images.shape == (6, 3, 128, 128)
-    assert large.extras["masks"].shape == (6, 128, 128)
-    drawn = generate_shapes(6, split_seed(0, "val"), image_size=128, progress=False)["images"]
-    assert torch.equal(large.images, torch.from_numpy(drawn))
-    assert torch.equal(large.labels, default.labels)
-    faces = ~torch.isnan(large.extras["parts"][:, 0, 0])
-    assert faces.any() and ((large.extras["parts"][faces] > 0) & (large.extras["parts"][faces] < 127)).all()
-    (sidecar,) = tmp_path.glob(f"embedded-main-val-seed0-n6-v{embedded.GENERATOR_VERSION}-size128.json")
-    assert json.loads(sidecar.read_text())["image_size"] == 128
-    assert load_embedded("val", root=tmp_path, num_images=6, progress=False, image_size=128).images.equal(large.images)
+    small = load_embedded("val", root=tmp_path, num_images=6, progress=False, image_size=64)
+    assert embedded.IMAGE_SIZE == 128 and default.images.shape == (6, 3, 128, 128)
+    assert small.images.shape == (6, 3, 64, 64) and small.extras["masks"].shape == (6, 64, 64)
+    drawn = generate_shapes(6, split_seed(0, "val"), image_size=64, progress=False)["images"]
+    assert torch.equal(small.images, torch.from_numpy(drawn))
+    assert torch.equal(small.labels, default.labels)
+    faces = ~torch.isnan(small.extras["parts"][:, 0, 0])
+    assert faces.any() and ((small.extras["parts"][faces] > 0) & (small.extras["parts"][faces] < 63)).all()
+    (sidecar,) = tmp_path.glob(f"embedded-main-val-seed0-n6-v{embedded.GENERATOR_VERSION}-size64.json")
+    assert json.loads(sidecar.read_text())["image_size"] == 64
+    assert load_embedded("val", root=tmp_path, num_images=6, progress=False, image_size=64).images.equal(small.images)
 
 
 @pytest.mark.parametrize(
@@ -381,4 +389,6 @@ def test_the_old_layout_draws_the_pictures_of_version_5():
 
     layout = DESIGNS["C"].layout
     assert layout == Layout(object_scale=(0.2, 0.36), centre_spread=None)
-    assert picture_hash(generate_shapes(40, seed=0, progress=False, workers=1, layout=layout)) == PICTURE_HASHES[5]
+    drawn = generate_shapes(40, seed=0, progress=False, workers=1, image_size=64, layout=layout)
+    assert picture_hash(drawn) == PICTURE_HASHES[5]
+    assert layout == embedded.DEFAULT_LAYOUT  # version 7 draws the same layout at 128 pixels

@@ -77,12 +77,13 @@ DEFAULT_NUM_IMAGES: dict[str, dict[str, int]] = {
     "heldout": {"train": 2_250, "val": 900, "test": 900},  # 250 / 100 / 100 per class
 }
 #: Side of the images that :func:`load_embedded` serves.
-IMAGE_SIZE = 64
+IMAGE_SIZE = 128
 #: Bumped whenever the pictures or their annotations change, so old caches are never reused
 #: (5: ``parts`` in (y, x) order; the pictures are those of 4. 6: objects near the centre at
-#: larger sizes, the layout of design F in :mod:`course_utils.designs`; ``Layout((0.2, 0.36), None)``
-#: draws the pictures of 5).
-GENERATOR_VERSION = 6
+#: larger sizes, the layout of design F in :mod:`course_utils.designs`. 7: design H, the layout of
+#: 5 (objects anywhere, sizes 0.20-0.36) drawn at 128 pixels instead of 64; ``Layout((0.26, 0.46),
+#: 0.08)`` with ``image_size=64`` draws the pictures of 6).
+GENERATOR_VERSION = 7
 #: The normalization statistics come from this many first images of the training split.
 STATS_IMAGES = 500
 
@@ -268,8 +269,8 @@ class Layout:
             as in object-centred photographs.
     """
 
-    object_scale: tuple[float, float] = (0.26, 0.46)
-    centre_spread: float | None = 0.08
+    object_scale: tuple[float, float] = (0.2, 0.36)
+    centre_spread: float | None = None
 
     def __post_init__(self) -> None:
         low, high = (float(value) for value in self.object_scale)
