@@ -651,8 +651,19 @@ def _paint(canvas: np.ndarray, sdf_pixels: np.ndarray, paint: _Paint) -> np.ndar
     return alpha
 
 
+def _window(cx: float, cy: float, reach: float, size: int) -> tuple[slice, slice] | None:
+    """(rows, columns) of the pixels within ``reach`` of ``(cx, cy)`` (x = column), ``None`` if none."""
+    top, bottom = max(int(np.floor(cy - reach)), 0), min(int(np.ceil(cy + reach)) + 1, size)
+    left, right = max(int(np.floor(cx - reach)), 0), min(int(np.ceil(cx + reach)) + 1, size)
+    return (slice(top, bottom), slice(left, right)) if top < bottom and left < right else None
+
+
 def _background(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, size: int) -> np.ndarray:
-    """Cluttered background (H, W, 3) in [0, 1]: gradient, low-contrast shapes and lines."""
+    """Cluttered background (H, W, 3) in [0, 1]: gradient, low-contrast shapes and lines.
+
+    Each shape is drawn only in the square around it that its antialiased edge can reach
+    (elsewhere its alpha is exactly 0), which gives the same pixels at a fraction of the cost.
+    """
     base = _colour(rng, saturation=(0.05, 0.5), value=(0.3, 0.75))
     slope = rng.uniform(-0.12, 0.12, size=(2, 3)) / size
     canvas = base + (x - size / 2)[..., None] * slope[0] + (y - size / 2)[..., None] * slope[1]
@@ -661,17 +672,24 @@ def _background(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, size: in
         cx, cy = rng.uniform(-0.1, 1.1, size=2) * size
         kind = rng.integers(3)
         if kind == 0:
-            sdf = _sd_circle(x, y, cx, cy, rng.uniform(0.03, 0.16) * size)
+            radius = rng.uniform(0.03, 0.16) * size
+            box = _window(cx, cy, radius + _EDGE_PX + 1, size)
+            if box is not None:
+                _paint(canvas[box], _sd_circle(x[box], y[box], cx, cy, radius), shade)
         elif kind == 1:
             half_width, half_height = rng.uniform(0.03, 0.15, size=2) * size
-            sdf = _sd_box(x, y, cx, cy, half_width, half_height, angle=rng.uniform(0, np.pi))
+            angle = rng.uniform(0, np.pi)
+            box = _window(cx, cy, np.hypot(half_width, half_height) + _EDGE_PX + 1, size)
+            if box is not None:
+                _paint(canvas[box], _sd_box(x[box], y[box], cx, cy, half_width, half_height, angle=angle), shade)
         else:
             angle, length = rng.uniform(0, np.pi), rng.uniform(0.15, 0.6) * size
             offset = np.array([np.cos(angle), np.sin(angle)]) * length / 2
-            sdf = _sd_segment(
-                x, y, (cx - offset[0], cy - offset[1]), (cx + offset[0], cy + offset[1]), rng.uniform(0.4, 1.6)
-            )
-        _paint(canvas, sdf, shade)
+            radius = rng.uniform(0.4, 1.6)
+            box = _window(cx, cy, length / 2 + radius + _EDGE_PX + 1, size)
+            if box is not None:
+                start, stop = (cx - offset[0], cy - offset[1]), (cx + offset[0], cy + offset[1])
+                _paint(canvas[box], _sd_segment(x[box], y[box], start, stop, radius), shade)
     return canvas
 
 
