@@ -772,8 +772,11 @@ def _render_image(
         direction = rng.uniform(0.0, 2 * np.pi)
         where = centre + 0.95 * scale * np.array([np.cos(direction), np.sin(direction)])
         shade = _colour(rng, saturation=(0.05, 0.5), value=(0.2, 0.8))
-        blocked = _paint(canvas, _sd_circle(x, y, where[0], where[1], rng.uniform(0.3, 0.45) * scale), shade)
-        coverage *= 1.0 - blocked
+        radius = rng.uniform(0.3, 0.45) * scale
+        box = _window(where[0], where[1], radius + _EDGE_PX + 1, size)
+        if box is not None:
+            blocked = _paint(canvas[box], _sd_circle(x[box], y[box], where[0], where[1], radius), shade)
+            coverage[box] *= 1.0 - blocked
     gain = 1.0 + (x - size / 2) * rng.uniform(-0.5, 0.5) / size + (y - size / 2) * rng.uniform(-0.5, 0.5) / size
     canvas = canvas * (gain * rng.uniform(0.75, 1.2))[..., None] + rng.uniform(-0.08, 0.08)
     canvas += rng.normal(0.0, rng.uniform(0.01, 0.04), size=canvas.shape)
