@@ -651,19 +651,32 @@ def _paint(canvas: np.ndarray, sdf_pixels: np.ndarray, paint: _Paint) -> np.ndar
     return alpha
 
 
-def _window(cx: float, cy: float, reach: float, size: int) -> tuple[slice, slice] | None:
-    """(rows, columns) of the pixels within ``reach`` of ``(cx, cy)`` (x = column), ``None`` if none."""
+def _paint_near(
+    canvas: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    centre: tuple[float, float],
+    reach: float,
+    sdf: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    paint: _Paint,
+) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """:func:`_paint` a shape that lies within ``reach`` pixels of ``centre = (x, y)``, evaluating
+    ``sdf(x, y)`` only on the square its antialiased edge can touch (its alpha is exactly 0
+    elsewhere, so the pixels are those of painting everywhere). Returns ``(box, alpha)`` with
+    ``box`` the (rows, columns) slices, or ``None`` when the square misses the image."""
+    size = canvas.shape[0]
+    cx, cy = centre
+    reach += _EDGE_PX + 1
     top, bottom = max(int(np.floor(cy - reach)), 0), min(int(np.ceil(cy + reach)) + 1, size)
     left, right = max(int(np.floor(cx - reach)), 0), min(int(np.ceil(cx + reach)) + 1, size)
-    return (slice(top, bottom), slice(left, right)) if top < bottom and left < right else None
+    if top >= bottom or left >= right:
+        return None
+    box = (slice(top, bottom), slice(left, right))
+    return box, _paint(canvas[box], sdf(x[box], y[box]), paint)
 
 
 def _background(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, size: int) -> np.ndarray:
-    """Cluttered background (H, W, 3) in [0, 1]: gradient, low-contrast shapes and lines.
-
-    Each shape is drawn only in the square around it that its antialiased edge can reach
-    (elsewhere its alpha is exactly 0), which gives the same pixels at a fraction of the cost.
-    """
+    """Cluttered background (H, W, 3) in [0, 1]: gradient, low-contrast shapes and lines."""
     base = _colour(rng, saturation=(0.05, 0.5), value=(0.3, 0.75))
     slope = rng.uniform(-0.12, 0.12, size=(2, 3)) / size
     canvas = base + (x - size / 2)[..., None] * slope[0] + (y - size / 2)[..., None] * slope[1]
@@ -673,23 +686,20 @@ def _background(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, size: in
         kind = rng.integers(3)
         if kind == 0:
             radius = rng.uniform(0.03, 0.16) * size
-            box = _window(cx, cy, radius + _EDGE_PX + 1, size)
-            if box is not None:
-                _paint(canvas[box], _sd_circle(x[box], y[box], cx, cy, radius), shade)
+            _paint_near(canvas, x, y, (cx, cy), radius, partial(_sd_circle, cx=cx, cy=cy, radius=radius), shade)
         elif kind == 1:
             half_width, half_height = rng.uniform(0.03, 0.15, size=2) * size
-            angle = rng.uniform(0, np.pi)
-            box = _window(cx, cy, np.hypot(half_width, half_height) + _EDGE_PX + 1, size)
-            if box is not None:
-                _paint(canvas[box], _sd_box(x[box], y[box], cx, cy, half_width, half_height, angle=angle), shade)
+            box_shape = partial(
+                _sd_box, cx=cx, cy=cy, half_width=half_width, half_height=half_height, angle=rng.uniform(0, np.pi)
+            )
+            _paint_near(canvas, x, y, (cx, cy), np.hypot(half_width, half_height), box_shape, shade)
         else:
             angle, length = rng.uniform(0, np.pi), rng.uniform(0.15, 0.6) * size
             offset = np.array([np.cos(angle), np.sin(angle)]) * length / 2
             radius = rng.uniform(0.4, 1.6)
-            box = _window(cx, cy, length / 2 + radius + _EDGE_PX + 1, size)
-            if box is not None:
-                start, stop = (cx - offset[0], cy - offset[1]), (cx + offset[0], cy + offset[1])
-                _paint(canvas[box], _sd_segment(x[box], y[box], start, stop, radius), shade)
+            start, stop = (cx - offset[0], cy - offset[1]), (cx + offset[0], cy + offset[1])
+            line = partial(_sd_segment, start=start, stop=stop, radius=radius)
+            _paint_near(canvas, x, y, (cx, cy), length / 2 + radius, line, shade)
     return canvas
 
 
@@ -773,9 +783,10 @@ def _render_image(
         where = centre + 0.95 * scale * np.array([np.cos(direction), np.sin(direction)])
         shade = _colour(rng, saturation=(0.05, 0.5), value=(0.2, 0.8))
         radius = rng.uniform(0.3, 0.45) * scale
-        box = _window(where[0], where[1], radius + _EDGE_PX + 1, size)
-        if box is not None:
-            blocked = _paint(canvas[box], _sd_circle(x[box], y[box], where[0], where[1], radius), shade)
+        occluder = partial(_sd_circle, cx=where[0], cy=where[1], radius=radius)
+        painted = _paint_near(canvas, x, y, (where[0], where[1]), radius, occluder, shade)
+        if painted is not None:
+            box, blocked = painted
             coverage[box] *= 1.0 - blocked
     gain = 1.0 + (x - size / 2) * rng.uniform(-0.5, 0.5) / size + (y - size / 2) * rng.uniform(-0.5, 0.5) / size
     canvas = canvas * (gain * rng.uniform(0.75, 1.2))[..., None] + rng.uniform(-0.08, 0.08)
