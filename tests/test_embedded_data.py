@@ -392,3 +392,32 @@ def test_the_old_layout_draws_the_pictures_of_version_5():
     drawn = generate_shapes(40, seed=0, progress=False, workers=1, image_size=64, layout=layout)
     assert picture_hash(drawn) == PICTURE_HASHES[5]
     assert layout == embedded.DEFAULT_LAYOUT  # version 7 draws the same layout at 128 pixels
+
+
+@pytest.mark.parametrize("pixels_per_unit", [4.0, 40.0])
+def test_every_object_is_drawn_within_its_reach(pixels_per_unit):
+    """The generator evaluates an object only in the square around its centre that
+    ``_OBJECT_REACH`` local units (+ the widened edge of approximate ellipse distances) span; that
+    is exact only if no layer of any class paints outside it, at any size or random draw."""
+    side = int(6 * pixels_per_unit) + 1  # local coordinates from -3 to 3
+    v, u = (np.mgrid[0:side, 0:side].astype(np.float64) - side // 2) / pixels_per_unit
+    limit = embedded._OBJECT_REACH + embedded._OBJECT_EDGE_PX / pixels_per_unit
+    outside = np.hypot(u, v) > limit
+    farthest = 0.0
+    for class_name in embedded._RENDERERS:
+        for seed in range(8):
+            rng = np.random.default_rng(seed)
+            drawing = embedded._draw(rng, class_name, u, v, np.full(3, 0.5), pixels_per_unit)
+            for sdf, _ in drawing.layers:
+                alpha = np.clip(0.5 - sdf * pixels_per_unit / embedded._EDGE_PX, 0.0, 1.0)
+                assert not alpha[outside].any(), f"{class_name} (seed {seed}) paints beyond the reach"
+                farthest = max(farthest, float(np.hypot(u, v)[alpha > 0].max(initial=0.0)))
+    assert farthest > embedded._OBJECT_REACH - 0.1  # the bound is close to the farthest part drawn
+
+
+def test_objects_too_large_to_fit_are_drawn_in_the_middle():
+    """At sizes above about 0.59 of the side an object cannot fit anywhere; it is centred
+    (a clear picture, not an error from the random generator)."""
+    drawn = generate_shapes(12, seed=2, image_size=32, progress=False, layout=Layout((0.8, 0.9), None))
+    masks = drawn["masks"]
+    assert masks.any(axis=(1, 2)).all() and masks[:, 15:17, 15:17].all()

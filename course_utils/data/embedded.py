@@ -40,7 +40,7 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +88,12 @@ GENERATOR_VERSION = 7
 STATS_IMAGES = 500
 
 _EDGE_PX = 1.0  # width of the antialiased edge in pixels
+# Every object lies within _OBJECT_REACH local units of its centre (the farthest part is a long
+# ear: centre 0.77 away, half-axis 0.42), and every layer's SDF is exact except ellipses', whose
+# approximate distance widens the antialiased edge by up to their aspect ratio (at most 3.3):
+# outside that disc an object's alpha is exactly 0, so it is drawn in its bounding square only.
+_OBJECT_REACH = 1.2
+_OBJECT_EDGE_PX = 3.3 * _EDGE_PX / 2
 _MAX_TILT_DEG = 30.0  # upright classes turn by at most this
 _FRAGMENTS = (2, 5)  # fragments of other objects per image: integers in [low, high)
 _FRAGMENT_SCALE = (0.2, 0.33)
@@ -196,8 +202,11 @@ def _sd_polygon(u: np.ndarray, v: np.ndarray, vertices: np.ndarray) -> np.ndarra
 # --------------------------------------------------------------------------------------
 # Colours
 # --------------------------------------------------------------------------------------
+_LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
+
+
 def _luma(colour: np.ndarray) -> float:
-    return float(colour @ np.array([0.299, 0.587, 0.114]))
+    return float(colour @ _LUMA_WEIGHTS)
 
 
 def _colour(
@@ -213,13 +222,14 @@ def _colour(
     Rejection-samples (deterministically from ``rng``); when no draw qualifies the value
     range is widened to reach black or white, whichever is farther from ``far_from``.
     """
+    far_luma = None if far_from is None else _luma(far_from)
     for attempt in range(40):
         low, high = value if attempt < 20 else (0.0, 1.0)
         rgb = np.array(colorsys.hsv_to_rgb(rng.uniform(*hue) % 1.0, rng.uniform(*saturation), rng.uniform(low, high)))
-        if far_from is None or abs(_luma(rgb) - _luma(far_from)) >= contrast:
+        if far_luma is None or abs(_luma(rgb) - far_luma) >= contrast:
             return rgb
-    assert far_from is not None  # without it the first draw qualifies
-    return np.zeros(3) if _luma(far_from) > 0.5 else np.ones(3)
+    assert far_luma is not None  # without it the first draw qualifies
+    return np.zeros(3) if far_luma > 0.5 else np.ones(3)
 
 
 # --------------------------------------------------------------------------------------
@@ -644,11 +654,30 @@ CLASS_SETS: dict[str, tuple[str, ...]] = {"main": EMBEDDED_CLASSES, "heldout": H
 # --------------------------------------------------------------------------------------
 # Whole images
 # --------------------------------------------------------------------------------------
+def _blend(canvas: np.ndarray, alpha: np.ndarray, paint: _Paint) -> None:
+    """``canvas += alpha * (paint - canvas)`` with ``canvas`` (3, H, W) channels first (long inner
+    loops), ``alpha`` (H, W) and ``paint`` a colour (3,) or a colour field (H, W, 3)."""
+    paint = paint[:, None, None] if paint.ndim == 1 else paint.transpose(2, 0, 1)
+    canvas += alpha * (paint - canvas)
+
+
 def _paint(canvas: np.ndarray, sdf_pixels: np.ndarray, paint: _Paint) -> np.ndarray:
-    """Blend ``paint`` over ``canvas`` (H, W, 3) where the pixel-unit SDF is inside; returns alpha."""
+    """Blend ``paint`` over ``canvas`` (3, H, W) where the pixel-unit SDF is inside; returns alpha."""
     alpha = np.clip(0.5 - sdf_pixels / _EDGE_PX, 0.0, 1.0)
-    canvas += alpha[..., None] * (paint - canvas)
+    _blend(canvas, alpha, paint)
     return alpha
+
+
+def _square_near(size: int, centre: tuple[float, float], reach: float) -> tuple[slice, slice] | None:
+    """(rows, columns) slices of the pixels a shape within ``reach`` pixels of ``centre = (x, y)``
+    can touch with its antialiased edge, or ``None`` when that square misses the image."""
+    cx, cy = centre
+    reach += _EDGE_PX + 1
+    top, bottom = max(int(np.floor(cy - reach)), 0), min(int(np.ceil(cy + reach)) + 1, size)
+    left, right = max(int(np.floor(cx - reach)), 0), min(int(np.ceil(cx + reach)) + 1, size)
+    if top >= bottom or left >= right:
+        return None
+    return slice(top, bottom), slice(left, right)
 
 
 def _paint_near(
@@ -664,22 +693,18 @@ def _paint_near(
     ``sdf(x, y)`` only on the square its antialiased edge can touch (its alpha is exactly 0
     elsewhere, so the pixels are those of painting everywhere). Returns ``(box, alpha)`` with
     ``box`` the (rows, columns) slices, or ``None`` when the square misses the image."""
-    size = canvas.shape[0]
-    cx, cy = centre
-    reach += _EDGE_PX + 1
-    top, bottom = max(int(np.floor(cy - reach)), 0), min(int(np.ceil(cy + reach)) + 1, size)
-    left, right = max(int(np.floor(cx - reach)), 0), min(int(np.ceil(cx + reach)) + 1, size)
-    if top >= bottom or left >= right:
+    box = _square_near(canvas.shape[-1], centre, reach)
+    if box is None:
         return None
-    box = (slice(top, bottom), slice(left, right))
-    return box, _paint(canvas[box], sdf(x[box], y[box]), paint)
+    return box, _paint(canvas[:, box[0], box[1]], sdf(x[box], y[box]), paint)
 
 
 def _background(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, size: int) -> np.ndarray:
-    """Cluttered background (H, W, 3) in [0, 1]: gradient, low-contrast shapes and lines."""
+    """Cluttered background (3, H, W) in [0, 1]: gradient, low-contrast shapes and lines."""
     base = _colour(rng, saturation=(0.05, 0.5), value=(0.3, 0.75))
     slope = rng.uniform(-0.12, 0.12, size=(2, 3)) / size
-    canvas = base + (x - size / 2)[..., None] * slope[0] + (y - size / 2)[..., None] * slope[1]
+    channels = (slice(None), None, None)
+    canvas = base[channels] + (x - size / 2) * slope[0][channels] + (y - size / 2) * slope[1][channels]
     for _ in range(int(rng.integers(5, 10))):
         shade = np.clip(base + rng.uniform(-0.1, 0.1, size=3), 0.0, 1.0)
         cx, cy = rng.uniform(-0.1, 1.1, size=2) * size
@@ -703,33 +728,47 @@ def _background(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, size: in
     return canvas
 
 
-def _place(
+def _pose(
     rng: np.random.Generator,
     style: _Style,
     size: int,
     scale: float,
-    x: np.ndarray,
-    y: np.ndarray,
     centre: np.ndarray | None = None,
     centre_spread: float | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
-    """Local coordinates ``(u, v)`` of an object of ``style`` at ``centre``.
+) -> tuple[np.ndarray, float, float]:
+    """``(centre (x, y), angle, mirror)`` of an object of ``style``.
 
-    ``centre=None``: random where the object fits in the image, within ``+-centre_spread``
-    image sides of the image centre when that is given (see :class:`Layout`).
+    ``centre=None``: random where the object fits in the image (in the middle when it cannot
+    fit), within ``+-centre_spread`` image sides of the image centre when that is given (see
+    :class:`Layout`).
     """
     if centre is None:
         margin = 0.85 * style.extent * scale
+        middle = (size - 1) / 2
         if centre_spread is None:
-            centre = rng.uniform(margin, size - 1 - margin, size=2)
+            centre = rng.uniform(min(margin, middle), max(middle, size - 1 - margin), size=2)
         else:
-            middle = (size - 1) / 2
             centre = middle + rng.uniform(-centre_spread, centre_spread, size=2) * size
             centre = np.clip(centre, margin, max(margin, size - 1 - margin))
     angle = np.deg2rad(rng.uniform(-style.max_rotation_deg, style.max_rotation_deg))
     mirror = -1.0 if style.mirror and rng.random() < 0.5 else 1.0
+    return centre, angle, mirror
+
+
+def _local(
+    x: np.ndarray, y: np.ndarray, centre: np.ndarray, scale: float, angle: float, mirror: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Local coordinates ``(u, v)`` of the pixels ``(x, y)`` for an object posed by :func:`_pose`."""
     u, v = _rotate((x - centre[0]) / scale, (y - centre[1]) / scale, angle)
-    return mirror * u, v, centre, angle, mirror
+    return mirror * u, v
+
+
+@lru_cache(maxsize=4)
+def _pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read-only ``(y, x)`` pixel coordinates (size, size) float32."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    y.flags.writeable = x.flags.writeable = False
+    return y, x
 
 
 def _draw(
@@ -748,15 +787,13 @@ def _render_image(
     whole object seen through a random window), the object, sometimes an occluder in front
     of it, and a lighting gradient with pixel noise over everything.
     """
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    y, x = _pixel_grid(size)
     canvas = _background(rng, x, y, size)
     for _ in range(int(rng.integers(*_FRAGMENTS))):
         other = names[int(rng.integers(len(names)))]
         scale = rng.uniform(*_FRAGMENT_SCALE) * size
-        u, v, centre, angle, mirror = _place(
-            rng, _RENDERERS[other][1], size, scale, x, y, rng.uniform(-0.1, 1.1, size=2) * size
-        )
-        ground = canvas[int(np.clip(centre[1], 0, size - 1)), int(np.clip(centre[0], 0, size - 1))].copy()
+        centre, angle, mirror = _pose(rng, _RENDERERS[other][1], size, scale, rng.uniform(-0.1, 1.1, size=2) * size)
+        ground = canvas[:, int(np.clip(centre[1], 0, size - 1)), int(np.clip(centre[0], 0, size - 1))].copy()
         window_u, window_v = rng.uniform(-0.6, 0.6, size=2)
         window_radius = rng.uniform(*_FRAGMENT_WINDOW)
         strength = rng.uniform(*_FRAGMENT_STRENGTH)
@@ -765,19 +802,25 @@ def _render_image(
         low = np.clip(np.floor(centre + offset - window_radius * scale) - 2, 0, size - 1).astype(int)
         high = np.clip(np.ceil(centre + offset + window_radius * scale) + 3, low + 1, size).astype(int)
         box = (slice(low[1], high[1]), slice(low[0], high[0]))
-        u, v, region = u[box], v[box], canvas[box]
+        u, v = _local(x[box], y[box], centre, scale, angle, mirror)
+        region = canvas[:, box[0], box[1]]
         window = _sd_circle(u, v, window_u, window_v, window_radius)
         for sdf, paint in _draw(rng, other, u, v, ground, scale).layers:
             alpha = np.clip(0.5 - np.maximum(sdf, window) * scale / _EDGE_PX, 0.0, 1.0) * strength
-            region += alpha[..., None] * (paint - region)
+            _blend(region, alpha, paint)
     style = _RENDERERS[class_name][1]
     scale = rng.uniform(*layout.object_scale) * size  # pixels per local unit
-    u, v, centre, angle, mirror = _place(rng, style, size, scale, x, y, centre_spread=layout.centre_spread)
-    ground = canvas[int(centre[1]), int(centre[0])].copy()
+    centre, angle, mirror = _pose(rng, style, size, scale, centre_spread=layout.centre_spread)
+    ground = canvas[:, int(centre[1]), int(centre[0])].copy()
+    reach = _square_near(size, (centre[0], centre[1]), _OBJECT_REACH * scale + _OBJECT_EDGE_PX)
+    assert reach is not None  # the centre lies in the image
+    rows, columns = reach
+    u, v = _local(x[rows, columns], y[rows, columns], centre, scale, angle, mirror)
     drawing = _draw(rng, class_name, u, v, ground, scale)
     coverage = np.zeros((size, size), dtype=np.float32)
+    covered = coverage[rows, columns]  # a view
     for sdf, paint in drawing.layers:
-        coverage = np.maximum(coverage, _paint(canvas, sdf * scale, paint))
+        np.maximum(covered, _paint(canvas[:, rows, columns], sdf * scale, paint), out=covered)
     if rng.random() < 0.35:  # an occluder over the object's rim
         direction = rng.uniform(0.0, 2 * np.pi)
         where = centre + 0.95 * scale * np.array([np.cos(direction), np.sin(direction)])
@@ -789,9 +832,9 @@ def _render_image(
             box, blocked = painted
             coverage[box] *= 1.0 - blocked
     gain = 1.0 + (x - size / 2) * rng.uniform(-0.5, 0.5) / size + (y - size / 2) * rng.uniform(-0.5, 0.5) / size
-    canvas = canvas * (gain * rng.uniform(0.75, 1.2))[..., None] + rng.uniform(-0.08, 0.08)
-    canvas += rng.normal(0.0, rng.uniform(0.01, 0.04), size=canvas.shape)
-    image = np.clip(canvas * 255.0 + 0.5, 0, 255).astype(np.uint8).transpose(2, 0, 1)
+    canvas = canvas * (gain * rng.uniform(0.75, 1.2)) + rng.uniform(-0.08, 0.08)
+    canvas += rng.normal(0.0, rng.uniform(0.01, 0.04), size=(size, size, 3)).transpose(2, 0, 1)  # drawn (H, W, 3)
+    image = np.clip(canvas * 255.0 + 0.5, 0, 255).astype(np.uint8)
     parts = np.full((3, 2), np.nan, dtype=np.float32)
     if drawing.parts is not None:  # local (u, v) -> image (y, x); faces are never mirrored
         c, s = np.cos(angle), np.sin(angle)
