@@ -296,6 +296,12 @@ def run_ablation(
         if path is not None:
             with atomic_write(path, "w") as stream:
                 json.dump(records, stream, indent=2)
+        if progress:
+            runs.write(
+                f"{name}, seed {seed}: val error {100 * record['val_error']:.1f}%, train error "
+                f"{100 * record['train_error']:.1f}% ({seconds / 60:.1f} min)"
+                + (f"; saved to {path}" if path is not None else "")
+            )
     return records
 
 

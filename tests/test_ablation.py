@@ -233,6 +233,9 @@ def test_cli_runs_a_subset_of_variants(tmp_path, monkeypatch, capsys):
     assert json.loads(out.read_text()) == records
     printed = capsys.readouterr().out
     assert "no fc6,7" in printed and "val error %" in printed
+    first = records[0]
+    assert f"full, seed 0: val error {100 * first['val_error']:.1f}%" in printed  # each run says its result
+    assert f"saved to {out}" in printed
     with pytest.raises(SystemExit, match="unknown variants"):
         ablation.main(["--variants", "no conv5", "--out", str(out)])
 
