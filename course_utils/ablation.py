@@ -211,6 +211,7 @@ def run_ablation(
     progress: bool = True,
     results_path: str | os.PathLike | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
+    reuse: Sequence[Mapping[str, Any]] = (),
 ) -> list[dict[str, Any]]:
     """Train every variant once per seed with the same recipe; return all records.
 
@@ -226,9 +227,15 @@ def run_ablation(
         checkpoint_dir: when given, each trained model is also saved there as
             ``<variant>-seed<seed>.pt`` (:func:`~course_utils.models.save_checkpoint`, with the
             data's class names and statistics), for experiments that need the models themselves.
+        reuse: records of other tables (e.g. Table 3's ``"full"`` for Fig 6's ZF first layer). A
+            run with the same seed, architecture and recipe (data fingerprints included) is the
+            same run, since seeded CPU training is deterministic: its record is copied under this
+            variant's name, with ``"reused_from"`` naming the original variant, instead of
+            training again. Not used when ``checkpoint_dir`` asks for the models.
 
     Each record: ``{"variant", "seed", "overrides", "config", "parameters", "train_error",
-    "train_loss", "val_error", "val_loss", "seconds", "first_layer", "recipe"}`` (errors are top-1,
+    "train_loss", "val_error", "val_loss", "seconds", "first_layer", "recipe"}`` (+ ``"reused_from"``
+    for copies; errors are top-1,
     in [0, 1]; ``seconds`` is the time of the :func:`~course_utils.train.train` call, per-epoch
     validation included; ``first_layer`` is :meth:`~course_utils.architecture.FirstLayerReport.numbers`
     of the trained model; ``recipe`` holds the variant's training settings, its ``"train"``
@@ -247,15 +254,33 @@ def run_ablation(
             base, **model_overrides, num_classes=train_set.num_classes, image_size=train_set.images.shape[-1]
         )
         variant_recipe = {**recipe, **json.loads(json.dumps(train_overrides))}
+        stored_config = json.loads(json.dumps(model_config.to_dict()))
         if (name, seed) in done:
             previous = done[(name, seed)]
-            stored_config = json.loads(json.dumps(model_config.to_dict()))
             if previous["recipe"] != variant_recipe or previous["config"] != stored_config:
                 raise ValueError(
                     f"{path} already holds variant {name!r} seed {seed} made with another recipe or architecture "
                     f"(stored {previous['recipe']}, now {variant_recipe}); write to another results path or "
                     "delete the file"
                 )
+            continue
+        same_run = next(
+            (
+                other
+                for other in reuse
+                if checkpoint_dir is None
+                and other["seed"] == seed
+                and other["config"] == stored_config
+                and other["recipe"] == variant_recipe
+            ),
+            None,
+        )
+        if same_run is not None:
+            copy_of = same_run.get("reused_from", same_run["variant"])
+            record = {**json.loads(json.dumps(same_run)), "variant": name, "overrides": variants[name]}
+            _store(records, done, path, {**record, "reused_from": copy_of})
+            if progress:
+                runs.write(f"{name}, seed {seed}: the same run as {copy_of!r} seed {seed}, copied")
             continue
         runs.set_postfix_str(f"{name}, seed {seed}")
         start = time.perf_counter()
@@ -291,11 +316,7 @@ def run_ablation(
                 std=list(train_set.std),
                 history=history,
             )
-        records.append(json.loads(json.dumps(record)))  # tuples -> lists, as when reloaded
-        done[(name, seed)] = records[-1]
-        if path is not None:
-            with atomic_write(path, "w") as stream:
-                json.dump(records, stream, indent=2)
+        _store(records, done, path, record)
         if progress:
             runs.write(
                 f"{name}, seed {seed}: val error {100 * record['val_error']:.1f}%, train error "
@@ -303,6 +324,17 @@ def run_ablation(
                 + (f"; saved to {path}" if path is not None else "")
             )
     return records
+
+
+def _store(
+    records: list[dict[str, Any]], done: dict[tuple[str, int], dict[str, Any]], path: Path | None, record: dict
+) -> None:
+    """Add ``record`` to ``records`` and ``done``, and rewrite the results file atomically."""
+    records.append(json.loads(json.dumps(record)))  # tuples -> lists, as when reloaded
+    done[(record["variant"], record["seed"])] = records[-1]
+    if path is not None:
+        with atomic_write(path, "w") as stream:
+            json.dump(records, stream, indent=2)
 
 
 @dataclass(frozen=True)
@@ -491,7 +523,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment=args.augment, validate_every_epoch=False
     )
     seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
-    records = run_ablation(variants, train_set, val_set, config, seeds, results_path=args.out or default_out)
+    # the other tables' runs with the same architecture and recipe are not trained twice
+    reuse = [record for table, (_, path) in TABLES.items() if table != args.table for record in load_results(path)]
+    records = run_ablation(
+        variants, train_set, val_set, config, seeds, results_path=args.out or default_out, reuse=reuse
+    )
     print(summarize([r for r in records if r["variant"] in variants and r["seed"] in seeds]).format())
     return records
 

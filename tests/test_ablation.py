@@ -351,3 +351,32 @@ def test_run_ablation_saves_each_model_when_asked(tmp_path):
         assert metadata["class_names"] == list(train_set.class_names)
         _, accuracy = evaluate(model.eval(), val_set)
         assert 1 - accuracy == pytest.approx(record["val_error"])  # the very model the record describes
+
+
+def test_a_run_of_another_table_with_the_same_architecture_and_recipe_is_copied_not_retrained(tmp_path, monkeypatch):
+    train_set, val_set = colour_dataset(64, seed=0), colour_dataset(32, seed=1)
+    depth = run_ablation(TWO_VARIANTS, train_set, val_set, ONE_EPOCH, seeds=(0, 1), base=BASE, progress=False)
+    calls: list = []
+    monkeypatch.setattr(ablation, "train", counting_train(calls))
+    first_layers = {"ZF": {"conv1_kernel": 7}, "no clipping": {"train": {"max_filter_rms": None}}}
+    path = tmp_path / "arch.json"
+    records = run_ablation(
+        first_layers,
+        train_set,
+        val_set,
+        ONE_EPOCH,
+        seeds=(0, 1),
+        base=BASE,
+        progress=False,
+        results_path=path,
+        reuse=depth,
+    )
+    assert calls == [0, 1]  # only the variant with another recipe trains
+    for original, copy in zip(depth[:2], records[:2]):
+        assert copy == {**original, "variant": "ZF", "overrides": {"conv1_kernel": 7}, "reused_from": "full"}
+    assert [r["variant"] for r in records[2:]] == ["no clipping"] * 2 and "reused_from" not in records[2]
+    assert load_results(path) == records
+    other_data = run_ablation(
+        {"ZF": {}}, colour_dataset(64, seed=5), val_set, ONE_EPOCH, seeds=(0,), base=BASE, progress=False, reuse=depth
+    )
+    assert calls == [0, 1, 0] and "reused_from" not in other_data[0]  # other images: trained
