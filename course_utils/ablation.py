@@ -229,9 +229,10 @@ def run_ablation(
             data's class names and statistics), for experiments that need the models themselves.
         reuse: records of other tables (e.g. Table 3's ``"full"`` for Fig 6's ZF first layer). A
             run with the same seed, architecture and recipe (data fingerprints included) is the
-            same run, since seeded CPU training is deterministic: its record is copied under this
-            variant's name, with ``"reused_from"`` naming the original variant, instead of
-            training again. Not used when ``checkpoint_dir`` asks for the models.
+            same run, since seeded CPU training is deterministic: its record (``seconds``
+            included) is copied under this variant's name, with ``"reused_from"`` naming the
+            original variant, instead of training again. Copies are never copied again; not used
+            when ``checkpoint_dir`` asks for the models.
 
     Each record: ``{"variant", "seed", "overrides", "config", "parameters", "train_error",
     "train_loss", "val_error", "val_loss", "seconds", "first_layer", "recipe"}`` (+ ``"reused_from"``
@@ -269,14 +270,15 @@ def run_ablation(
                 other
                 for other in reuse
                 if checkpoint_dir is None
-                and other["seed"] == seed
-                and other["config"] == stored_config
-                and other["recipe"] == variant_recipe
+                and "reused_from" not in other  # only original runs
+                and other.get("seed") == seed
+                and other.get("config") == stored_config
+                and other.get("recipe") == variant_recipe
             ),
             None,
         )
         if same_run is not None:
-            copy_of = same_run.get("reused_from", same_run["variant"])
+            copy_of = same_run["variant"]
             record = {**json.loads(json.dumps(same_run)), "variant": name, "overrides": variants[name]}
             _store(records, done, path, {**record, "reused_from": copy_of})
             if progress:
@@ -499,6 +501,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="results JSON, resumed if present (default: data/ablation.json or data/arch_selection.json)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    parser.add_argument(
+        "--no-reuse",
+        action="store_true",
+        help="train every run, even one that the other table's committed file already holds "
+        "(same seed, architecture and recipe; by default it is copied from there)",
+    )
     return parser.parse_args(argv)
 
 
@@ -524,7 +532,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     )
     seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
     # the other tables' runs with the same architecture and recipe are not trained twice
-    reuse = [record for table, (_, path) in TABLES.items() if table != args.table for record in load_results(path)]
+    reuse = (
+        []
+        if args.no_reuse
+        else [record for table, (_, path) in TABLES.items() if table != args.table for record in load_results(path)]
+    )
     records = run_ablation(
         variants, train_set, val_set, config, seeds, results_path=args.out or default_out, reuse=reuse
     )

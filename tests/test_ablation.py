@@ -358,7 +358,11 @@ def test_a_run_of_another_table_with_the_same_architecture_and_recipe_is_copied_
     depth = run_ablation(TWO_VARIANTS, train_set, val_set, ONE_EPOCH, seeds=(0, 1), base=BASE, progress=False)
     calls: list = []
     monkeypatch.setattr(ablation, "train", counting_train(calls))
-    first_layers = {"ZF": {"conv1_kernel": 7}, "no clipping": {"train": {"max_filter_rms": None}}}
+    first_layers = {
+        "ZF": {"conv1_kernel": 7},
+        "no clipping": {"train": {"max_filter_rms": None}},
+        "5x5": {"conv1_kernel": 5},
+    }
     path = tmp_path / "arch.json"
     records = run_ablation(
         first_layers,
@@ -371,12 +375,17 @@ def test_a_run_of_another_table_with_the_same_architecture_and_recipe_is_copied_
         results_path=path,
         reuse=depth,
     )
-    assert calls == [0, 1]  # only the variant with another recipe trains
+    assert calls == [0, 1, 0, 1]  # the variants with another recipe or architecture train
     for original, copy in zip(depth[:2], records[:2]):
         assert copy == {**original, "variant": "ZF", "overrides": {"conv1_kernel": 7}, "reused_from": "full"}
-    assert [r["variant"] for r in records[2:]] == ["no clipping"] * 2 and "reused_from" not in records[2]
+    assert [r["variant"] for r in records[2:]] == ["no clipping"] * 2 + ["5x5"] * 2
+    assert not any("reused_from" in r for r in records[2:])
     assert load_results(path) == records
+    again = run_ablation(
+        {"full": {}}, train_set, val_set, ONE_EPOCH, seeds=(0,), base=BASE, progress=False, reuse=records
+    )
+    assert calls == [0, 1, 0, 1, 0] and "reused_from" not in again[0]  # a copy is never copied again
     other_data = run_ablation(
         {"ZF": {}}, colour_dataset(64, seed=5), val_set, ONE_EPOCH, seeds=(0,), base=BASE, progress=False, reuse=depth
     )
-    assert calls == [0, 1, 0] and "reused_from" not in other_data[0]  # other images: trained
+    assert calls == [0, 1, 0, 1, 0, 0] and "reused_from" not in other_data[0]  # other images: trained

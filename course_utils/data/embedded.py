@@ -738,9 +738,9 @@ def _pose(
 ) -> tuple[np.ndarray, float, float]:
     """``(centre (x, y), angle, mirror)`` of an object of ``style``.
 
-    ``centre=None``: random where the object fits in the image (in the middle when it cannot
-    fit), within ``+-centre_spread`` image sides of the image centre when that is given (see
-    :class:`Layout`).
+    ``centre=None``: random where the object fits in the image (in the middle when it is too
+    large to fit anywhere), or within ``+-centre_spread`` image sides of the image centre when
+    that is given, then moved inwards where it fits (see :class:`Layout`).
     """
     if centre is None:
         margin = 0.85 * style.extent * scale
@@ -817,7 +817,7 @@ def _render_image(
     rows, columns = reach
     u, v = _local(x[rows, columns], y[rows, columns], centre, scale, angle, mirror)
     drawing = _draw(rng, class_name, u, v, ground, scale)
-    coverage = np.zeros((size, size), dtype=np.float32)
+    coverage = np.zeros((size, size))  # float64, as the alphas: the mask's threshold sees them unrounded
     covered = coverage[rows, columns]  # a view
     for sdf, paint in drawing.layers:
         np.maximum(covered, _paint(canvas[:, rows, columns], sdf * scale, paint), out=covered)
