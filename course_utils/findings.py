@@ -476,7 +476,7 @@ def table_completeness(
     if not short:
         return None
     have = sum(min(len(found), min_seeds) for found in seeds.values())
-    lacking = ", ".join(f"{name}: {count} seeds" for name, count in short.items())
+    lacking = ", ".join(f"{name}: {count} seed{'' if count == 1 else 's'}" for name, count in short.items())
     stale = [
         name
         for name in fields

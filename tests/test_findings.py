@@ -262,7 +262,7 @@ def test_table_completeness_counts_at_most_min_seeds_per_variant():
     records = [{"variant": "a", "seed": seed, "val_error": 0.1} for seed in range(5)]
     records += [{"variant": "b", "seed": 0, "val_error": 0.1}, {"variant": "b", "seed": 0, "val_error": 0.2}]
     assert table_completeness(records, ["a"]) is None
-    assert table_completeness(records, ["a", "b"]) == "incomplete: 4 of 6 runs (b: 1 seeds)"
+    assert table_completeness(records, ["a", "b"]) == "incomplete: 4 of 6 runs (b: 1 seed)"
     assert table_completeness(records, ["a", "b"], min_seeds=1) is None
 
 
