@@ -28,6 +28,7 @@ notebooks' preamble (threads and figure resolution).
 from __future__ import annotations
 
 import math
+import os
 import textwrap
 from collections.abc import Sequence
 
@@ -61,10 +62,12 @@ DISPLAY_PIXELS = 192
 MOSAIC_GAP = 4
 
 
-def notebook_setup(threads: int = 1, dpi: int = 90) -> None:
-    """The notebooks' preamble: ``threads`` torch threads (small batches on a shared laptop
-    run best on one: two threads mostly wait for each other) and figures at ``dpi``."""
-    torch.set_num_threads(threads)
+def notebook_setup(threads: int | None = None, dpi: int = 90) -> None:
+    """The notebooks' preamble: ``threads`` torch threads (default: one per core, as the
+    command-line tools use) and figures at ``dpi``."""
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1 (or None for one per core), got {threads}")
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     plt.rcParams["figure.dpi"] = dpi
 
 

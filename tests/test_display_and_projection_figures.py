@@ -3,6 +3,7 @@ the figures' structure (axes, pictures, labels) and mean unpooling against hand 
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 
 import matplotlib
@@ -96,6 +97,20 @@ def test_normalize_projection_of_constant_input_does_not_divide_by_zero():
 def test_normalize_projection_refuses_bad_input(bad, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         display.normalize_projection(bad)
+
+
+def test_notebook_setup_uses_one_thread_per_core_unless_told_and_refuses_zero():
+    before = torch.get_num_threads()
+    try:
+        with matplotlib.rc_context():  # notebook_setup also sets the figures' dpi
+            display.notebook_setup(threads=1)
+            assert torch.get_num_threads() == 1
+            display.notebook_setup()
+            assert torch.get_num_threads() == (os.cpu_count() or 1)
+            with pytest.raises(ValueError, match="threads must be at least 1"):
+                display.notebook_setup(threads=0)
+    finally:
+        torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------------------------
