@@ -42,13 +42,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .architecture import FIRST_LAYER_VARIANTS, first_layer_report
 from .data.core import DATA_DIR, ImageTensorDataset, atomic_write
 from .models import ZFNetConfig, count_parameters, save_checkpoint
 from .progress import progress_bar
 from .stats import MeanStd
+from .threads import add_threads_option, set_torch_threads
 from .train import TrainConfig, evaluate, train
 from .transfer import few_shot_subset
 
@@ -500,7 +499,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="results JSON, resumed if present (default: data/ablation.json or data/arch_selection.json)",
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    add_threads_option(parser)
     parser.add_argument(
         "--no-reuse",
         action="store_true",
@@ -515,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     from .data import load_embedded
 
     args = _parse_args(argv)
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    set_torch_threads(args.threads)
     make_variants, default_out = TABLES[args.table]
     variants = make_variants()
     if args.variants:

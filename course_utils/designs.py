@@ -35,8 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .ablation import ablation_variants, architecture_variants, checkpoint_name, paper_depth_points, run_ablation
 from .data.core import DATA_DIR, ImageTensorDataset, atomic_write
 from .data.embedded import Layout, load_embedded
@@ -49,6 +47,7 @@ from .findings import (
     occlusion_finding,
 )
 from .models import ZFNetConfig, load_checkpoint
+from .threads import add_threads_option, set_torch_threads
 from .train import TrainConfig
 from .transfer import few_shot_subset
 
@@ -290,9 +289,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
         action="store_true",
         help="also train Table 3's single removals (no conv3,4; no fc7; no fc6,7), one seed",
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    add_threads_option(parser)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    set_torch_threads(args.threads)
     results = load_designs(args.out)
     for name in args.design:
         results[name] = measure_design(DESIGNS[name], root=args.root, depth_table=args.depth_table)

@@ -28,7 +28,6 @@ notebooks' preamble (threads and figure resolution).
 from __future__ import annotations
 
 import math
-import os
 import textwrap
 from collections.abc import Sequence
 
@@ -40,6 +39,7 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from .activations import receptive_field, receptive_field_box
+from .threads import set_torch_threads
 
 __all__ = [
     "DISPLAY_PIXELS",
@@ -65,9 +65,7 @@ MOSAIC_GAP = 4
 def notebook_setup(threads: int | None = None, dpi: int = 90) -> None:
     """The notebooks' preamble: ``threads`` torch threads (default: one per core, as the
     command-line tools use) and figures at ``dpi``."""
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be at least 1 (or None for one per core), got {threads}")
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    set_torch_threads(threads)
     plt.rcParams["figure.dpi"] = dpi
 
 

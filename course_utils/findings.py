@@ -27,7 +27,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 import textwrap
 import time
@@ -50,6 +49,7 @@ from .layers import layer_outputs
 from .models import CHECKPOINT_DIR, CheckpointError, load_shipped_model
 from .occlusion import occlusion_map, occlusion_probability_drop
 from .progress import progress_bar
+from .threads import add_threads_option, set_torch_threads
 from .train import TrainConfig, predict
 from .transfer import PRETRAINED, SCRATCH, few_shot_comparison, few_shot_subset, probe_layers, with_statistics
 
@@ -818,7 +818,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--arch-selection", default=str(DATA_DIR / "arch_selection.json"), help="Fig 6's results (JSON)"
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    add_threads_option(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return parser.parse_args(argv)
 
@@ -831,7 +831,7 @@ def main(argv: Sequence[str] | None = None) -> list[Finding]:
     from .data import load_dataset, load_embedded
 
     args = _parse_args(argv)
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    set_torch_threads(args.threads)
     progress = not args.no_progress
     start = time.perf_counter()
     model, metadata = load_shipped_model("final")

@@ -37,6 +37,7 @@ from .data import ImageTensorDataset, load_dataset, load_image_folder
 from .data.core import atomic_write, hold_out
 from .models import ZFNet, ZFNetConfig, save_checkpoint
 from .progress import progress_bar
+from .threads import add_threads_option, set_torch_threads
 
 __all__ = [
     "TrainConfig",
@@ -416,7 +417,7 @@ def _parser() -> argparse.ArgumentParser:
         default=ZFNetConfig.dropout,
         help=f"dropout after fc6/fc7 (default: {ZFNetConfig.dropout})",
     )
-    add("--threads", type=int, default=None, help="torch CPU threads per process (default: all cores)")
+    add_threads_option(parser, per_process=True)
     return parser
 
 
@@ -449,8 +450,6 @@ def _configs(args: argparse.Namespace) -> tuple[ZFNetConfig, TrainConfig]:
     """The model and training configs of the command line, every argument checked (``ValueError``)."""
     if args.max_train is not None and args.max_train < 1:
         raise ValueError(f"--max-train must be a positive number of images, got {args.max_train}")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {args.threads}")
     if args.image_size is not None and args.image_size < 16:
         raise ValueError(f"--image-size must be at least 16 pixels, got {args.image_size}")
     if args.image_size is not None and args.dataset in ("cifar10", "samples"):
@@ -517,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     except (ValueError, TypeError) as error:
         parser.error(str(error))
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))
+    set_torch_threads(args.threads, processes=world)
     progress = int(os.environ.get("RANK", "0")) == 0
     try:
         train_set, val_set = _datasets(args, progress)

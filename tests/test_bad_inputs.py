@@ -526,7 +526,7 @@ def test_student_code_runs_in_a_temporary_folder(tmp_path):
         (["--dropout", "1.5"], r"--dropout must be in \[0, 1\)"),
         (["--conv1", "7x2"], "--conv1 .* must be comma-separated integers"),
         (["--fc-widths", "8"], "--fc-widths needs 2 integers, got 1"),
-        (["--threads", "0"], "--threads must be at least 1"),
+        (["--threads", "0"], "argument --threads: must be at least 1, got 0"),
     ],
 )
 def test_training_arguments_are_checked_before_any_data_loads(monkeypatch, capsys, arguments, message):
