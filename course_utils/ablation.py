@@ -15,7 +15,8 @@ the file and skips the (variant, seed) pairs already there, so a long regenerati
 interrupted and resumed. A record made with another recipe (training settings, training or
 validation images, architecture) is refused rather than mixed in.
 
-Command line. Defaults: the 8 variants of :func:`ablation_variants` x 3 seeds, 8 epochs on a
+Command line. Defaults: the 8 variants of :func:`ablation_variants` x 3 seeds (4 for the five
+depth rows, :data:`DEPTH_VARIANTS`: the committed table, :func:`default_seeds`), 8 epochs on a
 class-balanced subset of the embedded training set (300 images per class), validated on the
 whole validation split, with the shipped model's recipe otherwise (batch 32, lr 0.01, flip).
 ``--table architecture`` trains Fig 6's three first layers (:func:`architecture_variants`) the
@@ -55,6 +56,10 @@ __all__ = [
     "ablation_variants",
     "PAPER_TABLE_3",
     "paper_depth_points",
+    "DEPTH_VARIANTS",
+    "SEEDS",
+    "DEPTH_SEEDS",
+    "default_seeds",
     "architecture_variants",
     "TABLES",
     "TRAIN_OVERRIDABLE",
@@ -113,6 +118,15 @@ def paper_depth_points(variant: str) -> float:
     return PAPER_TABLE_3[variant][1] - PAPER_TABLE_3["full"][1]
 
 
+#: Table 3's depth rows, which the depth finding compares: the full network, the three single
+#: removals and the collapse (names of :func:`ablation_variants`).
+DEPTH_VARIANTS = ("full", "no conv3,4", "no fc7", "no fc6,7", "no conv3,4 + fc6,7")
+#: Training seeds of the committed tables: every variant has ``SEEDS``; Table 3's depth rows
+#: have ``DEPTH_SEEDS``, a fourth seed for the spread of the collapse.
+SEEDS = (0, 1, 2)
+DEPTH_SEEDS = (0, 1, 2, 3)
+
+
 def architecture_variants() -> dict[str, dict[str, Any]]:
     """Fig 6's comparison (a copy of :data:`course_utils.architecture.FIRST_LAYER_VARIANTS`): the
     ZF first layer (7x7 filters, stride 2) with and without the filter RMS clipping, against an
@@ -151,6 +165,14 @@ TABLES = {
     "depth": (ablation_variants, DATA_DIR / "ablation.json"),
     "architecture": (architecture_variants, DATA_DIR / "arch_selection.json"),
 }
+
+
+def default_seeds(table: str, variant: str) -> tuple[int, ...]:
+    """The seeds of ``variant`` in the committed ``table`` (a key of :data:`TABLES`): what the
+    command line trains when ``--seeds`` is not given."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; choose from {sorted(TABLES)}")
+    return DEPTH_SEEDS if table == "depth" and variant in DEPTH_VARIANTS else SEEDS
 
 
 def dataset_fingerprint(dataset: ImageTensorDataset) -> str:
@@ -205,7 +227,7 @@ def run_ablation(
     train_set: ImageTensorDataset,
     val_set: ImageTensorDataset,
     train_config: TrainConfig,
-    seeds: Sequence[int] = (0, 1, 2),
+    seeds: Sequence[int] | Mapping[str, Sequence[int]] = SEEDS,
     base: ZFNetConfig | None = None,
     progress: bool = True,
     results_path: str | os.PathLike | None = None,
@@ -221,6 +243,7 @@ def run_ablation(
         train_set, val_set: the data; the train error is measured on ``train_set`` after
             training, in eval mode and without augmentation.
         train_config: the recipe; its ``seed`` is replaced by each of ``seeds``.
+        seeds: the training seeds of every variant, or variant name -> its seeds.
         results_path: JSON file of records, rewritten atomically after each run; runs already
             in it are skipped (resume). ``None``: keep results in memory only.
         checkpoint_dir: when given, each trained model is also saved there as
@@ -247,7 +270,12 @@ def run_ablation(
     records = load_results(path) if path is not None else []
     done = {(record["variant"], record["seed"]): record for record in records}
     split = {name: split_overrides(name, overrides) for name, overrides in variants.items()}
-    runs = progress_bar([(name, seed) for name in variants for seed in seeds], desc="ablation runs", progress=progress)
+    if isinstance(seeds, Mapping) and set(variants) - set(seeds):
+        raise ValueError(f"seeds has no entry for variants {sorted(set(variants) - set(seeds))}; give each its seeds")
+    seeds_of = {name: seeds[name] if isinstance(seeds, Mapping) else seeds for name in variants}
+    runs = progress_bar(
+        [(name, seed) for name in variants for seed in seeds_of[name]], desc="ablation runs", progress=progress
+    )
     for name, seed in runs:
         model_overrides, train_overrides = split[name]
         model_config = dataclasses.replace(
@@ -475,7 +503,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="depth: Table 3's variants; architecture: Fig 6's first layers (default: depth)",
     )
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
+    parser.add_argument(
+        "--seeds",
+        default=None,
+        help=f"comma-separated training seeds of every variant (default: those of the committed tables, "
+        f"{','.join(map(str, SEEDS))}, and {','.join(map(str, DEPTH_SEEDS))} for Table 3's depth rows {list(DEPTH_VARIANTS)})",
+    )
     parser.add_argument(
         "--variants",
         nargs="+",
@@ -529,7 +562,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment=args.augment, validate_every_epoch=False
     )
-    seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
+    if args.seeds is None:
+        seeds = {name: default_seeds(args.table, name) for name in variants}
+    else:
+        chosen = tuple(int(seed) for seed in args.seeds.split(",") if seed.strip())
+        seeds = {name: chosen for name in variants}
     # the other tables' runs with the same architecture and recipe are not trained twice
     reuse = (
         []
@@ -539,7 +576,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     records = run_ablation(
         variants, train_set, val_set, config, seeds, results_path=args.out or default_out, reuse=reuse
     )
-    print(summarize([r for r in records if r["variant"] in variants and r["seed"] in seeds]).format())
+    print(summarize([r for r in records if r["seed"] in seeds.get(r["variant"], ())]).format())
     return records
 
 

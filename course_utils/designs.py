@@ -35,11 +35,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .ablation import ablation_variants, architecture_variants, checkpoint_name, paper_depth_points, run_ablation
+from .ablation import (
+    DEPTH_VARIANTS,
+    ablation_variants,
+    architecture_variants,
+    checkpoint_name,
+    paper_depth_points,
+    run_ablation,
+)
 from .data.core import DATA_DIR, ImageTensorDataset, atomic_write
 from .data.embedded import Layout, load_embedded
 from .findings import (
-    DEPTH_VARIANTS,
     architecture_finding,
     correspondence_finding,
     hierarchy_finding,

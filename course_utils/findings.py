@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .ablation import PAPER_TABLE_3, load_results, paper_depth_points, records_validated_on, summarize
+from .ablation import DEPTH_VARIANTS, PAPER_TABLE_3, load_results, paper_depth_points, records_validated_on, summarize
 from .activations import class_purity, linear_cka, mine_top_activations
 from .architecture import first_layer_report
 from .correspondence import PART_NAMES, correspondence_table
@@ -57,7 +57,6 @@ __all__ = [
     "Finding",
     "CONV_LAYERS",
     "SYMMETRIC_CLASSES",
-    "DEPTH_VARIANTS",
     "ARCHITECTURE_VARIANTS",
     "PROBE_LAYERS",
     "SHOTS",
@@ -88,8 +87,6 @@ __all__ = [
 CONV_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 #: Classes drawn at any rotation angle (all other main classes are drawn upright, within +-30 degrees).
 SYMMETRIC_CLASSES: frozenset[str] = embedded.SYMMETRIC_CLASSES
-#: Table 3's variants that the criterion compares (names of :func:`course_utils.ablation.ablation_variants`).
-DEPTH_VARIANTS = ("full", "no conv3,4", "no fc7", "no fc6,7", "no conv3,4 + fc6,7")
 #: Fig 6's panels (a), (b), (c) (names of :data:`course_utils.architecture.FIRST_LAYER_VARIANTS`).
 ARCHITECTURE_VARIANTS = ("ZF: 7x7 stride 2, no RMS clipping", "AlexNet-like: 11x11 stride 4", "ZF: 7x7 stride 2")
 #: Layers probed with a linear classifier (Table 7), bottom to top, and those "at or above layer 5".

@@ -9,10 +9,10 @@ from functools import partial
 import pytest
 
 from course_utils import ablation, designs
+from course_utils.ablation import DEPTH_VARIANTS
 from course_utils.activations import receptive_field
 from course_utils.data import embedded
 from course_utils.data.embedded import DEFAULT_LAYOUT, EMBEDDED_CLASSES, IMAGE_SIZE
-from course_utils.findings import DEPTH_VARIANTS
 from course_utils.models import ZFNet, ZFNetConfig
 
 
