@@ -490,6 +490,17 @@ def single_run_reversals(results: Sequence[Mapping[str, Any]]) -> list[Reversal]
     return sorted(rows, key=lambda row: (-row.reversed, row.gap))
 
 
+def _seed_list(text: str) -> tuple[int, ...]:
+    """``--seeds``: comma-separated distinct integers >= 0, at least one."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts or not all(part.isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers >= 0 such as 0,1,2, got {text!r}")
+    seeds = tuple(int(part) for part in parts)
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"lists a seed twice: {text!r}")
+    return seeds
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m course_utils.ablation",
@@ -505,6 +516,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument(
         "--seeds",
+        type=_seed_list,
         default=None,
         help=f"comma-separated training seeds of every variant (default: those of the committed tables, "
         f"{','.join(map(str, SEEDS))}, and {','.join(map(str, DEPTH_SEEDS))} for Table 3's depth rows {list(DEPTH_VARIANTS)})",
@@ -562,11 +574,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment=args.augment, validate_every_epoch=False
     )
-    if args.seeds is None:
-        seeds = {name: default_seeds(args.table, name) for name in variants}
-    else:
-        chosen = tuple(int(seed) for seed in args.seeds.split(",") if seed.strip())
-        seeds = {name: chosen for name in variants}
+    seeds = {name: args.seeds or default_seeds(args.table, name) for name in variants}
     # the other tables' runs with the same architecture and recipe are not trained twice
     reuse = (
         []

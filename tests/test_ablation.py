@@ -284,6 +284,18 @@ def test_cli_trains_each_variant_on_its_default_seeds(tmp_path, monkeypatch, cap
     assert [(r["variant"], r["seed"]) for r in records][-1] == ("full", 2)  # --seeds: every variant's seeds
 
 
+@pytest.mark.parametrize(
+    ("seeds", "message"),
+    [("a", "integers >= 0 such as 0,1,2, got 'a'"), ("", "got ''"), ("-1", "got '-1'"), ("1,1", "twice")],
+)
+def test_cli_refuses_bad_seeds_before_loading_data(seeds, message, monkeypatch, capsys):
+    monkeypatch.setattr(course_utils.data, "load_embedded", lambda *args, **kwargs: pytest.fail("data loaded"))
+    with pytest.raises(SystemExit) as exit_info:
+        ablation.main(["--seeds", seeds])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "argument --seeds: " in error and message in error
+
+
 def test_cli_architecture_table_trains_all_three_first_layers(tmp_path, monkeypatch):
     def fake_embedded(split, **options):
         return colour_dataset(60 if split == "train" else 30, seed=0 if split == "train" else 1)
