@@ -49,7 +49,7 @@ from .models import ZFNetConfig, count_parameters, save_checkpoint
 from .progress import progress_bar
 from .stats import MeanStd
 from .threads import add_threads_option, set_torch_threads
-from .train import TrainConfig, evaluate, train
+from .train import TrainConfig, _ints, evaluate, train
 from .transfer import few_shot_subset
 
 __all__ = [
@@ -270,9 +270,10 @@ def run_ablation(
     records = load_results(path) if path is not None else []
     done = {(record["variant"], record["seed"]): record for record in records}
     split = {name: split_overrides(name, overrides) for name, overrides in variants.items()}
-    if isinstance(seeds, Mapping) and set(variants) - set(seeds):
-        raise ValueError(f"seeds has no entry for variants {sorted(set(variants) - set(seeds))}; give each its seeds")
-    seeds_of = {name: seeds[name] if isinstance(seeds, Mapping) else seeds for name in variants}
+    seeds_of = seeds if isinstance(seeds, Mapping) else dict.fromkeys(variants, seeds)
+    missing = sorted(set(variants) - set(seeds_of))
+    if missing:
+        raise ValueError(f"seeds has no entry for variants {missing}; give each its seeds")
     runs = progress_bar(
         [(name, seed) for name in variants for seed in seeds_of[name]], desc="ablation runs", progress=progress
     )
@@ -492,10 +493,13 @@ def single_run_reversals(results: Sequence[Mapping[str, Any]]) -> list[Reversal]
 
 def _seed_list(text: str) -> tuple[int, ...]:
     """``--seeds``: comma-separated distinct integers >= 0, at least one."""
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    if not parts or not all(part.isdigit() for part in parts):
-        raise argparse.ArgumentTypeError(f"must be comma-separated integers >= 0 such as 0,1,2, got {text!r}")
-    seeds = tuple(int(part) for part in parts)
+    problem = f"must be comma-separated integers >= 0 such as 0,1,2, got {text!r}"
+    try:
+        seeds = _ints(text, "--seeds")
+    except ValueError:
+        raise argparse.ArgumentTypeError(problem) from None
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(problem)
     if len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"lists a seed twice: {text!r}")
     return seeds
