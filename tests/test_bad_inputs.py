@@ -18,7 +18,7 @@ from course_utils import widgets
 from course_utils.activations import TopK, mine_top_activations
 from course_utils.correspondence import correspondence_delta, correspondence_table, mask_square
 from course_utils.deconvnet import project, project_activation
-from course_utils.homework import REFERENCE_DIR, grade
+from course_utils.homework import REFERENCE_DIR, grade, grader
 from course_utils.homework.generate import solution_path
 from course_utils.invariance import invariance_curves, transform_images
 from course_utils.layers import layer_outputs
@@ -485,6 +485,38 @@ def test_the_total_time_limit_stops_a_slow_submission(tmp_path):
     messages = [r.message for r in report.results if r.check.function == "unit_box"]
     assert any("the total time limit of 6 s was reached" in message for message in messages), messages
     assert all(r.passed for r in report.results if r.check.function == "receptive_field")
+
+
+def test_the_time_limits_do_not_count_the_grading_process_start(tmp_path):
+    # Starting Python and importing torch takes seconds (more on a busy machine); a 2-s total
+    # that counted it would stop every check of a submission whose own code takes milliseconds.
+    submission = tmp_path / "fast.py"
+    submission.write_text(GOOD)
+    report = grade("hw4_receptive_field", submission, verbose=False, total_seconds=2, import_seconds=2)
+    assert report.results and all(r.passed for r in report.results), [r.message for r in report.results]
+
+
+def test_a_grading_process_that_cannot_start_says_so_instead_of_blaming_the_submission(tmp_path, monkeypatch):
+    broken = tmp_path / "site"
+    broken.mkdir()
+    (broken / "torch.py").write_text("raise ImportError('a broken torch')\n")
+    monkeypatch.setenv("PYTHONPATH", str(broken))
+    submission = tmp_path / "submission.py"
+    submission.write_text(GOOD)
+    report = grade("hw4_receptive_field", submission, verbose=False)
+    assert report.results and all(not r.passed for r in report.results)
+    assert all(
+        "the grading process failed before importing the submission (exit code 1)" in r.message for r in report.results
+    ), [r.message for r in report.results]
+
+
+def test_a_grading_process_that_starts_too_slowly_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(grader, "STARTUP_SECONDS", 0.0)
+    submission = tmp_path / "submission.py"
+    submission.write_text(GOOD)
+    report = grade("hw4_receptive_field", submission, verbose=False)
+    assert report.results and all(not r.passed for r in report.results)
+    assert all("the grading process did not start within 0 s" in r.message for r in report.results)
 
 
 def test_grade_command_exits_zero_only_when_every_check_ran_and_passed(tmp_path):

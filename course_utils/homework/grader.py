@@ -493,10 +493,12 @@ def run_check(check: StoredCheck, module: ModuleType) -> CheckResult:
 # --------------------------------------------------------------------------------------------
 
 #: Default time limits of :func:`grade` (seconds): per check, for the whole submission, and for
-#: starting the grading process and importing the submission (torch included).
+#: importing the submission. They count the student's code only: the grading process's own
+#: start (Python, numpy, torch), which a loaded machine can slow several-fold, has its own limit.
 CHECK_SECONDS = 60.0
 TOTAL_SECONDS = 600.0
 IMPORT_SECONDS = 120.0
+STARTUP_SECONDS = 300.0
 
 
 class _Ended(Exception):
@@ -528,6 +530,15 @@ class _Sandbox:
             os.close(write_fd)
         self.answers: queue.Queue[dict[str, Any] | None] = queue.Queue()
         threading.Thread(target=self._read, args=(os.fdopen(read_fd, "r"),), daemon=True).start()
+        start = time.monotonic()
+        self._answer(
+            STARTUP_SECONDS,
+            f"the grading process did not start within {STARTUP_SECONDS:.0f} s (before importing "
+            f"{module_path.name}): the machine is overloaded; grade again when it is idle",
+            ended_message="the grading process failed before importing the submission (exit code {code}): "
+            "check that `python -c 'import torch, course_utils'` works in this environment",
+        )
+        self.startup_seconds = time.monotonic() - start
         first = self._answer(timeout, f"importing {module_path.name} did not finish within {timeout:.0f} s")
         if "import_error" in first:
             self.close()
@@ -542,7 +553,12 @@ class _Sandbox:
                     continue  # not an answer: ignore what else reaches the descriptor
         self.answers.put(None)
 
-    def _answer(self, timeout: float, timeout_message: str) -> dict[str, Any]:
+    def _answer(
+        self,
+        timeout: float,
+        timeout_message: str,
+        ended_message: str = "the grading process ended (exit code {code}): the code called exit() or crashed",
+    ) -> dict[str, Any]:
         try:
             answer = self.answers.get(timeout=max(timeout, 0.0))
         except queue.Empty:
@@ -551,7 +567,7 @@ class _Sandbox:
         if answer is None:
             code = self.process.wait()
             self.close()
-            raise _Ended(f"the grading process ended (exit code {code}): the code called exit() or crashed")
+            raise _Ended(ended_message.format(code=code))
         return answer
 
     def run(self, number: int, timeout: float, timeout_message: str) -> dict[str, Any]:
@@ -579,7 +595,10 @@ class _Sandbox:
 def _run_isolated(
     checks: Sequence[StoredCheck], module_path: Path, check_seconds: float, total_seconds: float, import_seconds: float
 ) -> list[CheckResult]:
-    """Run every check in a sandbox process (restarted after a crash or a timeout) and judge it here."""
+    """Run every check in a sandbox process (restarted after a crash or a timeout) and judge it here.
+
+    The total limit counts the student's code only: each sandbox's own start moves the deadline.
+    """
     deadline = time.monotonic() + total_seconds
     results: list[CheckResult] = []
     with tempfile.TemporaryDirectory(prefix="course-grading-") as scratch:
@@ -607,9 +626,9 @@ def _run_isolated(
                     continue
                 try:
                     if sandbox is None:
-                        start = time.monotonic()
                         sandbox = _Sandbox(module_path, workdir / "inputs", workdir, min(import_seconds, remaining))
-                        remaining -= time.monotonic() - start
+                        deadline += sandbox.startup_seconds
+                        remaining = deadline - time.monotonic()
                     if check_seconds <= remaining:
                         limit = check_seconds
                         message = f"did not finish within {check_seconds:.0f} s (the per-check time limit)"
@@ -720,7 +739,8 @@ def grade(
         exercises: grade only these functions (default: all).
         verbose: print one line per check and the summary to ``file`` (default: stdout).
         check_seconds, total_seconds, import_seconds: time limits per check, for the whole
-            submission, and for starting its process and importing it.
+            submission, and for importing it; all three count the student's code only, not the
+            start of the grading process.
     """
     if module is None:
         module = Path(f"{assignment}.py")

@@ -8,6 +8,7 @@ file, then for every check number the grader writes on its stdin (one per line) 
 student's function on fresh copies of that check's inputs and answers with one JSON line on the
 report descriptor::
 
+    {"started": true}                                 before importing the student's file
     {"ready": true}                                   after the import (or {"import_error": "..."})
     {"check": 3, "status": "ok", "output": "output-3.npy", "mutated": null}
     {"check": 4, "status": "todo" | "error" | "fail", "message": "..."}
@@ -81,6 +82,8 @@ def _serve(module_path: str, inputs: Path, report: TextIO) -> None:
     arrays = dict(np.load(inputs.with_suffix(".npz"), allow_pickle=False))
     entries = json.loads(inputs.with_suffix(".json").read_text())
     module_file = str(Path(module_path).resolve())
+    report.write(json.dumps({"started": True}) + "\n")  # the grader's clocks count the student's code from here
+    report.flush()
     try:
         module = load_module(module_file, "_graded_submission")
     except BaseException as error:  # SyntaxError, an exception or sys.exit() at import time
