@@ -37,6 +37,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -233,6 +234,7 @@ def run_ablation(
     results_path: str | os.PathLike | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     reuse: Sequence[Mapping[str, Any]] = (),
+    copy_same_runs: bool = True,
 ) -> list[dict[str, Any]]:
     """Train every variant once per seed with the same recipe; return all records.
 
@@ -250,18 +252,23 @@ def run_ablation(
             ``<variant>-seed<seed>.pt`` (:func:`~course_utils.models.save_checkpoint`, with the
             data's class names and statistics), for experiments that need the models themselves.
         reuse: records of other tables (e.g. Table 3's ``"full"`` for Fig 6's ZF first layer). A
-            run with the same seed, architecture and recipe (data fingerprints included) is the
-            same run, since seeded CPU training is deterministic: its record (``seconds``
-            included) is copied under this variant's name, with ``"reused_from"`` naming the
-            original variant, instead of training again. Copies are never copied again; not used
-            when ``checkpoint_dir`` asks for the models.
+            run there or earlier in ``results_path`` with the same seed, architecture and recipe
+            (data fingerprints included) is the same run, since seeded CPU training is
+            deterministic; so is one that differs only in ``max_filter_rms`` if its filters never
+            grew past either cap (its ``largest_filter_rms``), since then neither clipping acts.
+            Its record (``seconds`` included) is copied under this variant's name, with its
+            recipe and ``"reused_from"`` naming the original variant, instead of training again
+            (with ``checkpoint_dir``, only where the original's checkpoint is there; it is copied
+            too). Copies are never copied again.
+        copy_same_runs: ``False`` trains every run (``reuse`` is then ignored).
 
     Each record: ``{"variant", "seed", "overrides", "config", "parameters", "train_error",
-    "train_loss", "val_error", "val_loss", "seconds", "first_layer", "recipe"}`` (+ ``"reused_from"``
-    for copies; errors are top-1,
+    "train_loss", "val_error", "val_loss", "seconds", "first_layer", "largest_filter_rms", "recipe"}``
+    (+ ``"reused_from"`` for copies; errors are top-1,
     in [0, 1]; ``seconds`` is the time of the :func:`~course_utils.train.train` call, per-epoch
     validation included; ``first_layer`` is :meth:`~course_utils.architecture.FirstLayerReport.numbers`
-    of the trained model; ``recipe`` holds the variant's training settings, its ``"train"``
+    of the trained model; ``largest_filter_rms`` is the largest conv filter RMS after any step,
+    before the clipping; ``recipe`` holds the variant's training settings, its ``"train"``
     overrides applied).
     """
     base = base or ZFNetConfig()
@@ -296,19 +303,21 @@ def run_ablation(
         same_run = next(
             (
                 other
-                for other in reuse
-                if checkpoint_dir is None
-                and "reused_from" not in other  # only original runs
-                and other.get("seed") == seed
-                and other.get("config") == stored_config
-                and other.get("recipe") == variant_recipe
+                for other in ([*reuse, *records] if copy_same_runs else [])
+                if _same_run(other, seed, stored_config, variant_recipe)
+                and (
+                    checkpoint_dir is None or (Path(checkpoint_dir) / checkpoint_name(other["variant"], seed)).exists()
+                )
             ),
             None,
         )
         if same_run is not None:
             copy_of = same_run["variant"]
             record = {**json.loads(json.dumps(same_run)), "variant": name, "overrides": variants[name]}
-            _store(records, done, path, {**record, "reused_from": copy_of})
+            if checkpoint_dir is not None:
+                folder = Path(checkpoint_dir)
+                shutil.copyfile(folder / checkpoint_name(copy_of, seed), folder / checkpoint_name(name, seed))
+            _store(records, done, path, {**record, "recipe": variant_recipe, "reused_from": copy_of})
             if progress:
                 runs.write(f"{name}, seed {seed}: the same run as {copy_of!r} seed {seed}, copied")
             continue
@@ -335,6 +344,7 @@ def run_ablation(
             "val_loss": history[-1]["val_loss"],
             "seconds": seconds,
             "first_layer": first_layer_report(model).numbers(),
+            "largest_filter_rms": max(epoch["largest_filter_rms"] for epoch in history),
             "recipe": variant_recipe,
         }
         if checkpoint_dir is not None:
@@ -354,6 +364,25 @@ def run_ablation(
                 + (f"; saved to {path}" if path is not None else "")
             )
     return records
+
+
+def _same_run(stored: Mapping[str, Any], seed: int, config: Mapping[str, Any], recipe: Mapping[str, Any]) -> bool:
+    """Whether the run ``stored`` (an original record) is the run that ``seed``, ``config`` and
+    ``recipe`` would train: the same settings, or settings that differ only in the filter RMS
+    clipping (``max_filter_rms``, ``None`` = none) where no filter of the stored run ever grew past
+    either cap, so that neither clipping acts (its ``largest_filter_rms``, before any clipping)."""
+    if "reused_from" in stored or stored.get("seed") != seed or stored.get("config") != config:
+        return False
+    stored_recipe = stored.get("recipe") or {}
+    if stored_recipe == recipe:
+        return True
+    unclipped = [
+        {key: value for key, value in settings.items() if key != "max_filter_rms"}
+        for settings in (stored_recipe, recipe)
+    ]
+    largest = stored.get("largest_filter_rms")
+    caps = (stored_recipe.get("max_filter_rms"), recipe.get("max_filter_rms"))
+    return unclipped[0] == unclipped[1] and largest is not None and all(cap is None or largest <= cap for cap in caps)
 
 
 def _store(
@@ -552,8 +581,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-reuse",
         action="store_true",
-        help="train every run, even one that the other table's committed file already holds "
-        "(same seed, architecture and recipe; by default it is copied from there)",
+        help="train every run, even one that this or the other table's file already holds "
+        "(same seed, architecture and recipe, or a clipping that never acted; by default it is copied)",
     )
     return parser.parse_args(argv)
 
@@ -580,13 +609,16 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     )
     seeds = {name: args.seeds or default_seeds(args.table, name) for name in variants}
     # the other tables' runs with the same architecture and recipe are not trained twice
-    reuse = (
-        []
-        if args.no_reuse
-        else [record for table, (_, path) in TABLES.items() if table != args.table for record in load_results(path)]
-    )
+    reuse = [record for table, (_, path) in TABLES.items() if table != args.table for record in load_results(path)]
     records = run_ablation(
-        variants, train_set, val_set, config, seeds, results_path=args.out or default_out, reuse=reuse
+        variants,
+        train_set,
+        val_set,
+        config,
+        seeds,
+        results_path=args.out or default_out,
+        reuse=reuse,
+        copy_same_runs=not args.no_reuse,
     )
     print(summarize([r for r in records if r["seed"] in seeds.get(r["variant"], ())]).format())
     return records

@@ -47,6 +47,7 @@ __all__ = [
     "predict",
     "confusion_matrix",
     "renormalize_filters",
+    "largest_filter_rms",
     "augment_batch",
     "snapshot_name",
     "main",
@@ -130,6 +131,21 @@ def snapshot_name(epoch: float) -> str:
     return f"epoch_{int(epoch):02d}.pt" if float(epoch).is_integer() else f"epoch_{epoch:05.2f}.pt"
 
 
+def _conv_filters(model: nn.Module) -> list[tuple[nn.Conv2d, torch.Tensor]]:
+    """Each conv layer of ``model`` with its filters' RMS ``(C_out, 1, 1, 1)`` (a filter: one
+    output channel's weights ``(C_in, kH, kW)``)."""
+    return [
+        (module, module.weight.detach().pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt())
+        for module in model.modules()
+        if isinstance(module, nn.Conv2d)
+    ]
+
+
+def largest_filter_rms(model: nn.Module) -> float:
+    """The largest RMS of any conv filter of ``model`` (0.0 when it has no conv layer)."""
+    return max((float(rms.max()) for _, rms in _conv_filters(model)), default=0.0)
+
+
 def renormalize_filters(model: nn.Module, max_rms: float = 0.1) -> int:
     """Rescale every conv filter whose RMS exceeds ``max_rms`` to exactly ``max_rms``.
 
@@ -137,13 +153,10 @@ def renormalize_filters(model: nn.Module, max_rms: float = 0.1) -> int:
     """
     rescaled = 0
     with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.Conv2d):
-                weight = module.weight
-                rms = weight.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
-                scale = (max_rms / rms).clamp(max=1.0)
-                rescaled += int((scale < 1.0).sum())
-                weight.mul_(scale)
+        for module, rms in _conv_filters(model):
+            scale = (max_rms / rms).clamp(max=1.0)
+            rescaled += int((scale < 1.0).sum())
+            module.weight.mul_(scale)
     return rescaled
 
 
@@ -220,7 +233,8 @@ def train(
     """Train a :class:`ZFNet` on ``train_set``; return the model (eval mode) and its history.
 
     ``history`` has one dict per epoch: epoch, lr, train_loss, train_acc, val_loss, val_acc,
-    seconds. ``on_epoch`` is called with each (e.g. to draw live curves in a notebook).
+    seconds, largest_filter_rms (the largest conv filter RMS after any step of the epoch, before
+    the clipping of ``max_filter_rms``: at most the cap means the clipping never acted). ``on_epoch`` is called with each (e.g. to draw live curves in a notebook).
     Under ``torchrun`` every process trains on its share of each batch (DDP, gloo); only
     rank 0 writes checkpoints and shows progress.
     """
@@ -283,6 +297,7 @@ def train(
         net.train()
         order = torch.randperm(len(train_set), generator=generator)
         total_loss = total_correct = seen = 0.0
+        largest_rms = 0.0
         bar = progress_bar(
             range(steps_per_epoch),
             desc=f"epoch {epoch}/{config.epochs}",
@@ -308,6 +323,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            largest_rms = max(largest_rms, largest_filter_rms(model))
             if config.max_filter_rms is not None:
                 renormalize_filters(model, config.max_filter_rms)
             step += 1
@@ -328,6 +344,7 @@ def train(
             "val_loss": val_loss,
             "val_acc": val_acc,
             "seconds": time.perf_counter() - start,
+            "largest_filter_rms": largest_rms,
         }
         history.append(record)
         if progress and rank == 0:

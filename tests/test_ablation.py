@@ -445,3 +445,52 @@ def test_a_run_of_another_table_with_the_same_architecture_and_recipe_is_copied_
         {"ZF": {}}, colour_dataset(64, seed=5), val_set, ONE_EPOCH, seeds=(0,), base=BASE, progress=False, reuse=depth
     )
     assert calls == [0, 1, 0, 1, 0, 0] and "reused_from" not in other_data[0]  # other images: trained
+
+
+def test_a_run_whose_clipping_never_acted_stands_for_the_unclipped_run(tmp_path, monkeypatch):
+    """Where no filter grew past the cap, clipped and unclipped training are the same run: the
+    copy equals the record of training it, and a cap that acts is trained."""
+    train_set, val_set = colour_dataset(64, seed=0), colour_dataset(32, seed=1)
+    variants = {
+        "loose cap": {"train": {"max_filter_rms": 5.0}},
+        "no clipping": {"train": {"max_filter_rms": None}},
+        "tight cap": {"train": {"max_filter_rms": 0.05}},
+    }
+    calls: list = []
+    monkeypatch.setattr(ablation, "train", counting_train(calls))
+    records = run_ablation(
+        variants, train_set, val_set, ONE_EPOCH, seeds=(0,), base=BASE, progress=False, checkpoint_dir=tmp_path
+    )
+    assert calls == [0, 0]  # "loose cap" and "tight cap"
+    loose, copy, tight = records
+    assert loose["largest_filter_rms"] < 5.0 and tight["largest_filter_rms"] > 0.05
+    assert copy["reused_from"] == "loose cap" and copy["recipe"]["max_filter_rms"] is None
+    assert "reused_from" not in tight
+    assert (tmp_path / checkpoint_name("no clipping", 0)).read_bytes() == (
+        tmp_path / checkpoint_name("loose cap", 0)
+    ).read_bytes()
+    trained = run_ablation(
+        {"no clipping": variants["no clipping"]},
+        train_set,
+        val_set,
+        ONE_EPOCH,
+        seeds=(0,),
+        base=BASE,
+        progress=False,
+        reuse=records,
+        copy_same_runs=False,
+    )[0]
+    assert calls == [0, 0, 0]  # copy_same_runs=False trains
+    same = ("train_error", "train_loss", "val_error", "val_loss", "first_layer", "largest_filter_rms", "recipe")
+    assert {key: trained[key] for key in same} == {key: copy[key] for key in same}
+    again = run_ablation(
+        {"loose cap": {"train": {"max_filter_rms": 0.05}}},
+        train_set,
+        val_set,
+        ONE_EPOCH,
+        seeds=(0,),
+        base=BASE,
+        progress=False,
+        reuse=[trained],
+    )[0]
+    assert calls == [0, 0, 0, 0] and "reused_from" not in again  # the unclipped run grew past 0.05: trained

@@ -19,6 +19,7 @@ from course_utils.train import (
     augment_batch,
     confusion_matrix,
     evaluate,
+    largest_filter_rms,
     main,
     renormalize_filters,
     snapshot_name,
@@ -26,6 +27,40 @@ from course_utils.train import (
 )
 
 SMALL = ZFNetConfig(conv_widths=(8, 8, 8, 8, 8), fc_widths=(16, 16), conv1_init_std=None)
+
+
+def test_largest_filter_rms_by_hand():
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 2), torch.nn.ReLU(), torch.nn.Conv2d(2, 1, 1), torch.nn.Linear(1, 1)
+    )
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[[[0.3, -0.3], [0.3, -0.3]]], [[[0.0, 0.0], [0.0, 0.4]]]]))  # RMS 0.3, 0.2
+        model[2].weight.fill_(0.25)
+        model[3].weight.fill_(9.0)  # not a conv filter
+    assert largest_filter_rms(model) == pytest.approx(0.3)
+    assert largest_filter_rms(torch.nn.Linear(2, 2)) == 0.0
+
+
+def test_a_clipping_that_never_acts_leaves_the_run_unchanged_and_the_history_says_so(colour_data):
+    """largest_filter_rms in the history is measured before the clipping: under the cap, the
+    clipped run is the unclipped run bit for bit; over it, the clipping acted."""
+    train_set, val_set = colour_data
+    runs = {}
+    for cap in (None, 5.0, 0.05):
+        config = TrainConfig(epochs=2, batch_size=32, seed=1, max_filter_rms=cap)
+        runs[cap] = train(config, train_set, val_set, SMALL, progress=False)
+    unclipped, history = runs[None]
+    largest = max(epoch["largest_filter_rms"] for epoch in history)
+    assert largest_filter_rms(unclipped) <= largest < 5.0
+    loose, loose_history = runs[5.0]
+    for name, value in unclipped.state_dict().items():
+        assert torch.equal(value, loose.state_dict()[name]), name
+    assert [epoch["largest_filter_rms"] for epoch in loose_history] == [
+        epoch["largest_filter_rms"] for epoch in history
+    ]
+    tight, tight_history = runs[0.05]
+    assert max(epoch["largest_filter_rms"] for epoch in tight_history) > 0.05  # it grew past the cap, and was cut back
+    assert largest_filter_rms(tight) == pytest.approx(0.05)
 
 
 def test_renormalize_filters_caps_rms_at_threshold():
