@@ -66,7 +66,7 @@ lab: setup
 explore: setup
 	$(BIN)/voila notebooks/explore.ipynb --strip_sources=True
 
-## Retrain the shipped checkpoints in data/checkpoints/ (about 10 + 5 minutes on 2 cores):
+## Retrain the shipped checkpoints in data/checkpoints/ (about 10 + 4 minutes on 2 cores):
 ## the course's model with its epoch snapshots, then notebook 07's AlexNet-like first layer.
 checkpoints: setup
 	$(BIN)/python -m course_utils.train --dataset embedded --epochs 5 --snapshots 1,2,3 --out data/checkpoints

@@ -155,8 +155,9 @@ DESIGNS: dict[str, Design] = {
 
 
 _ABOUT = (
-    "Dataset designs measured by `python -m course_utils.designs`: per design, its four runs (Table 3's "
-    "recipe, one seed; errors are top-1 fractions) and the findings on its validation images."
+    "Dataset designs measured by `python -m course_utils.designs`: per design, its runs (Table 3's "
+    "recipe, one seed; four, seven with --depth-table; errors are top-1 fractions) and the findings on its "
+    "validation images."
 )
 
 

@@ -394,7 +394,7 @@ def _parser() -> argparse.ArgumentParser:
         "--image-size",
         type=int,
         default=None,
-        help="side in pixels that photos are resized to or embedded images drawn at (default: the loader's, 64)",
+        help="side in pixels that photos are resized to or embedded images drawn at (default: the loader's: 128 for embedded, 64 for a photo folder)",
     )
     add(
         "--epochs", type=int, default=defaults.epochs, help=f"passes over the training set (default: {defaults.epochs})"

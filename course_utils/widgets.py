@@ -21,8 +21,8 @@ synchronously, so tests (and notebooks) can drive the explorers without a browse
 
 Heavy work happens once: the deconvnet explorer mines the top activations of all its layers
 in one pass when it is built (changing the channel then only projects ``k`` units); the
-invariance explorer computes the curves of all its images the first time a transformation
-is chosen.
+invariance explorer computes the curves of every transformation for all its images when it is
+built.
 """
 
 from __future__ import annotations
