@@ -7,11 +7,12 @@ drawn) and overrides of the network's :class:`~course_utils.models.ZFNetConfig`.
 :func:`measure_design` trains, with Table 3's recipe (:mod:`course_utils.ablation`: 300 training
 images per class, 8 epochs, one seed), the full network, the one without conv3,4 + fc6,7 and
 Fig 6's two other first layers (the unclipped one is copied from the full network where no filter
-of that run grew past the cap: :func:`~course_utils.ablation.run_ablation`), then measures on the design's validation images the findings
-that resisted (Fig 5 until design F, Fig 6, Table 1, Table 3's collapse) and, as a check
-that the design still teaches the others, Fig 2 and Fig 7, with the criteria of
-:mod:`course_utils.findings`. Fig 6 and Table 3 are single-seed numbers here (the scoreboard
-asks for three seeds), so a design that passes them earns a full table, not a verdict.
+of that run grew past the cap: :func:`~course_utils.ablation.run_ablation`), then measures on the
+design's validation images the findings that resisted (Fig 5 until design F, Fig 6, Table 1,
+Table 3's collapse) and, as a check that the design still teaches the others, Fig 2 and Fig 7,
+with the criteria of :mod:`course_utils.findings`. Fig 6 and Table 3 are single-seed numbers here
+(the scoreboard asks for three seeds), so a design that passes them earns a full table, not a
+verdict.
 
 Designs A (generator v3: ten classes of drawn shapes) and B (a draft of v4) came before this
 module; their Table 3 runs are in ``data/depth_designs.json``.

@@ -234,7 +234,8 @@ def train(
 
     ``history`` has one dict per epoch: epoch, lr, train_loss, train_acc, val_loss, val_acc,
     seconds, largest_filter_rms (the largest conv filter RMS after any step of the epoch, before
-    the clipping of ``max_filter_rms``: at most the cap means the clipping never acted). ``on_epoch`` is called with each (e.g. to draw live curves in a notebook).
+    the clipping of ``max_filter_rms``: at most the cap means the clipping never acted).
+    ``on_epoch`` is called with each (e.g. to draw live curves in a notebook).
     Under ``torchrun`` every process trains on its share of each batch (DDP, gloo); only
     rank 0 writes checkpoints and shows progress.
     """
