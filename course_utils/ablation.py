@@ -609,7 +609,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     )
     seeds = {name: args.seeds or default_seeds(args.table, name) for name in variants}
     # the other tables' runs with the same architecture and recipe are not trained twice
-    reuse = [record for table, (_, path) in TABLES.items() if table != args.table for record in load_results(path)]
+    reuse = (
+        []
+        if args.no_reuse
+        else [record for table, (_, path) in TABLES.items() if table != args.table for record in load_results(path)]
+    )
     records = run_ablation(
         variants,
         train_set,
