@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import torch
 from PIL import Image
 
 import course_utils.train
-from course_utils.models import ZFNetConfig, load_checkpoint
+from course_utils.models import ZFNet, ZFNetConfig, load_checkpoint
 from course_utils.train import (
     TrainConfig,
     augment_batch,
@@ -21,6 +22,7 @@ from course_utils.train import (
     evaluate,
     largest_filter_rms,
     main,
+    predict,
     renormalize_filters,
     snapshot_name,
     train,
@@ -88,6 +90,24 @@ def test_augment_batch_shifts_and_flips_keep_content():
         assert torch.equal(result, original) or torch.equal(result, original.flip(-1))
     shifted = augment_batch(images, "crop_flip", generator)
     assert shifted.shape == images.shape
+
+
+def test_predict_is_the_same_in_any_batch_size(colour_data):
+    """Evaluation batches (32 by default, for speed) are an implementation detail: one image's
+    probabilities do not depend on the others in its batch."""
+    _, val_set = colour_data
+    torch.manual_seed(0)
+    model = ZFNet(
+        dataclasses.replace(SMALL, num_classes=val_set.num_classes, image_size=val_set.images.shape[-1])
+    ).eval()
+    whole = predict(model, val_set, batch_size=len(val_set))
+    assert whole.shape == (len(val_set), val_set.num_classes)
+    torch.testing.assert_close(whole.sum(dim=1), torch.ones(len(val_set)))
+    for batch_size in (1, 7, 32):
+        torch.testing.assert_close(predict(model, val_set, batch_size=batch_size), whole, rtol=1e-5, atol=1e-6)
+    loss, accuracy = evaluate(model, val_set)
+    assert accuracy == pytest.approx((whole.argmax(1) == val_set.labels).float().mean().item())
+    assert loss == pytest.approx(-whole[torch.arange(len(val_set)), val_set.labels].log().mean().item(), rel=1e-5)
 
 
 def test_training_learns_and_is_deterministic(colour_data, tmp_path):
