@@ -44,6 +44,7 @@ __all__ = [
     "TrainingDiverged",
     "train",
     "evaluate",
+    "EVAL_BATCH_SIZE",
     "predict",
     "confusion_matrix",
     "renormalize_filters",
@@ -175,13 +176,15 @@ def augment_batch(images: torch.Tensor, mode: str, generator: torch.Generator, p
     return torch.where(flips.view(-1, 1, 1, 1), images.flip(-1), images)
 
 
-@torch.no_grad()
-def predict(model: nn.Module, dataset: ImageTensorDataset, batch_size: int = 32) -> torch.Tensor:
-    """Softmax probabilities ``(N, num_classes)`` of ``model`` (in eval mode) on ``dataset``.
+#: Images per forward pass without gradients (:func:`predict`, feature extraction): on a CPU
+#: small batches are faster than large ones, since each layer's activations stay in its caches.
+EVAL_BATCH_SIZE = 32
 
-    Small batches are faster on a CPU than large ones (each layer's activations stay in its
-    caches), and give the same outputs.
-    """
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: ImageTensorDataset, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
+    """Softmax probabilities ``(N, num_classes)`` of ``model`` (in eval mode) on ``dataset``;
+    an image's probabilities do not depend on the batch it is in."""
     was_training = model.training
     model.eval()
     try:
@@ -190,7 +193,7 @@ def predict(model: nn.Module, dataset: ImageTensorDataset, batch_size: int = 32)
         model.train(was_training)
 
 
-def evaluate(model: nn.Module, dataset: ImageTensorDataset, batch_size: int = 32) -> tuple[float, float]:
+def evaluate(model: nn.Module, dataset: ImageTensorDataset, batch_size: int = EVAL_BATCH_SIZE) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``dataset``."""
     probabilities = predict(model, dataset, batch_size)
     loss = F.nll_loss(probabilities.clamp_min(1e-12).log(), dataset.labels).item()

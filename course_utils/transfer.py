@@ -39,7 +39,7 @@ from .data.core import ImageTensorDataset
 from .layers import get_layer, layer_names, layer_outputs
 from .progress import progress_bar
 from .stats import group_mean_std
-from .train import TrainConfig, train
+from .train import EVAL_BATCH_SIZE, TrainConfig, train
 
 __all__ = [
     "extract_features",
@@ -89,7 +89,7 @@ def extract_features(
     layer: str,
     *,
     pool_to: int | None = None,
-    batch_size: int = 256,
+    batch_size: int = EVAL_BATCH_SIZE,
     progress: bool = True,
 ) -> torch.Tensor:
     """Flattened activations ``(N, D)`` of ``layer`` for every image of ``dataset`` (in order).
@@ -205,8 +205,8 @@ def probe_layers(
     ``pool_to x pool_to`` first (``None``: keep them whole). ``probe_options`` go to
     :func:`linear_probe` (epochs, lr, weight_decay, seed, batch_size).
     """
-    train_features = _features_by_layer(model, train_set, layers, pool_to, 256, progress)
-    val_features = _features_by_layer(model, val_set, layers, pool_to, 256, progress)
+    train_features = _features_by_layer(model, train_set, layers, pool_to, EVAL_BATCH_SIZE, progress)
+    val_features = _features_by_layer(model, val_set, layers, pool_to, EVAL_BATCH_SIZE, progress)
     return {
         layer: linear_probe(
             train_features[layer], train_set.labels, val_features[layer], val_set.labels, **probe_options

@@ -93,7 +93,7 @@ def test_augment_batch_shifts_and_flips_keep_content():
 
 
 def test_predict_is_the_same_in_any_batch_size(colour_data):
-    """Evaluation batches (32 by default, for speed) are an implementation detail: one image's
+    """Evaluation batches (EVAL_BATCH_SIZE by default, for speed) are an implementation detail: one image's
     probabilities do not depend on the others in its batch."""
     _, val_set = colour_data
     torch.manual_seed(0)
