@@ -71,7 +71,7 @@ def _step_seconds(architecture: ZFNetConfig, train_set, tiny_val, batch_size: in
 
 
 def _eval_seconds_per_image(architecture: ZFNetConfig, train_set) -> float:
-    """Seconds per image of :func:`course_utils.train.evaluate` (forward passes, batches of 500)."""
+    """Seconds per image of :func:`course_utils.train.evaluate` (forward passes in its default batches)."""
     subset = train_set.subset(range(EVAL_IMAGES))
     config = dataclasses.replace(architecture, num_classes=train_set.num_classes, image_size=train_set.images.shape[-1])
     model = ZFNet(config).eval()
