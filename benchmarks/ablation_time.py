@@ -43,6 +43,7 @@ from course_utils.ablation import (  # noqa: E402
     split_overrides,
 )
 from course_utils.data import load_embedded  # noqa: E402
+from course_utils.findings import ARCHITECTURE_VARIANTS  # noqa: E402
 from course_utils.models import ZFNet, ZFNetConfig  # noqa: E402
 from course_utils.threads import set_torch_threads  # noqa: E402
 from course_utils.train import TrainConfig, evaluate, train  # noqa: E402
@@ -82,14 +83,12 @@ def _eval_seconds_per_image(architecture: ZFNetConfig, train_set) -> float:
 
 
 def _clipping_never_acted() -> bool:
-    """Whether every committed clipped ZF run equals its unclipped one (same errors to the last digit)."""
+    """Whether every committed clipped ZF run (Fig 6's panel c) equals its unclipped one (panel a),
+    with the same errors to the last digit."""
+    unclipped, _, clipped = ARCHITECTURE_VARIANTS
     records = load_results(TABLES["architecture"][1])
     by_key = {(record["variant"], record["seed"]): record for record in records}
-    pairs = [
-        (record, by_key.get(("ZF: 7x7 stride 2, no RMS clipping", record["seed"])))
-        for record in records
-        if record["variant"] == "ZF: 7x7 stride 2"
-    ]
+    pairs = [(record, by_key.get((unclipped, record["seed"]))) for record in records if record["variant"] == clipped]
     return bool(pairs) and all(
         other is not None and (record["train_error"], record["val_error"]) == (other["train_error"], other["val_error"])
         for record, other in pairs
@@ -112,7 +111,7 @@ def main() -> int:
         f"({len(train_set)} training images), then {eval_images} images evaluated; {THREADS} threads"
     )
 
-    # (architecture, clipped, seed) of every run of both tables, in the order make ablation runs them
+    # (architecture, clipped, seed, "table: variant") of every run of both tables, in make ablation's order
     runs: list[tuple[str, bool, int, str]] = []
     for table in ("architecture", "depth"):
         make_variants, _ = TABLES[table]
