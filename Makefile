@@ -75,7 +75,7 @@ checkpoints: setup
 	cp $(BUILD)/arch_11x11s4/final.pt data/checkpoints/.arch_11x11s4.tmp && mv data/checkpoints/.arch_11x11s4.tmp data/checkpoints/arch_11x11s4.pt
 
 ## Notebook 07's precomputed tables: Table 3 -> data/ablation.json, Fig 6 -> data/arch_selection.json
-## (3 + 8 variants x 3 seeds, 4 for Table 3's five depth variants; the README gives the time;
+## (3 + 8 variants x 3 seeds, about 4 hours on 2 cores: the README gives the time;
 ## interrupt and re-run to resume).
 ablation: setup
 	$(BIN)/python -m course_utils.ablation --table architecture

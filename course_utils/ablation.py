@@ -15,8 +15,8 @@ the file and skips the (variant, seed) pairs already there, so a long regenerati
 interrupted and resumed. A record made with another recipe (training settings, training or
 validation images, architecture) is refused rather than mixed in.
 
-Command line. Defaults: the 8 variants of :func:`ablation_variants` x 3 seeds (4 for the five
-depth rows, :data:`DEPTH_VARIANTS`: the committed table, :func:`default_seeds`), 8 epochs on a
+Command line. Defaults: the 8 variants of :func:`ablation_variants` x the 3 :data:`SEEDS` (the
+committed table), 8 epochs on a
 class-balanced subset of the embedded training set (300 images per class), validated on the
 whole validation split, with the shipped model's recipe otherwise (batch 32, lr 0.01, flip).
 ``--table architecture`` trains Fig 6's three first layers (:func:`architecture_variants`) the
@@ -59,8 +59,6 @@ __all__ = [
     "paper_depth_points",
     "DEPTH_VARIANTS",
     "SEEDS",
-    "DEPTH_SEEDS",
-    "default_seeds",
     "architecture_variants",
     "TABLES",
     "TRAIN_OVERRIDABLE",
@@ -122,10 +120,8 @@ def paper_depth_points(variant: str) -> float:
 #: Table 3's depth rows, which the depth finding compares: the full network, the three single
 #: removals and the collapse (names of :func:`ablation_variants`).
 DEPTH_VARIANTS = ("full", "no conv3,4", "no fc7", "no fc6,7", "no conv3,4 + fc6,7")
-#: Training seeds of the committed tables: every variant has ``SEEDS``; Table 3's depth rows
-#: have ``DEPTH_SEEDS``, a fourth seed for the spread of the collapse.
+#: Training seeds of every variant of the committed tables (what the command line trains).
 SEEDS = (0, 1, 2)
-DEPTH_SEEDS = (0, 1, 2, 3)
 
 
 def architecture_variants() -> dict[str, dict[str, Any]]:
@@ -166,14 +162,6 @@ TABLES = {
     "depth": (ablation_variants, DATA_DIR / "ablation.json"),
     "architecture": (architecture_variants, DATA_DIR / "arch_selection.json"),
 }
-
-
-def default_seeds(table: str, variant: str) -> tuple[int, ...]:
-    """The seeds of ``variant`` in the committed ``table`` (a key of :data:`TABLES`): what the
-    command line trains when ``--seeds`` is not given."""
-    if table not in TABLES:
-        raise ValueError(f"unknown table {table!r}; choose from {sorted(TABLES)}")
-    return DEPTH_SEEDS if table == "depth" and variant in DEPTH_VARIANTS else SEEDS
 
 
 def dataset_fingerprint(dataset: ImageTensorDataset) -> str:
@@ -228,7 +216,7 @@ def run_ablation(
     train_set: ImageTensorDataset,
     val_set: ImageTensorDataset,
     train_config: TrainConfig,
-    seeds: Sequence[int] | Mapping[str, Sequence[int]] = SEEDS,
+    seeds: Sequence[int] = SEEDS,
     base: ZFNetConfig | None = None,
     progress: bool = True,
     results_path: str | os.PathLike | None = None,
@@ -245,7 +233,7 @@ def run_ablation(
         train_set, val_set: the data; the train error is measured on ``train_set`` after
             training, in eval mode and without augmentation.
         train_config: the recipe; its ``seed`` is replaced by each of ``seeds``.
-        seeds: the training seeds of every variant, or variant name -> its seeds.
+        seeds: the training seeds of every variant.
         results_path: JSON file of records, rewritten atomically after each run; runs already
             in it are skipped (resume). ``None``: keep results in memory only.
         checkpoint_dir: when given, each trained model is also saved there as
@@ -277,13 +265,7 @@ def run_ablation(
     records = load_results(path) if path is not None else []
     done = {(record["variant"], record["seed"]): record for record in records}
     split = {name: split_overrides(name, overrides) for name, overrides in variants.items()}
-    seeds_of = seeds if isinstance(seeds, Mapping) else dict.fromkeys(variants, seeds)
-    missing = sorted(set(variants) - set(seeds_of))
-    if missing:
-        raise ValueError(f"seeds has no entry for variants {missing}; give each its seeds")
-    runs = progress_bar(
-        [(name, seed) for name in variants for seed in seeds_of[name]], desc="ablation runs", progress=progress
-    )
+    runs = progress_bar([(name, seed) for name in variants for seed in seeds], desc="ablation runs", progress=progress)
     for name, seed in runs:
         model_overrides, train_overrides = split[name]
         model_config = dataclasses.replace(
@@ -552,7 +534,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=_seed_list,
         default=None,
         help=f"comma-separated training seeds of every variant (default: those of the committed tables, "
-        f"{','.join(map(str, SEEDS))}, and {','.join(map(str, DEPTH_SEEDS))} for Table 3's depth rows {list(DEPTH_VARIANTS)})",
+        f"{','.join(map(str, SEEDS))})",
     )
     parser.add_argument(
         "--variants",
@@ -607,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment=args.augment, validate_every_epoch=False
     )
-    seeds = {name: args.seeds or default_seeds(args.table, name) for name in variants}
+    seeds = args.seeds or SEEDS
     # the other tables' runs with the same architecture and recipe are not trained twice
     reuse = (
         []
@@ -624,7 +606,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         reuse=reuse,
         copy_same_runs=not args.no_reuse,
     )
-    print(summarize([r for r in records if r["seed"] in seeds.get(r["variant"], ())]).format())
+    print(summarize([r for r in records if r["seed"] in seeds]).format())
     return records
 
 
