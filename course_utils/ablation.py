@@ -16,8 +16,7 @@ interrupted and resumed. A record made with another recipe (training settings, t
 validation images, architecture) is refused rather than mixed in.
 
 Command line. Defaults: the 8 variants of :func:`ablation_variants` x the 3 :data:`SEEDS` (the
-committed table), 8 epochs on a
-class-balanced subset of the embedded training set (300 images per class), validated on the
+committed table), 8 epochs on a class-balanced subset of the embedded training set (300 images per class), validated on the
 whole validation split, with the shipped model's recipe otherwise (batch 32, lr 0.01, flip).
 ``--table architecture`` trains Fig 6's three first layers (:func:`architecture_variants`) the
 same way into ``data/arch_selection.json``. The README gives the measured times. Interrupt
@@ -532,7 +531,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--seeds",
         type=_seed_list,
-        default=None,
+        default=SEEDS,
         help=f"comma-separated training seeds of every variant (default: those of the committed tables, "
         f"{','.join(map(str, SEEDS))})",
     )
@@ -589,7 +588,6 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment=args.augment, validate_every_epoch=False
     )
-    seeds = args.seeds or SEEDS
     # the other tables' runs with the same architecture and recipe are not trained twice
     reuse = (
         []
@@ -601,12 +599,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         train_set,
         val_set,
         config,
-        seeds,
+        args.seeds,
         results_path=args.out or default_out,
         reuse=reuse,
         copy_same_runs=not args.no_reuse,
     )
-    print(summarize([r for r in records if r["seed"] in seeds]).format())
+    print(summarize([r for r in records if r["variant"] in variants and r["seed"] in args.seeds]).format())
     return records
 
 

@@ -264,6 +264,10 @@ def test_cli_trains_every_variant_on_the_default_seeds(tmp_path, monkeypatch, ca
     assert rows["full"].split()[2] == "2" and rows["fc6,7 narrow (x0.5)"].split()[4] == "2"  # seeds per row
     records = ablation.main(["--variants", "full", "--seeds", "2", *options, "--out", str(out)])
     assert [(r["variant"], r["seed"]) for r in records][-1] == ("full", 2)  # --seeds: every variant's seeds
+    capsys.readouterr()
+    ablation.main(["--variants", "full", "--seeds", "0", *options, "--out", str(out)])  # all in the file already
+    rows = {line.split("  ")[0].strip(): line for line in capsys.readouterr().out.splitlines()}
+    assert rows["full"].split()[2] == "1" and "fc6,7 narrow (x0.5)" not in rows  # the runs asked for only
 
 
 @pytest.mark.parametrize(
